@@ -1,0 +1,98 @@
+//! Consumes one queue with manual acks; each delivery becomes a plain [`Message`] and its [`Acker`].
+
+use anyhow::{Context, anyhow};
+use futures_util::StreamExt;
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{FieldTable, ShortString};
+
+use super::Acker;
+use super::convert::{delivery_count, properties_from_amqp};
+use crate::message::Message;
+
+/// A manual-ack consumer on its own channel.
+pub struct Consumer {
+    channel: lapin::Channel,
+    inner: lapin::Consumer,
+    queue: String,
+    tag: ShortString,
+}
+
+impl Consumer {
+    pub(super) async fn start(
+        connection: &lapin::Connection,
+        queue: &str,
+        prefetch: u16,
+        tag: &str,
+    ) -> anyhow::Result<Self> {
+        let channel = connection
+            .create_channel()
+            .await
+            .context("cannot open a channel to consume")?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .with_context(|| format!("basic.qos({prefetch}) refused"))?;
+        let inner = channel
+            .basic_consume(
+                ShortString::from(queue),
+                ShortString::from(tag),
+                BasicConsumeOptions {
+                    no_ack: false,
+                    ..BasicConsumeOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| anyhow!("cannot consume queue {queue:?}: {e}"))?;
+        let tag = inner.tag();
+        Ok(Self {
+            channel,
+            inner,
+            queue: queue.to_owned(),
+            tag,
+        })
+    }
+
+    /// The next delivery; `None` once the consumer is cancelled (by us or the broker).
+    pub async fn next(&mut self) -> Option<anyhow::Result<(Message, Acker)>> {
+        let delivery = match self.inner.next().await? {
+            Ok(delivery) => delivery,
+            Err(e) => return Some(Err(anyhow!("consumer on {:?} failed: {e}", self.queue))),
+        };
+        let message = Message {
+            exchange: delivery.exchange.as_str().to_owned(),
+            routing_key: delivery.routing_key.as_str().to_owned(),
+            queue: self.queue.clone(),
+            redelivered: delivery.redelivered,
+            delivery_count: delivery_count(&delivery.properties),
+            properties: properties_from_amqp(&delivery.properties),
+            body: delivery.data,
+        };
+        Some(Ok((
+            message,
+            Acker {
+                inner: delivery.acker,
+            },
+        )))
+    }
+
+    /// Stops deliveries (`basic.cancel`). Deliveries already received can still be settled.
+    pub async fn cancel(&self) {
+        if self.channel.status().connected() {
+            let _ = self
+                .channel
+                .basic_cancel(self.tag.clone(), BasicCancelOptions::default())
+                .await;
+        }
+    }
+
+    /// Closes the channel; deliveries not yet settled go back to the queue.
+    pub async fn close(self) {
+        if self.channel.status().connected() {
+            let _ = self
+                .channel
+                .close(200, ShortString::from("pipeline stopped"))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! `warren check`: validates the config and compiles and initialises every plugin, without a broker.
+
+use std::fmt::Write as _;
+
+use crate::app::load_plugins;
+use crate::config::Config;
+use crate::plugin::Runtime;
+
+/// Checks everything that can be checked without the broker; returns a summary of what would run.
+pub async fn check(config: &Config) -> anyhow::Result<String> {
+    let runtime = Runtime::new()?;
+    let plugins = load_plugins(&runtime, config).await?;
+    let mut out = String::new();
+    let _ = writeln!(out, "config {} is valid", config.path.display());
+    let _ = writeln!(out, "broker   {}", config.broker.url);
+    for (name, p) in &plugins {
+        let s = &config.plugins[name];
+        let hosts = if s.allowed_hosts.is_empty() {
+            "none".to_owned()
+        } else {
+            s.allowed_hosts.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "plugin   {name}: {} version {} (timeout {} ms, memory {} MiB, http hosts: {hosts})",
+            p.path().display(),
+            p.version(),
+            s.limits.timeout.as_millis(),
+            s.limits.memory_bytes / (1024 * 1024),
+        );
+    }
+    for q in &config.queues {
+        let args: Vec<String> = q
+            .arguments
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "queue    {} (durable {}{}{})",
+            q.name,
+            q.durable,
+            if args.is_empty() { "" } else { ", " },
+            args.join(", ")
+        );
+    }
+    for p in &config.pipelines {
+        let _ = writeln!(
+            out,
+            "pipeline {}: queue {} -> plugin {} (prefetch {}, concurrency {}, on_error {:?})",
+            p.name, p.queue, p.plugin, p.prefetch, p.concurrency, p.on_error
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,778 @@
+//! Reads `warren.toml`: serde structs that mirror the file, validated into settings that cannot hold bad values.
+//!
+//! Every error names the file and the key (`pipelines[0].plugin`), and says what would fix it.
+//! Relative paths are resolved against the directory of the config file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroUsize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Where `warren run` looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/warren/warren.toml";
+/// The broker URL when `[broker] url` is not given.
+pub const DEFAULT_BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// `prefetch` when a pipeline does not set it.
+pub const DEFAULT_PREFETCH: u16 = 10;
+/// `timeout_ms` when a plugin does not set it: the wall-clock limit of one `handle`.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// `memory_mb` when a plugin does not set it: the cap on each linear memory.
+pub const DEFAULT_MEMORY_MB: u64 = 64;
+/// `max_body_bytes` when a plugin does not set it: larger messages go to `on_error` unread.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// `shutdown_grace_ms` when not set: how long in-flight messages may take to finish on stop.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+
+// ---------------------------------------------------------------------------------------------
+// The file, as written.
+// ---------------------------------------------------------------------------------------------
+
+/// The TOML file as written. Field docs give the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    /// `[broker]`: where to connect. Default: the local broker as guest.
+    #[serde(default)]
+    broker: RawBroker,
+    /// `[admin]`: the admin HTTP endpoint. Default: none.
+    admin: Option<RawAdmin>,
+    /// `shutdown_grace_ms`: time for in-flight messages on stop. Default 30000.
+    shutdown_grace_ms: Option<u64>,
+    /// `[plugins.NAME]`: the plugins, by name.
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPlugin>,
+    /// `[[queues]]`: queues declared at start-up.
+    #[serde(default)]
+    queues: Vec<RawQueue>,
+    /// `[[exchanges]]`: exchanges declared at start-up.
+    #[serde(default)]
+    exchanges: Vec<RawExchange>,
+    /// `[[bindings]]`: bindings declared at start-up, after queues and exchanges.
+    #[serde(default)]
+    bindings: Vec<RawBinding>,
+    /// `[[pipelines]]`: one queue consumed by one plugin.
+    #[serde(default)]
+    pipelines: Vec<RawPipeline>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBroker {
+    /// `amqp://user:password@host:port/vhost` (or `amqps://`). Default: [`DEFAULT_BROKER_URL`].
+    url: Option<String>,
+    /// The connection name shown in the management UI. Default: `warren`.
+    connection_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    /// `host:port` to serve `/metrics`, `/healthz`, `/readyz`, `/plugins` on.
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    /// The `.wasm` component; relative to the config file.
+    path: PathBuf,
+    /// Handed to the plugin's `init`, every value as a string. Default: empty.
+    #[serde(default)]
+    config: toml::Table,
+    /// Wall-clock limit of one `handle`, in ms. Default [`DEFAULT_TIMEOUT_MS`].
+    timeout_ms: Option<u64>,
+    /// Cap on each linear memory, in MiB. Default [`DEFAULT_MEMORY_MB`].
+    memory_mb: Option<u64>,
+    /// Largest body handed to the plugin. Default [`DEFAULT_MAX_BODY_BYTES`].
+    max_body_bytes: Option<usize>,
+    /// Hosts (`host:port`, `*.example.com:443`) the plugin may send HTTP requests to. Default: none.
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    name: String,
+    /// Survives a broker restart. Default true.
+    durable: Option<bool>,
+    /// Deleted when the last consumer goes. Default false.
+    #[serde(default)]
+    auto_delete: bool,
+    /// `x-max-priority`, 1 to 255. Default: not a priority queue.
+    max_priority: Option<u8>,
+    /// `x-dead-letter-exchange`. Default: none (rejected messages are dropped).
+    dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`. Default: the message's own routing key.
+    dead_letter_routing_key: Option<String>,
+    /// Any other queue arguments, e.g. `{ "x-queue-type" = "quorum" }`.
+    #[serde(default)]
+    arguments: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExchange {
+    name: String,
+    /// `direct`, `fanout`, `topic` or `headers`. Default `direct`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Default true.
+    durable: Option<bool>,
+    /// Default false.
+    #[serde(default)]
+    auto_delete: bool,
+    #[serde(default)]
+    arguments: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBinding {
+    exchange: String,
+    queue: String,
+    /// Default: empty.
+    #[serde(default)]
+    routing_key: String,
+    #[serde(default)]
+    arguments: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    name: String,
+    queue: String,
+    plugin: String,
+    /// `basic.qos` prefetch count. Default [`DEFAULT_PREFETCH`].
+    prefetch: Option<u16>,
+    /// Messages inside the plugin at once. Default: `prefetch`.
+    concurrency: Option<usize>,
+    /// `requeue` or `reject`. Default `reject`, so a poison message cannot loop forever.
+    on_error: Option<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The settings, validated.
+// ---------------------------------------------------------------------------------------------
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Broker connection.
+    pub broker: BrokerSettings,
+    /// Admin endpoint, if any.
+    pub admin: Option<AdminSettings>,
+    /// How long in-flight messages may take to finish on stop.
+    pub shutdown_grace: Duration,
+    /// Plugins by name.
+    pub plugins: BTreeMap<String, PluginSettings>,
+    /// Queues to declare.
+    pub queues: Vec<QueueSettings>,
+    /// Exchanges to declare.
+    pub exchanges: Vec<ExchangeSettings>,
+    /// Bindings to declare.
+    pub bindings: Vec<BindingSettings>,
+    /// Pipelines to run.
+    pub pipelines: Vec<PipelineSettings>,
+}
+
+/// The broker connection.
+#[derive(Debug, Clone)]
+pub struct BrokerSettings {
+    /// The AMQP URL, password included; its `Display`/`Debug` hide the password.
+    pub url: BrokerUrl,
+    /// Connection name prefix shown by the broker.
+    pub connection_name: String,
+}
+
+/// An AMQP URL whose password never reaches a log or an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrl(String);
+
+impl BrokerUrl {
+    /// Parses and checks the scheme; the error does not quote the URL.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let parsed = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e})"))?;
+        match parsed.scheme() {
+            "amqp" | "amqps" => Ok(Self(raw.to_owned())),
+            other => Err(format!(
+                "scheme must be amqp:// or amqps://, not {other}://"
+            )),
+        }
+    }
+
+    /// The full URL, for the client library only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) => {
+                if url.password().is_some() {
+                    // Cannot fail: the URL has a password, so it has a host.
+                    let _ = url.set_password(Some("***"));
+                }
+                f.write_str(url.as_str())
+            }
+            Err(_) => f.write_str("<invalid url>"),
+        }
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrl({self})")
+    }
+}
+
+/// The admin endpoint.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+}
+
+/// One plugin.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// Its name in the config.
+    pub name: String,
+    /// Absolute path of the `.wasm` component.
+    pub path: PathBuf,
+    /// The `config` table, values as strings, in key order.
+    pub config: Vec<(String, String)>,
+    /// Sandbox limits.
+    pub limits: Limits,
+    /// Hosts it may reach over HTTP.
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The sandbox limits of one plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock limit of one `handle`.
+    pub timeout: Duration,
+    /// Cap on each linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Largest body handed to the plugin.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
+            memory_bytes: mib(DEFAULT_MEMORY_MB),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX)
+}
+
+/// A value in a queue, exchange or binding `arguments` table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ArgValue {
+    /// A string.
+    Text(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// Arguments of a declaration, by key.
+pub type Arguments = BTreeMap<String, ArgValue>;
+
+/// A queue to declare.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Queue name.
+    pub name: String,
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// All arguments, `x-max-priority` and `x-dead-letter-*` included.
+    pub arguments: Arguments,
+}
+
+/// The kind of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// Routes by exact routing key.
+    Direct,
+    /// Routes to every bound queue.
+    Fanout,
+    /// Routes by routing-key pattern.
+    Topic,
+    /// Routes by headers.
+    Headers,
+}
+
+/// An exchange to declare.
+#[derive(Debug, Clone)]
+pub struct ExchangeSettings {
+    /// Exchange name.
+    pub name: String,
+    /// Its type.
+    pub kind: ExchangeKind,
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Extra arguments.
+    pub arguments: Arguments,
+}
+
+/// A binding to declare.
+#[derive(Debug, Clone)]
+pub struct BindingSettings {
+    /// Source exchange.
+    pub exchange: String,
+    /// Destination queue.
+    pub queue: String,
+    /// Binding key.
+    pub routing_key: String,
+    /// Extra arguments.
+    pub arguments: Arguments,
+}
+
+/// What happens to a message whose plugin failed (trap, timeout, limit) or whose publishes failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Give it back to the queue.
+    Requeue,
+    /// Reject it without requeue: to the dead-letter exchange if the queue has one.
+    Reject,
+}
+
+/// One pipeline: a queue consumed by a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineSettings {
+    /// Pipeline name.
+    pub name: String,
+    /// The queue consumed.
+    pub queue: String,
+    /// The plugin's name.
+    pub plugin: String,
+    /// `basic.qos` prefetch count.
+    pub prefetch: NonZeroU16,
+    /// Messages inside the plugin at once.
+    pub concurrency: NonZeroUsize,
+    /// What a failure becomes.
+    pub on_error: OnError,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates `text` as if read from `path` (relative paths resolve against its directory).
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut problems = Vec::new();
+        let config = validate(raw, path, &base, &mut problems);
+        if !problems.is_empty() {
+            bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+        }
+        Ok(config)
+    }
+
+    /// The settings of the plugin a pipeline names (validated to exist).
+    pub fn plugin_of(&self, pipeline: &PipelineSettings) -> Option<&PluginSettings> {
+        self.plugins.get(&pipeline.plugin)
+    }
+}
+
+fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>) -> Config {
+    let url_text = raw.broker.url.as_deref().unwrap_or(DEFAULT_BROKER_URL);
+    let url = BrokerUrl::parse(url_text).unwrap_or_else(|e| {
+        problems.push(format!("broker.url: {e}"));
+        BrokerUrl(String::new())
+    });
+    let broker = BrokerSettings {
+        url,
+        connection_name: raw
+            .broker
+            .connection_name
+            .unwrap_or_else(|| "warren".to_owned()),
+    };
+
+    let admin = raw.admin.and_then(|a| match a.listen.parse() {
+        Ok(listen) => Some(AdminSettings { listen }),
+        Err(_) => {
+            problems.push(format!(
+                "admin.listen: {:?} is not an address; write host:port, e.g. \"127.0.0.1:9090\"",
+                a.listen
+            ));
+            None
+        }
+    });
+
+    let mut plugins = BTreeMap::new();
+    for (name, p) in raw.plugins {
+        let key = format!("plugins.{name}");
+        let resolved = base.join(&p.path);
+        if !resolved.is_file() {
+            problems.push(format!(
+                "{key}.path: no plugin file at {} (relative paths are relative to {}); build it or fix the path",
+                resolved.display(),
+                path.display()
+            ));
+        }
+        let limits = Limits {
+            timeout: Duration::from_millis(positive(
+                p.timeout_ms,
+                DEFAULT_TIMEOUT_MS,
+                &format!("{key}.timeout_ms"),
+                problems,
+            )),
+            memory_bytes: mib(positive(
+                p.memory_mb,
+                DEFAULT_MEMORY_MB,
+                &format!("{key}.memory_mb"),
+                problems,
+            )),
+            max_body_bytes: p.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        };
+        let config = p
+            .config
+            .into_iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    toml::Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, v)
+            })
+            .collect();
+        plugins.insert(
+            name.clone(),
+            PluginSettings {
+                name,
+                path: resolved,
+                config,
+                limits,
+                allowed_hosts: p.allowed_hosts,
+            },
+        );
+    }
+
+    let mut queue_names = BTreeSet::new();
+    let mut queues = Vec::new();
+    for (i, q) in raw.queues.into_iter().enumerate() {
+        let key = format!("queues[{i}]");
+        if q.name.is_empty() {
+            problems.push(format!("{key}.name: a declared queue needs a name"));
+        }
+        if !queue_names.insert(q.name.clone()) {
+            problems.push(format!("{key}.name: queue {:?} is declared twice", q.name));
+        }
+        let mut arguments = arguments(q.arguments, &format!("{key}.arguments"), problems);
+        if let Some(p) = q.max_priority {
+            if p == 0 {
+                problems.push(format!(
+                    "{key}.max_priority: must be 1 to 255 (RabbitMQ recommends at most 10)"
+                ));
+            }
+            arguments.insert("x-max-priority".into(), ArgValue::Int(i64::from(p)));
+        }
+        if let Some(dlx) = q.dead_letter_exchange {
+            arguments.insert("x-dead-letter-exchange".into(), ArgValue::Text(dlx));
+        }
+        if let Some(rk) = q.dead_letter_routing_key {
+            arguments.insert("x-dead-letter-routing-key".into(), ArgValue::Text(rk));
+        }
+        queues.push(QueueSettings {
+            name: q.name,
+            durable: q.durable.unwrap_or(true),
+            auto_delete: q.auto_delete,
+            arguments,
+        });
+    }
+
+    let mut exchange_names = BTreeSet::new();
+    let mut exchanges = Vec::new();
+    for (i, e) in raw.exchanges.into_iter().enumerate() {
+        let key = format!("exchanges[{i}]");
+        if e.name.is_empty() || e.name.starts_with("amq.") {
+            problems.push(format!(
+                "{key}.name: {:?} cannot be declared (empty and amq.* names belong to the broker)",
+                e.name
+            ));
+        }
+        if !exchange_names.insert(e.name.clone()) {
+            problems.push(format!(
+                "{key}.name: exchange {:?} is declared twice",
+                e.name
+            ));
+        }
+        let kind = match e.kind.as_deref().unwrap_or("direct") {
+            "direct" => ExchangeKind::Direct,
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "headers" => ExchangeKind::Headers,
+            other => {
+                problems.push(format!(
+                    "{key}.type: {other:?} is not an exchange type; use direct, fanout, topic or headers"
+                ));
+                ExchangeKind::Direct
+            }
+        };
+        exchanges.push(ExchangeSettings {
+            name: e.name,
+            kind,
+            durable: e.durable.unwrap_or(true),
+            auto_delete: e.auto_delete,
+            arguments: arguments(e.arguments, &format!("{key}.arguments"), problems),
+        });
+    }
+
+    let bindings = raw
+        .bindings
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let key = format!("bindings[{i}]");
+            if !queue_names.contains(&b.queue) {
+                problems.push(format!(
+                    "{key}.queue: {:?} is not a declared queue; add it under [[queues]]",
+                    b.queue
+                ));
+            }
+            if !exchange_names.contains(&b.exchange) && !b.exchange.starts_with("amq.") {
+                problems.push(format!(
+                    "{key}.exchange: {:?} is not a declared exchange; add it under [[exchanges]]",
+                    b.exchange
+                ));
+            }
+            BindingSettings {
+                exchange: b.exchange,
+                queue: b.queue,
+                routing_key: b.routing_key,
+                arguments: arguments(b.arguments, &format!("{key}.arguments"), problems),
+            }
+        })
+        .collect();
+
+    let mut pipeline_names = BTreeSet::new();
+    let mut pipelines = Vec::new();
+    for (i, p) in raw.pipelines.into_iter().enumerate() {
+        let key = format!("pipelines[{i}]");
+        if !pipeline_names.insert(p.name.clone()) {
+            problems.push(format!(
+                "{key}.name: pipeline {:?} is defined twice",
+                p.name
+            ));
+        }
+        if !queue_names.contains(&p.queue) {
+            problems.push(format!(
+                "{key}.queue: {:?} is not a declared queue; add a [[queues]] entry with name = {:?}",
+                p.queue, p.queue
+            ));
+        }
+        if !plugins.contains_key(&p.plugin) {
+            let known: Vec<&str> = plugins.keys().map(String::as_str).collect();
+            problems.push(format!(
+                "{key}.plugin: no plugin named {:?}; defined plugins: [{}]",
+                p.plugin,
+                known.join(", ")
+            ));
+        }
+        let prefetch =
+            NonZeroU16::new(p.prefetch.unwrap_or(DEFAULT_PREFETCH)).unwrap_or_else(|| {
+                problems.push(format!(
+                    "{key}.prefetch: must be at least 1 (0 would mean unlimited unacked messages)"
+                ));
+                NonZeroU16::MIN
+            });
+        let concurrency = match p.concurrency {
+            None => NonZeroUsize::from(prefetch),
+            Some(c) => NonZeroUsize::new(c).unwrap_or_else(|| {
+                problems.push(format!("{key}.concurrency: must be at least 1"));
+                NonZeroUsize::MIN
+            }),
+        };
+        let on_error = match p.on_error.as_deref().unwrap_or("reject") {
+            "reject" => OnError::Reject,
+            "requeue" => OnError::Requeue,
+            other => {
+                problems.push(format!(
+                    "{key}.on_error: {other:?} is not a policy; use \"reject\" (dead-letter) or \"requeue\""
+                ));
+                OnError::Reject
+            }
+        };
+        pipelines.push(PipelineSettings {
+            name: p.name,
+            queue: p.queue,
+            plugin: p.plugin,
+            prefetch,
+            concurrency,
+            on_error,
+        });
+    }
+
+    Config {
+        path: path.to_path_buf(),
+        broker,
+        admin,
+        shutdown_grace: Duration::from_millis(
+            raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+        ),
+        plugins,
+        queues,
+        exchanges,
+        bindings,
+        pipelines,
+    }
+}
+
+fn positive(value: Option<u64>, default: u64, key: &str, problems: &mut Vec<String>) -> u64 {
+    match value {
+        Some(0) => {
+            problems.push(format!("{key}: must be at least 1"));
+            default
+        }
+        Some(v) => v,
+        None => default,
+    }
+}
+
+fn arguments(table: toml::Table, key: &str, problems: &mut Vec<String>) -> Arguments {
+    table
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let value = match v {
+                toml::Value::String(s) => ArgValue::Text(s),
+                toml::Value::Integer(i) => ArgValue::Int(i),
+                toml::Value::Float(f) => ArgValue::Float(f),
+                toml::Value::Boolean(b) => ArgValue::Bool(b),
+                other => {
+                    problems.push(format!(
+                        "{key}.{k}: {} values are not supported; use a string, integer, float or boolean",
+                        other.type_str()
+                    ));
+                    return None;
+                }
+            };
+            Some((k, value))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<Config> {
+        Config::parse(text, Path::new("/nonexistent/warren.toml"))
+    }
+
+    fn error_of(text: &str) -> String {
+        format!("{:#}", parse(text).expect_err("config should be refused"))
+    }
+
+    const QUEUE_AND_PIPELINE: &str = r#"
+[[queues]]
+name = "q"
+[[pipelines]]
+name = "p"
+queue = "q"
+plugin = "missing"
+"#;
+
+    #[test]
+    fn unknown_key_names_key_line_and_file() {
+        let err = error_of("[broker]\nurl = \"amqp://localhost\"\nprefetchx = 3\n");
+        assert!(err.contains("/nonexistent/warren.toml"), "{err}");
+        assert!(err.contains("prefetchx"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let err = error_of("[[queues]]\nname = \"q\"\ndurable = \"yes\"\n");
+        assert!(err.contains("durable") || err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn missing_plugin_and_plugin_file_are_named() {
+        let err = error_of(QUEUE_AND_PIPELINE);
+        assert!(err.contains("pipelines[0].plugin"), "{err}");
+        let err = error_of("[plugins.x]\npath = \"x.wasm\"\n");
+        assert!(err.contains("plugins.x.path"), "{err}");
+        assert!(err.contains("/nonexistent/x.wasm"), "{err}");
+    }
+
+    #[test]
+    fn zero_prefetch_and_bad_on_error_are_refused() {
+        let text = QUEUE_AND_PIPELINE.replace(
+            "plugin = \"missing\"",
+            "plugin = \"missing\"\nprefetch = 0\non_error = \"drop\"",
+        );
+        let err = error_of(&text);
+        assert!(err.contains("pipelines[0].prefetch"), "{err}");
+        assert!(err.contains("pipelines[0].on_error"), "{err}");
+    }
+
+    #[test]
+    fn password_never_shown() {
+        let url = BrokerUrl::parse("amqp://user:s3cret@host:5672/%2f").expect("valid");
+        assert!(!url.to_string().contains("s3cret"));
+        assert!(!format!("{url:?}").contains("s3cret"));
+        let err = error_of("[broker]\nurl = \"http://user:s3cret@host\"\n");
+        assert!(err.contains("broker.url"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn queue_arguments_collected() {
+        let config = parse(
+            r#"
+[[queues]]
+name = "q"
+max_priority = 10
+dead_letter_exchange = "dlx"
+arguments = { "x-queue-type" = "quorum" }
+"#,
+        )
+        .expect("valid");
+        let args = &config.queues[0].arguments;
+        assert_eq!(args.get("x-max-priority"), Some(&ArgValue::Int(10)));
+        assert_eq!(
+            args.get("x-dead-letter-exchange"),
+            Some(&ArgValue::Text("dlx".into()))
+        );
+        assert_eq!(
+            args.get("x-queue-type"),
+            Some(&ArgValue::Text("quorum".into()))
+        );
+        assert!(config.queues[0].durable);
+    }
+}

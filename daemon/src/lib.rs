@@ -1,0 +1,16 @@
+//! Warren: consumes RabbitMQ queues and hands every message to a WebAssembly plugin, which
+//! acks, rejects, requeues or republishes it.
+//!
+//! The path of one message reads from the module names:
+//! [`broker`] (consume) → [`pipeline`] → [`plugin`] (invoke) → [`decision`] → [`broker`] (publish, settle).
+
+pub mod app;
+pub mod broker;
+pub mod check;
+pub mod config;
+pub mod decision;
+pub mod message;
+pub mod pipeline;
+pub mod plugin;
+pub mod produce;
+pub mod telemetry;

@@ -1,0 +1,173 @@
+//! The `warren` command: parse the command line, set up logging, hand over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use warren::config::{BrokerSettings, BrokerUrl, Config, DEFAULT_BROKER_URL, DEFAULT_CONFIG_PATH};
+use warren::produce::{self, Target};
+use warren::telemetry::{self, LogFormat};
+
+/// Consume RabbitMQ queues and hand each message to a WebAssembly plugin.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, about)]
+struct Cli {
+    /// Log line format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon until SIGTERM or SIGINT.
+    Run {
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and compile every plugin; print what would run.
+    Check {
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Publish each line of standard input as one persistent, confirmed message.
+    Publish {
+        /// Broker URL; defaults to [broker] url of --config, else the local broker.
+        #[arg(long, env = "WARREN_BROKER_URL", hide_env_values = true)]
+        url: Option<String>,
+        /// Take the broker URL from this configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Exchange to publish to (default: the default exchange).
+        #[arg(long, short, default_value = "")]
+        exchange: String,
+        /// Routing key.
+        #[arg(long, short, conflicts_with = "queue")]
+        routing_key: Option<String>,
+        /// Publish straight to this queue (the default exchange with the queue as routing key).
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Message priority (the queue needs max_priority).
+        #[arg(long, short)]
+        priority: Option<u8>,
+        /// Publish transient messages instead of persistent ones.
+        #[arg(long)]
+        transient: bool,
+        /// reply-to property.
+        #[arg(long)]
+        reply_to: Option<String>,
+        /// correlation-id property.
+        #[arg(long)]
+        correlation_id: Option<String>,
+        /// content-type property.
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
+            let shutdown = CancellationToken::new();
+            tokio::spawn(stop_on_signal(shutdown.clone()));
+            warren::app::run(config, shutdown).await
+        }
+        Command::Check { config } => {
+            let config = Config::load(&config)?;
+            print!("{}", warren::check::check(&config).await?);
+            Ok(())
+        }
+        Command::Publish {
+            url,
+            config,
+            exchange,
+            routing_key,
+            queue,
+            priority,
+            transient,
+            reply_to,
+            correlation_id,
+            content_type,
+        } => {
+            let broker = match (url, config) {
+                (Some(url), _) => BrokerSettings {
+                    url: BrokerUrl::parse(&url).map_err(|e| anyhow::anyhow!("--url: {e}"))?,
+                    connection_name: "warren-publish".into(),
+                },
+                (None, Some(path)) => Config::load(&path)?.broker,
+                (None, None) => BrokerSettings {
+                    url: BrokerUrl::parse(DEFAULT_BROKER_URL).map_err(anyhow::Error::msg)?,
+                    connection_name: "warren-publish".into(),
+                },
+            };
+            let (exchange, routing_key) = match (queue, routing_key) {
+                (Some(queue), _) => (String::new(), queue),
+                (None, Some(key)) => (exchange, key),
+                (None, None) if !exchange.is_empty() => (exchange, String::new()),
+                (None, None) => anyhow::bail!(
+                    "say where to publish: --queue NAME, or --exchange NAME with --routing-key KEY"
+                ),
+            };
+            let mut target = Target::new(exchange, routing_key);
+            target.properties.priority = priority;
+            target.properties.reply_to = reply_to;
+            target.properties.correlation_id = correlation_id;
+            target.properties.content_type = content_type;
+            if transient {
+                target.properties.delivery_mode = Some(1);
+            }
+            let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+            let count = produce::publish_lines(&broker, &target, stdin)
+                .await
+                .context("warren publish")?;
+            eprintln!("published {count} messages (confirmed by the broker)");
+            Ok(())
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGTERM or SIGINT.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    shutdown.cancel();
+}

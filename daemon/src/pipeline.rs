@@ -1,0 +1,145 @@
+//! One pipeline: consume a queue, hand each delivery to the plugin, publish what it asks, settle once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::broker::{Acker, Consumer, Publisher};
+use crate::config::PipelineSettings;
+use crate::decision::{Settlement, decide};
+use crate::message::Message;
+use crate::plugin::Plugin;
+
+/// The current version of a plugin. A reload swaps it; calls in flight keep their `Arc`.
+pub type PluginSlot = Arc<ArcSwap<Plugin>>;
+
+/// A running pipeline's parts.
+pub struct Pipeline {
+    name: Arc<str>,
+    settings: PipelineSettings,
+    plugin: PluginSlot,
+    publisher: Publisher,
+}
+
+impl Pipeline {
+    /// A pipeline that runs `settings` with `plugin`, publishing through `publisher`.
+    pub fn new(settings: PipelineSettings, plugin: PluginSlot, publisher: Publisher) -> Self {
+        Self {
+            name: Arc::from(settings.name.as_str()),
+            settings,
+            plugin,
+            publisher,
+        }
+    }
+
+    /// Consumes until `stop` is cancelled, then lets in-flight messages finish and settle
+    /// within `grace`. Messages not settled by then return to the queue when the channel closes.
+    ///
+    /// Returns an error if the consumer fails (channel or connection lost, consumer cancelled
+    /// by the broker); unsettled messages are then redelivered by the broker.
+    pub async fn run(
+        self,
+        mut consumer: Consumer,
+        stop: CancellationToken,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let permits = Arc::new(Semaphore::new(self.settings.concurrency.get()));
+        let tasks = TaskTracker::new();
+        let this = Arc::new(self);
+        let result = loop {
+            let permit = tokio::select! {
+                biased;
+                () = stop.cancelled() => break Ok(()),
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break Ok(()),
+                },
+            };
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => break Ok(()),
+                next = consumer.next() => next,
+            };
+            match next {
+                Some(Ok((message, acker))) => {
+                    let this = this.clone();
+                    tasks.spawn(async move {
+                        this.process(message, acker).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => break Err(e),
+                None => {
+                    break Err(anyhow::anyhow!(
+                        "pipeline {}: the broker cancelled the consumer on queue {:?} (queue deleted?)",
+                        this.name,
+                        this.settings.queue
+                    ));
+                }
+            }
+        };
+        consumer.cancel().await;
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(
+                pipeline = &*this.name,
+                grace_ms = grace.as_millis() as u64,
+                "in-flight messages did not finish within the grace period; they return to the queue"
+            );
+        }
+        consumer.close().await;
+        result
+    }
+
+    /// The path of one message: plugin → decision → publishes (confirmed) → settlement.
+    async fn process(&self, message: Message, acker: Acker) {
+        let plugin = self.plugin.load_full();
+        let on_error = self.settings.on_error;
+        let result = plugin.handle(&self.name, &message).await;
+        let message_id = message.properties.message_id.clone();
+        if let Err(error) = &result {
+            tracing::warn!(
+                pipeline = &*self.name,
+                plugin = plugin.name(),
+                version = plugin.version(),
+                message_id = message_id.as_deref().unwrap_or("-"),
+                on_error = ?on_error,
+                %error,
+                "plugin failed on a message"
+            );
+        }
+        let decision = decide(result, message, on_error);
+        let mut settlement = decision.settlement;
+        if let Err(error) = self.publisher.publish_all(&decision.publishes).await {
+            settlement = Settlement::on_error(on_error);
+            tracing::warn!(
+                pipeline = &*self.name,
+                plugin = plugin.name(),
+                version = plugin.version(),
+                message_id = message_id.as_deref().unwrap_or("-"),
+                verdict = decision.kind.as_str(),
+                on_error = ?on_error,
+                %error,
+                "publish failed; the message is not acked"
+            );
+        }
+        match acker.settle(settlement).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                pipeline = &*self.name,
+                message_id = message_id.as_deref().unwrap_or("-"),
+                "channel closed before the message was settled; the broker will redeliver it"
+            ),
+            Err(error) => tracing::warn!(
+                pipeline = &*self.name,
+                message_id = message_id.as_deref().unwrap_or("-"),
+                %error,
+                "settling failed; the broker will redeliver the message"
+            ),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Calls a plugin's `handle` on one message, inside its limits, on a pooled instance.
+
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
+
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
+
+use super::bindings::{self, Message, Outgoing, Verdict};
+use super::{HostState, Plugin};
+
+/// Extra time the async deadline gives a call beyond `timeout_ms`, so that a guest computing
+/// is stopped by the epoch (a clean trap) and only a guest stuck in a host call by the deadline.
+const ASYNC_DEADLINE_SLACK: std::time::Duration = super::EPOCH_TICK;
+
+/// What a plugin decided for one message, with the messages it asked to publish.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The verdict `handle` returned.
+    pub verdict: Verdict,
+    /// Extra messages published during `handle`, in order.
+    pub publishes: Vec<Outgoing>,
+}
+
+/// Why a plugin gave no verdict. Each case sends the message to the pipeline's `on_error`.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// The guest trapped: a panic, an out-of-bounds access, a stack overflow, a denied memory grow.
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// `handle` ran past `timeout_ms`.
+    #[error("plugin timed out after {0} ms")]
+    Timeout(u128),
+    /// The body is larger than `max_body_bytes`; the plugin was not called.
+    #[error("message body of {size} bytes is over the plugin's max_body_bytes ({limit})")]
+    TooLarge {
+        /// Body size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A new instance could not be created or its `init` failed.
+    #[error("plugin instance could not be started: {0}")]
+    Start(String),
+}
+
+/// One instance of a plugin: its store and its exports.
+pub(super) struct Instance {
+    store: Store<HostState>,
+    bindings: bindings::Plugin,
+}
+
+impl Plugin {
+    /// Runs `handle` on `message` and returns its verdict and publishes.
+    ///
+    /// `pipeline` tags the plugin's log lines. The message is lent, not copied by the host:
+    /// the caller keeps it to settle or republish.
+    pub async fn handle(
+        &self,
+        pipeline: &Arc<str>,
+        message: &Message,
+    ) -> Result<Outcome, PluginError> {
+        if message.body.len() > self.limits.max_body_bytes {
+            return Err(PluginError::TooLarge {
+                size: message.body.len(),
+                limit: self.limits.max_body_bytes,
+            });
+        }
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut instance = match idle {
+            Some(instance) => instance,
+            None => self.instantiate().await?,
+        };
+        let timeout = self.limits.timeout;
+        let state = instance.store.data_mut();
+        state.deadline = Instant::now() + timeout;
+        state.pipeline = pipeline.clone();
+        instance.store.set_epoch_deadline(1);
+
+        let call = instance
+            .bindings
+            .warren_plugin_handler()
+            .call_handle(&mut instance.store, message);
+        let result = tokio::time::timeout(timeout + ASYNC_DEADLINE_SLACK, call).await;
+        match result {
+            Ok(Ok(verdict)) => {
+                let publishes = std::mem::take(&mut instance.store.data_mut().pending);
+                self.release(instance);
+                Ok(Outcome { verdict, publishes })
+            }
+            // The instance is dropped: after a trap its state cannot be trusted.
+            Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
+                Err(PluginError::Timeout(timeout.as_millis()))
+            }
+            Ok(Err(e)) => Err(PluginError::Trap(format!("{e:#}"))),
+            // A future dropped mid-call leaves the store unusable: the instance goes with it.
+            Err(_elapsed) => Err(PluginError::Timeout(timeout.as_millis())),
+        }
+    }
+
+    /// Creates a store and instance and runs `init` with the plugin's config.
+    pub(super) async fn instantiate(&self) -> Result<Instance, PluginError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .build();
+        let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limits));
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store.data_mut().deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+
+        let start = async {
+            let bindings = self.pre.instantiate_async(&mut store).await?;
+            let init = bindings
+                .warren_plugin_handler()
+                .call_init(&mut store, &self.config)
+                .await?;
+            Ok::<_, wasmtime::Error>((bindings, init))
+        };
+        match tokio::time::timeout(self.limits.timeout + ASYNC_DEADLINE_SLACK, start).await {
+            Ok(Ok((bindings, Ok(())))) => Ok(Instance { store, bindings }),
+            Ok(Ok((_, Err(refused)))) => Err(PluginError::Start(format!(
+                "init refused the configuration: {refused}"
+            ))),
+            Ok(Err(e)) => Err(PluginError::Start(format!("{e:#}"))),
+            Err(_) => Err(PluginError::Start(format!(
+                "init did not finish within timeout_ms ({} ms)",
+                self.limits.timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Returns a healthy instance to the pool.
+    pub(super) fn release(&self, instance: Instance) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(instance);
+    }
+}

@@ -1,0 +1,218 @@
+//! The plugin host: one wasmtime engine, plugins compiled once and instantiated from a pre-linked component.
+//!
+//! A [`Plugin`] is one loaded version of one `.wasm` file. It keeps a pool of initialised
+//! instances, each with its own store, reused from message to message; an instance that
+//! traps or times out is dropped and a fresh one takes its place. Swapping plugin versions
+//! is swapping an `Arc<Plugin>`: calls in flight keep the version they started with.
+
+pub mod bindings;
+mod host;
+mod invoke;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, anyhow};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config as EngineConfig, Engine};
+
+use crate::config::{Limits, PluginSettings};
+pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
+pub use invoke::{Outcome, PluginError};
+
+/// How often the epoch advances; a call that overruns its deadline stops within one tick,
+/// and a guest computing without pause yields to other tasks once per tick.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The shared wasmtime engine and linker, and the thread that ticks the epoch.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+}
+
+impl Runtime {
+    /// Creates the engine (async, epoch interruption) and links WASI and the host imports.
+    pub fn new() -> anyhow::Result<Self> {
+        let mut config = EngineConfig::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let engine =
+            Engine::new(&config).map_err(|e| anyhow!("cannot create wasmtime engine: {e}"))?;
+
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("cannot link WASI: {e}"))?;
+        bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow!("cannot link the warren host interface: {e}"))?;
+
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("warren-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .context("cannot start the epoch thread")?;
+
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+
+    /// Reads, compiles, links and initialises one instance of a plugin, off the async threads.
+    ///
+    /// Fails, naming the file, if the file is missing or not a component, if it needs an
+    /// import warren does not provide, or if its `init` refuses the configuration.
+    pub async fn load(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
+        let path = settings.path.clone();
+        let bytes = tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))?;
+        let version = content_hash(&bytes);
+        let engine = self.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+            .await
+            .context("plugin compilation panicked")?
+            .map_err(|e| {
+                anyhow!(
+                    "plugin {}: {} is not a valid WebAssembly component: {e:#}",
+                    settings.name,
+                    path.display()
+                )
+            })?;
+        self.prepare(settings, component, version).await
+    }
+
+    async fn prepare(
+        &self,
+        settings: &PluginSettings,
+        component: Component,
+        version: String,
+    ) -> anyhow::Result<Arc<Plugin>> {
+        let path = settings.path.display();
+        let name = &settings.name;
+        check_contract(&component).map_err(|e| anyhow!("plugin {name}: {path}: {e}"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("plugin {name}: {path} cannot be linked: {e:#}"))?;
+        let pre = bindings::PluginPre::new(pre).map_err(|e| {
+            anyhow!("plugin {name}: {path} does not export the warren handler: {e:#}")
+        })?;
+        let plugin = Arc::new(Plugin {
+            name: Arc::from(name.as_str()),
+            version,
+            path: settings.path.clone(),
+            loaded_at: SystemTime::now(),
+            engine: self.engine.clone(),
+            pre,
+            config: settings.config.clone(),
+            limits: settings.limits.clone(),
+            idle: Mutex::new(Vec::new()),
+        });
+        // One instance now, so a plugin whose `init` fails is refused before it gets a message.
+        let instance = plugin
+            .instantiate()
+            .await
+            .map_err(|e| anyhow!("plugin {name}: {path}: {e}"))?;
+        plugin.release(instance);
+        Ok(plugin)
+    }
+}
+
+/// One loaded version of a plugin, with its pool of ready instances.
+pub struct Plugin {
+    name: Arc<str>,
+    version: String,
+    path: std::path::PathBuf,
+    loaded_at: SystemTime,
+    engine: Engine,
+    pre: bindings::PluginPre<HostState>,
+    config: Vec<(String, String)>,
+    limits: Limits,
+    idle: Mutex<Vec<invoke::Instance>>,
+}
+
+impl Plugin {
+    /// The plugin's name in the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version identity: the first 12 hex digits of the file's SHA-256.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// When it was loaded.
+    pub fn loaded_at(&self) -> SystemTime {
+        self.loaded_at
+    }
+
+    /// Its sandbox limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn content_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses a component built against another version of the contract, naming both versions.
+fn check_contract(component: &Component) -> anyhow::Result<()> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let wanted = format!(
+        "{}/handler@{}",
+        bindings::CONTRACT_PACKAGE,
+        bindings::CONTRACT_VERSION
+    );
+    let prefix = format!("{}/", bindings::CONTRACT_PACKAGE);
+    let mut found = None;
+    for (name, _) in ty.exports(engine) {
+        if name == wanted {
+            return Ok(());
+        }
+        if name.starts_with(&prefix) {
+            found = Some(name.to_owned());
+        }
+    }
+    for (name, _) in ty.imports(engine) {
+        if name.starts_with(&prefix) && !name.ends_with(&format!("@{}", bindings::CONTRACT_VERSION))
+        {
+            found.get_or_insert_with(|| name.to_owned());
+        }
+    }
+    match found {
+        Some(other) => Err(anyhow!(
+            "built against contract {other}, but this warren speaks {wanted}; rebuild the plugin with a matching SDK"
+        )),
+        None => Err(anyhow!(
+            "is not a warren plugin: it does not export {wanted}"
+        )),
+    }
+}

@@ -1,0 +1,349 @@
+//! Helpers shared by the end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, ExchangeKind};
+use tokio_util::sync::CancellationToken;
+use warren::app::Daemon;
+use warren::config::Config;
+
+/// The broker the tests use.
+pub fn broker_url() -> String {
+    std::env::var("WARREN_TEST_BROKER_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// The repository's root folder.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("daemon/ has a parent")
+        .to_path_buf()
+}
+
+/// Builds the shipped and test plugins once per test run (`plugins/build`).
+fn build_plugins() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(repo_root().join("plugins/build"))
+            .output()
+            .map_err(|e| format!("cannot run plugins/build: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "plugins/build failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// Path of a shipped plugin (`printer`, ...), built if needed.
+pub fn shipped_plugin(name: &str) -> PathBuf {
+    build_plugins();
+    repo_root()
+        .join("plugins/dist")
+        .join(format!("{name}.wasm"))
+}
+
+/// Path of a test-only plugin (`scripted`), built if needed.
+pub fn test_plugin(name: &str) -> PathBuf {
+    build_plugins();
+    repo_root()
+        .join("tests/plugins/dist")
+        .join(format!("{name}.wasm"))
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(what: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "warren-test.{what}.{}.{}.{nanos}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// How long a test waits for something to show on the broker before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Queues the tests declare expire this long after their last use, so a panicking test
+/// leaves nothing behind for long.
+pub const QUEUE_EXPIRES_MS: i64 = 120_000;
+
+/// The test's own connection to the broker.
+pub struct Broker {
+    connection: lapin::Connection,
+    channel: lapin::Channel,
+    queues: std::sync::Mutex<Vec<String>>,
+    exchanges: std::sync::Mutex<Vec<String>>,
+}
+
+impl Broker {
+    /// Connects, or fails the test saying how to start the broker.
+    pub async fn connect() -> Self {
+        let url = broker_url();
+        let connection = lapin::Connection::connect(
+            &url,
+            lapin::ConnectionProperties::default().with_connection_name("warren-test".into()),
+        )
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ is not reachable at {url}: {e}\n\
+                 The end-to-end tests need a real broker: start it with `rabbitmq-server -detached`"
+            )
+        });
+        let channel = connection.create_channel().await.expect("channel");
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
+        Self {
+            connection,
+            channel,
+            queues: Default::default(),
+            exchanges: Default::default(),
+        }
+    }
+
+    /// Declares a durable test queue that expires when unused; deleted by `cleanup`.
+    pub async fn queue(&self, name: &str) {
+        self.queue_with(name, FieldTable::default()).await;
+    }
+
+    /// Like [`Broker::queue`], with extra arguments.
+    pub async fn queue_with(&self, name: &str, mut args: FieldTable) {
+        args.insert(
+            "x-expires".into(),
+            AMQPValue::LongInt(QUEUE_EXPIRES_MS as i32),
+        );
+        self.channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("declare queue {name}: {e}"));
+        self.forget_later_queue(name);
+    }
+
+    /// Deletes this queue in `cleanup` (for queues warren declared).
+    pub fn forget_later_queue(&self, name: &str) {
+        self.queues.lock().expect("lock").push(name.to_owned());
+    }
+
+    /// Declares a fanout exchange bound to `queue`; deleted by `cleanup`.
+    pub async fn fanout_to(&self, exchange: &str, queue: &str) {
+        self.channel
+            .exchange_declare(
+                exchange.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare exchange");
+        self.channel
+            .queue_bind(
+                queue.into(),
+                exchange.into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        self.exchanges
+            .lock()
+            .expect("lock")
+            .push(exchange.to_owned());
+    }
+
+    /// Publishes to a queue through the default exchange and waits for the confirm.
+    pub async fn publish(&self, queue: &str, body: &[u8], properties: BasicProperties) {
+        self.channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .expect("publish")
+            .await
+            .expect("confirm");
+    }
+
+    /// Takes one message (auto-ack), if any.
+    pub async fn get(&self, queue: &str) -> Option<lapin::message::BasicGetMessage> {
+        self.channel
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+    }
+
+    /// Waits up to [`PATIENCE`] for a message in `queue` and takes it.
+    pub async fn next(&self, queue: &str) -> lapin::message::BasicGetMessage {
+        let start = Instant::now();
+        loop {
+            if let Some(m) = self.get(queue).await {
+                return m;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "no message arrived in {queue} within {PATIENCE:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Messages ready in `queue` (not counting unacked ones).
+    pub async fn ready(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
+        let _ = channel.close(200, "done".into()).await;
+        q.message_count()
+    }
+
+    /// Waits up to [`PATIENCE`] until `queue` holds exactly `n` ready messages.
+    pub async fn wait_ready(&self, queue: &str, n: u32) {
+        let start = Instant::now();
+        loop {
+            let ready = self.ready(queue).await;
+            if ready == n {
+                return;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{queue} holds {ready} ready messages, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Deletes every queue and exchange the test used.
+    pub async fn cleanup(&self) {
+        let queues = std::mem::take(&mut *self.queues.lock().expect("lock"));
+        for q in queues {
+            let _ = self
+                .channel
+                .queue_delete(ShortString::from(q), QueueDeleteOptions::default())
+                .await;
+        }
+        let exchanges = std::mem::take(&mut *self.exchanges.lock().expect("lock"));
+        for e in exchanges {
+            let _ = self
+                .channel
+                .exchange_delete(ShortString::from(e), ExchangeDeleteOptions::default())
+                .await;
+        }
+    }
+}
+
+/// A daemon running in this process, started from a config text.
+pub struct Running {
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Writes `config` to a temporary `warren.toml` and returns its path (kept while the dir lives).
+pub fn write_config(config: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("warren.toml");
+    std::fs::write(&path, config).expect("write config");
+    (dir, path)
+}
+
+/// Starts a daemon on `config` and returns once every pipeline consumes.
+pub async fn start(config: &str) -> Running {
+    let (dir, path) = write_config(config);
+    let config = Config::load(&path).unwrap_or_else(|e| panic!("config refused: {e:#}"));
+    let shutdown = CancellationToken::new();
+    let daemon = Daemon::start(config, shutdown.clone())
+        .await
+        .unwrap_or_else(|e| panic!("daemon did not start: {e:#}"));
+    Running {
+        shutdown,
+        task: tokio::spawn(daemon.wait()),
+        _dir: dir,
+    }
+}
+
+impl Running {
+    /// Stops the daemon gracefully and returns its result.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await.expect("daemon task")
+    }
+}
+
+/// A config with one queue (expiring) and one pipeline using the `scripted` test plugin.
+pub fn scripted_config(queue: &str, plugin_config: &str, pipeline_extra: &str) -> String {
+    format!(
+        r#"shutdown_grace_ms = 5000
+
+[broker]
+url = "{url}"
+
+[plugins.scripted]
+path = "{plugin}"
+config = {{ {plugin_config} }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "{queue}"
+queue = "{queue}"
+plugin = "scripted"
+{pipeline_extra}
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+        expires = QUEUE_EXPIRES_MS,
+    )
+}
+
+/// The value of header `key` in a message's properties.
+pub fn header<'a>(properties: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
+    properties.headers().as_ref()?.inner().get(key)
+}

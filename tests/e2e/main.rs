@@ -1,0 +1,15 @@
+//! End-to-end tests of warren against the real RabbitMQ broker at 127.0.0.1:5672
+//! (or `WARREN_TEST_BROKER_URL`). A broker that is down fails the run; it is never skipped.
+//! Every test uses its own uniquely named queues and deletes them.
+
+// Shared helpers: broker client, unique names, plugin builds, an in-process daemon.
+mod harness;
+
+// Each verdict (ack, reject, requeue, republish, extra publish, trap) observed on the broker.
+mod verdicts;
+
+// Flow control: prefetch honoured, priority order, message fields as plugins see them.
+mod flow;
+
+// The `warren` command: check on the shipped config, bad configs, publish.
+mod cli;

@@ -1,0 +1,239 @@
+//! Each verdict, and a plugin trap under both `on_error` policies, observed on the broker.
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::harness::{Broker, header, scripted_config, start, unique};
+
+/// `ack`: every message is consumed and acked; after a graceful stop nothing returns to the queue.
+#[tokio::test]
+async fn ack_empties_the_queue_and_leaves_nothing_unacked() {
+    let broker = Broker::connect().await;
+    let queue = unique("ack");
+    broker.queue(&queue).await;
+    for i in 0..25 {
+        broker
+            .publish(
+                &queue,
+                format!("m{i}").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await;
+    }
+    let daemon = start(&scripted_config(&queue, "mode = \"ack\"", "prefetch = 5")).await;
+    broker.wait_ready(&queue, 0).await;
+    daemon.stop().await.expect("clean stop");
+    // Unacked messages would be requeued when the daemon's channel closed.
+    assert_eq!(broker.ready(&queue).await, 0, "a message was left unacked");
+    broker.cleanup().await;
+}
+
+/// `reject`: the message goes to the queue's dead-letter exchange, not back to the queue.
+#[tokio::test]
+async fn reject_dead_letters() {
+    let broker = Broker::connect().await;
+    let queue = unique("reject");
+    let dlq = unique("reject-dlq");
+    let dlx = unique("reject-dlx");
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(dlx.as_str().into()),
+    );
+    broker.queue_with(&queue, args).await;
+    let config = scripted_config(&queue, "mode = \"reject\"", "").replace(
+        &format!("name = \"{queue}\"\narguments"),
+        &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
+    );
+    let daemon = start(&config).await;
+    broker
+        .publish(&queue, b"poison", BasicProperties::default())
+        .await;
+    let dead = broker.next(&dlq).await;
+    assert_eq!(dead.delivery.data, b"poison");
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// `requeue`: the message comes back, and the next `handle` sees `redelivered = true`.
+#[tokio::test]
+async fn requeue_redelivers_with_redelivered_flag() {
+    let broker = Broker::connect().await;
+    let queue = unique("requeue");
+    let out = unique("requeue-out");
+    broker.queue(&queue).await;
+    broker.queue(&out).await;
+    let daemon = start(&scripted_config(
+        &queue,
+        &format!("mode = \"requeue-once\", to = \"{out}\""),
+        "",
+    ))
+    .await;
+    broker
+        .publish(&queue, b"again", BasicProperties::default())
+        .await;
+    let seen = broker.next(&out).await;
+    assert_eq!(seen.delivery.data, b"again");
+    assert_eq!(
+        header(&seen.delivery.properties, "seen-redelivered"),
+        Some(&AMQPValue::Boolean(true)),
+        "the plugin only republishes once it sees redelivered = true"
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// `republish` with priority 7: arrives on the other queue with priority 7, persistent,
+/// with the original's other properties, and the source is acked.
+#[tokio::test]
+async fn republish_sets_priority_and_persistence() {
+    let broker = Broker::connect().await;
+    let queue = unique("republish");
+    let out = unique("republish-out");
+    broker.queue(&queue).await;
+    let mut args = FieldTable::default();
+    args.insert("x-max-priority".into(), AMQPValue::LongInt(10));
+    broker.queue_with(&out, args).await;
+    let daemon = start(&scripted_config(
+        &queue,
+        &format!("mode = \"republish\", to = \"{out}\", priority = \"7\""),
+        "",
+    ))
+    .await;
+    broker
+        .publish(
+            &queue,
+            b"forward me",
+            BasicProperties::default()
+                .with_delivery_mode(1)
+                .with_correlation_id("corr-9".into())
+                .with_content_type("text/plain".into()),
+        )
+        .await;
+    let got = broker.next(&out).await;
+    let p = &got.delivery.properties;
+    assert_eq!(got.delivery.data, b"forward me");
+    assert_eq!(*p.priority(), Some(7));
+    assert_eq!(
+        *p.delivery_mode(),
+        Some(2),
+        "republished messages are persistent"
+    );
+    assert_eq!(
+        p.correlation_id().as_ref().map(|s| s.as_str()),
+        Some("corr-9")
+    );
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("text/plain")
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0, "the source was acked");
+    broker.cleanup().await;
+}
+
+/// An extra `publish` during `handle` is delivered, then the source is acked.
+#[tokio::test]
+async fn extra_publish_then_ack() {
+    let broker = Broker::connect().await;
+    let queue = unique("publish");
+    let out = unique("publish-out");
+    broker.queue(&queue).await;
+    broker.queue(&out).await;
+    let daemon = start(&scripted_config(
+        &queue,
+        &format!("mode = \"publish-ack\", to = \"{out}\""),
+        "",
+    ))
+    .await;
+    broker
+        .publish(
+            &queue,
+            b"ping",
+            BasicProperties::default().with_correlation_id("c-42".into()),
+        )
+        .await;
+    let reply = broker.next(&out).await;
+    assert_eq!(reply.delivery.data, b"extra:ping");
+    assert_eq!(
+        reply
+            .delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|s| s.as_str()),
+        Some("c-42")
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// A trap with `on_error = "reject"` dead-letters the message, and the publishes made
+/// before the trap are discarded.
+#[tokio::test]
+async fn trap_with_on_error_reject_dead_letters_and_discards_publishes() {
+    let broker = Broker::connect().await;
+    let queue = unique("trap-reject");
+    let out = unique("trap-reject-out");
+    let dlq = unique("trap-reject-dlq");
+    let dlx = unique("trap-reject-dlx");
+    broker.queue(&out).await;
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    let config = scripted_config(
+        &queue,
+        &format!("mode = \"publish-then-trap\", to = \"{out}\""),
+        "on_error = \"reject\"",
+    )
+    .replace(
+        &format!("name = \"{queue}\"\narguments"),
+        &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
+    );
+    let daemon = start(&config).await;
+    broker
+        .publish(&queue, b"boom", BasicProperties::default())
+        .await;
+    let dead = broker.next(&dlq).await;
+    assert_eq!(dead.delivery.data, b"boom");
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        broker.ready(&out).await,
+        0,
+        "a trapped handle's publishes are discarded"
+    );
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// A trap with `on_error = "requeue"` gives the message back: it stays in the queue, redelivered.
+#[tokio::test]
+async fn trap_with_on_error_requeue_keeps_the_message() {
+    let broker = Broker::connect().await;
+    let queue = unique("trap-requeue");
+    broker.forget_later_queue(&queue);
+    let daemon = start(&scripted_config(
+        &queue,
+        "mode = \"body\"",
+        "on_error = \"requeue\"\nprefetch = 1",
+    ))
+    .await;
+    broker
+        .publish(&queue, b"trap", BasicProperties::default())
+        .await;
+    // Let it be delivered, trap and be requeued a few times.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    daemon.stop().await.expect("clean stop");
+    let back = broker.next(&queue).await;
+    assert_eq!(back.delivery.data, b"trap");
+    assert!(
+        back.delivery.redelivered,
+        "it was delivered and requeued before"
+    );
+    broker.cleanup().await;
+}
