@@ -7,8 +7,8 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use exports::warren::plugin::handler::Verdict;
-pub use warren::plugin::types::{
+pub use self::exports::warren::plugin::handler::Verdict;
+pub use self::warren::plugin::types::{
     Header, HeaderValue, Level, Message, Outgoing, Properties, Republish,
 };
 
