@@ -10,8 +10,13 @@ use std::num::{NonZeroU16, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+use crate::plugin::egress::EgressPolicy;
+pub use crate::plugin::egress::{DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_RESPONSE_BYTES};
 
 /// Where `warren run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warren/warren.toml";
@@ -25,6 +30,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_MEMORY_MB: u64 = 64;
 /// `max_body_bytes` when a plugin does not set it: larger messages go to `on_error` unread.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// RabbitMQ's default `consumer_timeout`: a delivery unacked for longer closes its channel.
+pub const BROKER_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `shutdown_grace_ms` when not set: how long in-flight messages may take to finish on stop.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 
@@ -93,6 +100,10 @@ struct RawPlugin {
     /// Hosts (`host:port`, `*.example.com:443`) the plugin may send HTTP requests to. Default: none.
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    /// Clamp on HTTP connect / first-byte / between-bytes timeouts, in ms. Default [`DEFAULT_HTTP_TIMEOUT_MS`].
+    http_timeout_ms: Option<u64>,
+    /// Largest HTTP response body the plugin may read. Default [`DEFAULT_MAX_RESPONSE_BYTES`].
+    max_response_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,8 +265,10 @@ pub struct PluginSettings {
     pub config: Vec<(String, String)>,
     /// Sandbox limits.
     pub limits: Limits,
-    /// Hosts it may reach over HTTP.
+    /// Hosts it may reach over HTTP, as written.
     pub allowed_hosts: Vec<String>,
+    /// The HTTP egress policy built from `allowed_hosts` and the HTTP limits.
+    pub egress: Arc<EgressPolicy>,
 }
 
 /// The sandbox limits of one plugin.
@@ -471,14 +484,37 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 (k, v)
             })
             .collect();
+        let egress = EgressPolicy::new(
+            &p.allowed_hosts,
+            Duration::from_millis(positive(
+                p.http_timeout_ms,
+                DEFAULT_HTTP_TIMEOUT_MS,
+                &format!("{key}.http_timeout_ms"),
+                problems,
+            )),
+            p.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+        )
+        .unwrap_or_else(|e| {
+            problems.push(format!("{key}.allowed_hosts: {e}"));
+            EgressPolicy::deny_all()
+        });
+        if limits.timeout > BROKER_CONSUMER_TIMEOUT {
+            tracing::warn!(
+                "{}: {key}.timeout_ms ({} ms) is longer than RabbitMQ's default consumer_timeout (30 min): \
+                 the broker may close the channel of a message still in the plugin",
+                path.display(),
+                limits.timeout.as_millis()
+            );
+        }
         plugins.insert(
             name.clone(),
             PluginSettings {
                 name,
-                path: resolved,
+                path: std::path::absolute(&resolved).unwrap_or(resolved),
                 config,
                 limits,
                 allowed_hosts: p.allowed_hosts,
+                egress: Arc::new(egress),
             },
         );
     }

@@ -13,3 +13,6 @@ mod flow;
 
 // The `warren` command: check on the shipped config, bad configs, publish.
 mod cli;
+
+// Sandbox limits: loops, memory, recursion, traps, oversized bodies are contained.
+mod sandbox;

@@ -5,6 +5,9 @@ use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::egress::{EgressHooks, EgressPolicy};
 
 use super::bindings::warren::plugin::{host, types};
 use super::bindings::{Level, Outgoing};
@@ -15,6 +18,8 @@ pub const MAX_PUBLISHES_PER_MESSAGE: usize = 1_000;
 /// What the host keeps for one plugin instance (one `Store`).
 pub struct HostState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    egress: EgressHooks,
     table: ResourceTable,
     /// Memory limits enforced by the store.
     pub(super) limits: StoreLimits,
@@ -30,7 +35,8 @@ pub struct HostState {
 
 impl HostState {
     /// A fresh state: WASI with stdout/stderr forwarded to warren's and nothing else granted.
-    pub fn new(plugin: Arc<str>, limits: StoreLimits) -> Self {
+    /// `wasi:http` requests go through `egress`.
+    pub fn new(plugin: Arc<str>, limits: StoreLimits, egress: Arc<EgressPolicy>) -> Self {
         let wasi = WasiCtxBuilder::new()
             .inherit_stdout()
             .inherit_stderr()
@@ -40,6 +46,8 @@ impl HostState {
             .build();
         Self {
             wasi,
+            http: WasiHttpCtx::new(),
+            egress: EgressHooks::new(egress, plugin.clone()),
             table: ResourceTable::new(),
             limits,
             pending: Vec::new(),
@@ -55,6 +63,16 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
         }
     }
 }

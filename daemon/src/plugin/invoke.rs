@@ -107,7 +107,10 @@ impl Plugin {
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .build();
-        let mut store = Store::new(&self.engine, HostState::new(self.name.clone(), limits));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(self.name.clone(), limits, self.egress.clone()),
+        );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {

@@ -6,6 +6,7 @@
 //! is swapping an `Arc<Plugin>`: calls in flight keep the version they started with.
 
 pub mod bindings;
+pub mod egress;
 mod host;
 mod invoke;
 
@@ -45,6 +46,8 @@ impl Runtime {
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| anyhow!("cannot link WASI: {e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| anyhow!("cannot link wasi:http: {e}"))?;
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("cannot link the warren host interface: {e}"))?;
 
@@ -115,6 +118,7 @@ impl Runtime {
             pre,
             config: settings.config.clone(),
             limits: settings.limits.clone(),
+            egress: settings.egress.clone(),
             idle: Mutex::new(Vec::new()),
         });
         // One instance now, so a plugin whose `init` fails is refused before it gets a message.
@@ -137,6 +141,7 @@ pub struct Plugin {
     pre: bindings::PluginPre<HostState>,
     config: Vec<(String, String)>,
     limits: Limits,
+    egress: Arc<egress::EgressPolicy>,
     idle: Mutex<Vec<invoke::Instance>>,
 }
 

@@ -1,0 +1,108 @@
+//! The sandbox holds: a plugin that loops, allocates without end, recurses without end, traps
+//! or gets an oversized message has that message handled by `on_error`, and every other
+//! pipeline keeps flowing.
+
+use std::collections::BTreeSet;
+
+use lapin::BasicProperties;
+
+use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, start, test_plugin, unique};
+
+/// Faulty messages end in the dead-letter queue while a healthy pipeline keeps acking, and the
+/// faulty pipeline itself goes on with the next message.
+#[tokio::test]
+async fn faulty_plugins_are_contained() {
+    let broker = Broker::connect().await;
+    let faulty = unique("faulty");
+    let healthy = unique("healthy");
+    let dlq = unique("faulty-dlq");
+    let dlx = unique("faulty-dlx");
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&faulty);
+    broker.forget_later_queue(&healthy);
+    let config = format!(
+        r#"shutdown_grace_ms = 2000
+
+[broker]
+url = "{url}"
+
+[plugins.faulty]
+path = "{plugin}"
+config = {{ mode = "body" }}
+timeout_ms = 500
+memory_mb = 16
+max_body_bytes = 1000
+
+[plugins.healthy]
+path = "{plugin}"
+config = {{ mode = "ack" }}
+
+[[queues]]
+name = "{faulty}"
+dead_letter_exchange = "{dlx}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[queues]]
+name = "{healthy}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "faulty"
+queue = "{faulty}"
+plugin = "faulty"
+on_error = "reject"
+concurrency = 4
+
+[[pipelines]]
+name = "healthy"
+queue = "{healthy}"
+plugin = "healthy"
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await;
+    let oversized = "x".repeat(2000);
+    for body in ["loop", "alloc", "recurse", "trap", oversized.as_str()] {
+        broker
+            .publish(&faulty, body.as_bytes(), BasicProperties::default())
+            .await;
+    }
+    for i in 0..200 {
+        broker
+            .publish(
+                &healthy,
+                format!("ok {i}").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await;
+    }
+    broker.wait_ready(&healthy, 0).await;
+
+    let mut dead = BTreeSet::new();
+    for _ in 0..5 {
+        let m = broker.next(&dlq).await;
+        dead.insert(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    let expected: BTreeSet<String> = ["loop", "alloc", "recurse", "trap", oversized.as_str()]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(dead, expected);
+
+    // The faulty pipeline still works: its next message is handled normally.
+    broker
+        .publish(&faulty, b"ack", BasicProperties::default())
+        .await;
+    broker.wait_ready(&faulty, 0).await;
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&faulty).await, 0, "the ack was acked");
+    assert_eq!(broker.ready(&healthy).await, 0);
+    assert!(
+        broker.get(&dlq).await.is_none(),
+        "nothing else was dead-lettered"
+    );
+    broker.cleanup().await;
+}
