@@ -2,16 +2,24 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, AdminState};
 use crate::broker::{self, Connection, Role};
 use crate::config::Config;
-use crate::pipeline::{Pipeline, PluginSlot};
+use crate::metrics::{Heartbeat, Metrics, SharedMetrics};
+use crate::pipeline::{HEARTBEAT_INTERVAL, Pipeline, PluginSlot};
 use crate::plugin::{Plugin, Runtime};
+use crate::systemd;
+
+/// How often the systemd status line is refreshed.
+pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until `shutdown` is cancelled or a pipeline fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -48,6 +56,9 @@ pub struct Daemon {
     consume: Connection,
     publish: Connection,
     plugins: BTreeMap<String, PluginSlot>,
+    metrics: SharedMetrics,
+    consuming: Arc<AtomicBool>,
+    background: JoinSet<()>,
 }
 
 impl Daemon {
@@ -67,6 +78,9 @@ impl Daemon {
         let publisher = publish.publisher().await?;
 
         let stop = shutdown.child_token();
+        let metrics: SharedMetrics = Arc::new(Metrics::new());
+        let epoch = Instant::now();
+        let mut heartbeats = Vec::new();
         let mut pipelines = JoinSet::new();
         for settings in &config.pipelines {
             let slot = plugins.get(&settings.plugin).cloned().with_context(|| {
@@ -80,7 +94,16 @@ impl Daemon {
                 .consume(&settings.queue, settings.prefetch.get(), &tag)
                 .await
                 .with_context(|| format!("pipeline {}", settings.name))?;
-            let pipeline = Pipeline::new(settings.clone(), slot, publisher.clone());
+            let heartbeat: Heartbeat = Arc::new(AtomicU64::new(0));
+            heartbeats.push(heartbeat.clone());
+            let pipeline = Pipeline::new(
+                settings.clone(),
+                slot,
+                publisher.clone(),
+                metrics.pipeline(&settings.name),
+                heartbeat,
+                epoch,
+            );
             pipelines.spawn(pipeline.run(consumer, stop.clone(), config.shutdown_grace));
             tracing::info!(
                 pipeline = settings.name,
@@ -91,6 +114,43 @@ impl Daemon {
                 "pipeline consuming"
             );
         }
+
+        let consuming = Arc::new(AtomicBool::new(true));
+        let mut background = JoinSet::new();
+        if let Some(admin) = &config.admin {
+            let state = AdminState {
+                metrics: metrics.clone(),
+                consuming: consuming.clone(),
+                connection: consume.health(),
+                plugins: plugins
+                    .iter()
+                    .map(|(name, slot)| {
+                        let users = config
+                            .pipelines
+                            .iter()
+                            .filter(|p| &p.plugin == name)
+                            .map(|p| p.name.clone())
+                            .collect();
+                        (name.clone(), (slot.clone(), users))
+                    })
+                    .collect(),
+            };
+            let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
+            background.spawn(async move {
+                let _ = server.await;
+            });
+        }
+        background.spawn(report_status(
+            metrics.clone(),
+            config.pipelines.len(),
+            stop.clone(),
+        ));
+        if let Some(interval) = systemd::watchdog_interval() {
+            background.spawn(watchdog(heartbeats, epoch, interval, stop.clone()));
+        }
+
+        let status = format!("{} pipelines consuming", config.pipelines.len());
+        systemd::ready(&status);
         tracing::info!(pipelines = config.pipelines.len(), broker = %config.broker.url, "warren ready");
         Ok(Self {
             shutdown,
@@ -99,7 +159,15 @@ impl Daemon {
             consume,
             publish,
             plugins,
+            metrics,
+            consuming,
+            background,
         })
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &SharedMetrics {
+        &self.metrics
     }
 
     /// The current version of each plugin, by name.
@@ -121,6 +189,8 @@ impl Daemon {
         if result.is_ok() {
             tracing::info!("stopping: draining in-flight messages");
         }
+        systemd::stopping();
+        self.consuming.store(false, Ordering::Relaxed);
         self.stop.cancel();
         while let Some(joined) = self.pipelines.join_next().await {
             match joined {
@@ -133,7 +203,51 @@ impl Daemon {
         }
         self.consume.close().await;
         self.publish.close().await;
+        while self.background.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Refreshes the systemd status line: pipelines and messages handled.
+async fn report_status(metrics: SharedMetrics, pipelines: usize, stop: CancellationToken) {
+    let mut every = tokio::time::interval(STATUS_INTERVAL);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => systemd::status(&format!(
+                "{pipelines} pipelines consuming; {} messages handled",
+                metrics.handled.get()
+            )),
+        }
+    }
+}
+
+/// Pings the systemd watchdog while every pipeline loop keeps beating; a wedged loop stops
+/// the pings, and systemd restarts the daemon.
+async fn watchdog(
+    heartbeats: Vec<Heartbeat>,
+    epoch: Instant,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let stale_after = (HEARTBEAT_INTERVAL * 3).max(interval);
+    let mut every = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {
+                let now = epoch.elapsed();
+                let alive = heartbeats.iter().all(|beat| {
+                    let last = Duration::from_millis(beat.load(Ordering::Relaxed));
+                    now.saturating_sub(last) <= stale_after
+                });
+                if alive {
+                    systemd::watchdog();
+                } else {
+                    tracing::error!("a pipeline loop stopped beating; withholding the watchdog ping");
+                }
+            }
+        }
     }
 }

@@ -4,13 +4,17 @@
 //! The path of one message reads from the module names:
 //! [`broker`] (consume) → [`pipeline`] → [`plugin`] (invoke) → [`decision`] → [`broker`] (publish, settle).
 
+pub mod admin;
 pub mod app;
 pub mod broker;
 pub mod check;
 pub mod config;
 pub mod decision;
 pub mod message;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugin;
 pub mod produce;
+pub mod systemd;
 pub mod telemetry;
+pub mod try_plugin;

@@ -24,6 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Work with one plugin, without a broker.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run the daemon until SIGTERM or SIGINT.
     Run {
         /// The configuration file.
@@ -71,6 +74,69 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Run a plugin on one message and print its verdict and publishes as JSON.
+    Run(PluginRun),
+}
+
+#[derive(Debug, clap::Args)]
+struct PluginRun {
+    /// The plugin's .wasm component.
+    file: PathBuf,
+    /// The message body; read from standard input when absent.
+    #[arg(long, short)]
+    body: Option<String>,
+    /// A plugin config entry, KEY=VALUE (repeatable).
+    #[arg(long = "config", short = 'c', value_parser = key_value)]
+    config: Vec<(String, String)>,
+    /// A message header, KEY=VALUE, as text (repeatable).
+    #[arg(long = "header", short = 'H', value_parser = key_value)]
+    headers: Vec<(String, String)>,
+    /// Message priority.
+    #[arg(long)]
+    priority: Option<u8>,
+    /// reply-to property.
+    #[arg(long)]
+    reply_to: Option<String>,
+    /// correlation-id property.
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// message-id property.
+    #[arg(long)]
+    message_id: Option<String>,
+    /// content-type property.
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Mark the message as redelivered.
+    #[arg(long)]
+    redelivered: bool,
+    /// The broker's delivery count (as on quorum queues).
+    #[arg(long)]
+    delivery_count: Option<u32>,
+    /// Exchange the message came through.
+    #[arg(long, default_value = "")]
+    exchange: String,
+    /// Routing key (default: the queue).
+    #[arg(long)]
+    routing_key: Option<String>,
+    /// Queue the message came from.
+    #[arg(long, default_value = "local")]
+    queue: String,
+    /// A host the plugin may reach over HTTP (repeatable), as in allowed_hosts.
+    #[arg(long = "allow-host")]
+    allowed_hosts: Vec<String>,
+    /// Wall-clock limit of handle, in ms.
+    #[arg(long, default_value_t = warren::config::DEFAULT_TIMEOUT_MS)]
+    timeout_ms: u64,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
@@ -101,6 +167,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             tokio::spawn(stop_on_signal(shutdown.clone()));
             warren::app::run(config, shutdown).await
         }
+        Command::Plugin(PluginCommand::Run(args)) => plugin_run(args).await,
         Command::Check { config } => {
             let config = Config::load(&config)?;
             print!("{}", warren::check::check(&config).await?);
@@ -170,4 +237,60 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT received"),
     }
     shutdown.cancel();
+}
+
+async fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    use warren::message::{Header, HeaderValue, Message, empty_properties};
+
+    let body = match args.body {
+        Some(body) => body.into_bytes(),
+        None => {
+            let mut body = Vec::new();
+            tokio::io::stdin().read_to_end(&mut body).await?;
+            body
+        }
+    };
+    let mut properties = empty_properties();
+    properties.headers = args
+        .headers
+        .into_iter()
+        .map(|(key, value)| Header {
+            key,
+            value: HeaderValue::Text(value),
+        })
+        .collect();
+    properties.priority = args.priority;
+    properties.reply_to = args.reply_to;
+    properties.correlation_id = args.correlation_id;
+    properties.message_id = args.message_id;
+    properties.content_type = args.content_type;
+    let message = Message {
+        body,
+        exchange: args.exchange,
+        routing_key: args.routing_key.unwrap_or_else(|| args.queue.clone()),
+        queue: args.queue,
+        redelivered: args.redelivered,
+        delivery_count: args.delivery_count,
+        properties,
+    };
+    let egress = warren::plugin::egress::EgressPolicy::new(
+        &args.allowed_hosts,
+        std::time::Duration::from_millis(warren::config::DEFAULT_HTTP_TIMEOUT_MS),
+        warren::config::DEFAULT_MAX_RESPONSE_BYTES,
+    )
+    .map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
+    let limits = warren::config::Limits {
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        ..Default::default()
+    };
+    let trial = warren::try_plugin::Trial {
+        path: args.file,
+        config: args.config,
+        egress,
+        limits,
+    };
+    let report = warren::try_plugin::run(trial, message).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! One pipeline: consume a queue, hand each delivery to the plugin, publish what it asks, settle once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
@@ -12,7 +13,11 @@ use crate::broker::{Acker, Consumer, Publisher};
 use crate::config::PipelineSettings;
 use crate::decision::{Settlement, decide};
 use crate::message::Message;
+use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::Plugin;
+
+/// How often an idle pipeline loop proves it is alive (for the systemd watchdog).
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The current version of a plugin. A reload swaps it; calls in flight keep their `Arc`.
 pub type PluginSlot = Arc<ArcSwap<Plugin>>;
@@ -23,17 +28,38 @@ pub struct Pipeline {
     settings: PipelineSettings,
     plugin: PluginSlot,
     publisher: Publisher,
+    metrics: PipelineMetrics,
+    heartbeat: Heartbeat,
+    epoch: Instant,
 }
 
 impl Pipeline {
     /// A pipeline that runs `settings` with `plugin`, publishing through `publisher`.
-    pub fn new(settings: PipelineSettings, plugin: PluginSlot, publisher: Publisher) -> Self {
+    ///
+    /// The loop stores the milliseconds since `epoch` in `heartbeat` at least every
+    /// [`HEARTBEAT_INTERVAL`] while it runs.
+    pub fn new(
+        settings: PipelineSettings,
+        plugin: PluginSlot,
+        publisher: Publisher,
+        metrics: PipelineMetrics,
+        heartbeat: Heartbeat,
+        epoch: Instant,
+    ) -> Self {
         Self {
             name: Arc::from(settings.name.as_str()),
             settings,
             plugin,
             publisher,
+            metrics,
+            heartbeat,
+            epoch,
         }
+    }
+
+    fn beat(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.heartbeat.store(now, Ordering::Relaxed);
     }
 
     /// Consumes until `stop` is cancelled, then lets in-flight messages finish and settle
@@ -50,20 +76,29 @@ impl Pipeline {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.get()));
         let tasks = TaskTracker::new();
         let this = Arc::new(self);
+        let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
         let result = loop {
             let permit = tokio::select! {
                 biased;
                 () = stop.cancelled() => break Ok(()),
+                _ = beat.tick() => {
+                    this.beat();
+                    continue;
+                }
                 permit = permits.clone().acquire_owned() => match permit {
                     Ok(permit) => permit,
                     Err(_) => break Ok(()),
                 },
             };
-            let next = tokio::select! {
-                biased;
-                () = stop.cancelled() => break Ok(()),
-                next = consumer.next() => next,
+            let next = loop {
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break None,
+                    _ = beat.tick() => this.beat(),
+                    next = consumer.next() => break Some(next),
+                }
             };
+            let Some(next) = next else { break Ok(()) };
             match next {
                 Some(Ok((message, acker))) => {
                     let this = this.clone();
@@ -97,11 +132,21 @@ impl Pipeline {
 
     /// The path of one message: plugin → decision → publishes (confirmed) → settlement.
     async fn process(&self, message: Message, acker: Acker) {
+        let metrics = &self.metrics;
+        metrics.in_flight.inc();
+        if message.redelivered {
+            metrics.redeliveries.inc();
+        }
         let plugin = self.plugin.load_full();
         let on_error = self.settings.on_error;
+        let started = Instant::now();
         let result = plugin.handle(&self.name, &message).await;
+        metrics
+            .handle_seconds
+            .observe(started.elapsed().as_secs_f64());
         let message_id = message.properties.message_id.clone();
         if let Err(error) = &result {
+            metrics.failure(error);
             tracing::warn!(
                 pipeline = &*self.name,
                 plugin = plugin.name(),
@@ -113,8 +158,10 @@ impl Pipeline {
             );
         }
         let decision = decide(result, message, on_error);
+        metrics.verdict(decision.kind);
         let mut settlement = decision.settlement;
         if let Err(error) = self.publisher.publish_all(&decision.publishes).await {
+            metrics.publish_failures.inc();
             settlement = Settlement::on_error(on_error);
             tracing::warn!(
                 pipeline = &*self.name,
@@ -127,13 +174,18 @@ impl Pipeline {
                 "publish failed; the message is not acked"
             );
         }
-        match acker.settle(settlement).await {
+        let settled = acker.settle(settlement).await;
+        metrics.in_flight.dec();
+        match settled {
             Ok(true) => {}
-            Ok(false) => tracing::warn!(
-                pipeline = &*self.name,
-                message_id = message_id.as_deref().unwrap_or("-"),
-                "channel closed before the message was settled; the broker will redeliver it"
-            ),
+            Ok(false) => {
+                metrics.stale_settlements.inc();
+                tracing::warn!(
+                    pipeline = &*self.name,
+                    message_id = message_id.as_deref().unwrap_or("-"),
+                    "channel closed before the message was settled; the broker will redeliver it"
+                );
+            }
             Err(error) => tracing::warn!(
                 pipeline = &*self.name,
                 message_id = message_id.as_deref().unwrap_or("-"),

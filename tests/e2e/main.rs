@@ -16,3 +16,6 @@ mod cli;
 
 // Sandbox limits: loops, memory, recursion, traps, oversized bodies are contained.
 mod sandbox;
+
+// Operations: metrics and admin endpoints, systemd notify, `warren plugin run`.
+mod operations;

@@ -93,3 +93,21 @@ impl Connection {
         }
     }
 }
+
+/// A cheap handle that tells whether a connection is open.
+#[derive(Clone)]
+pub struct ConnectionHealth(lapin::ConnectionStatus);
+
+impl ConnectionHealth {
+    /// True while the connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.0.connected()
+    }
+}
+
+impl Connection {
+    /// A handle on this connection's state, for health checks.
+    pub fn health(&self) -> ConnectionHealth {
+        ConnectionHealth(self.inner.status().clone())
+    }
+}

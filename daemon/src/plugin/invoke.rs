@@ -95,7 +95,7 @@ impl Plugin {
             Ok(Err(e)) if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) => {
                 Err(PluginError::Timeout(timeout.as_millis()))
             }
-            Ok(Err(e)) => Err(PluginError::Trap(format!("{e:#}"))),
+            Ok(Err(e)) => Err(PluginError::Trap(one_line(&e))),
             // A future dropped mid-call leaves the store unusable: the instance goes with it.
             Err(_elapsed) => Err(PluginError::Timeout(timeout.as_millis())),
         }
@@ -135,7 +135,7 @@ impl Plugin {
             Ok(Ok((_, Err(refused)))) => Err(PluginError::Start(format!(
                 "init refused the configuration: {refused}"
             ))),
-            Ok(Err(e)) => Err(PluginError::Start(format!("{e:#}"))),
+            Ok(Err(e)) => Err(PluginError::Start(one_line(&e))),
             Err(_) => Err(PluginError::Start(format!(
                 "init did not finish within timeout_ms ({} ms)",
                 self.limits.timeout.as_millis()
@@ -150,4 +150,13 @@ impl Plugin {
             .unwrap_or_else(PoisonError::into_inner)
             .push(instance);
     }
+}
+
+/// A trap as one log-friendly line: the trap code, or the innermost cause, without the wasm backtrace.
+fn one_line(error: &wasmtime::Error) -> String {
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return trap.to_string();
+    }
+    let root = error.root_cause().to_string();
+    root.lines().next().unwrap_or_default().to_owned()
 }

@@ -1,0 +1,254 @@
+//! The daemon's Prometheus metrics: one registry per daemon, handles resolved once per pipeline.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::decision::Kind;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    pipeline: String,
+    verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PipelineLabels {
+    pipeline: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    pipeline: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    plugin: String,
+    result: &'static str,
+}
+
+/// Buckets of the `handle` latency histogram, in seconds: 10 µs to 30 s.
+const HANDLE_BUCKETS: [f64; 14] = [
+    0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+];
+
+/// Every metric the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    messages: Family<VerdictLabels, Counter>,
+    handle_seconds: Family<PipelineLabels, Histogram>,
+    in_flight: Family<PipelineLabels, Gauge>,
+    failures: Family<FailureLabels, Counter>,
+    publish_failures: Family<PipelineLabels, Counter>,
+    stale_settlements: Family<PipelineLabels, Counter>,
+    redeliveries: Family<PipelineLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    /// 1 while the consuming connection is open.
+    pub broker_connected: Gauge,
+    /// Messages handled by every pipeline together, for status lines.
+    pub handled: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("warren");
+        let messages = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "messages",
+            "Messages handled, by pipeline and verdict (ack, reject, requeue, republish, error)",
+            messages.clone(),
+        );
+        let handle_seconds = Family::<PipelineLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(HANDLE_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "plugin_handle_seconds",
+            "Time spent in a plugin's handle, by pipeline",
+            handle_seconds.clone(),
+        );
+        let in_flight = Family::<PipelineLabels, Gauge>::default();
+        registry.register(
+            "messages_in_flight",
+            "Messages received and not yet settled, by pipeline",
+            in_flight.clone(),
+        );
+        let failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "plugin_failures",
+            "Plugin failures by pipeline and reason (trap, timeout, too_large, start)",
+            failures.clone(),
+        );
+        let publish_failures = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "publish_failures",
+            "Publishes not confirmed (unroutable, nacked, timed out), by pipeline",
+            publish_failures.clone(),
+        );
+        let stale_settlements = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "stale_settlements",
+            "Settlements not sent because the delivery's channel was gone (the broker redelivers)",
+            stale_settlements.clone(),
+        );
+        let redeliveries = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "redeliveries",
+            "Deliveries with the redelivered flag set, by pipeline",
+            redeliveries.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "plugin_reloads",
+            "Plugin loads after start-up, by plugin and result (ok, failed)",
+            reloads.clone(),
+        );
+        let broker_connected = Gauge::default();
+        registry.register(
+            "broker_connected",
+            "1 while the consuming connection to the broker is open",
+            broker_connected.clone(),
+        );
+        let handled = Counter::default();
+        Self {
+            handled,
+            registry,
+            messages,
+            handle_seconds,
+            in_flight,
+            failures,
+            publish_failures,
+            stale_settlements,
+            redeliveries,
+            reloads,
+            broker_connected,
+        }
+    }
+
+    /// The handles one pipeline uses, resolved once so the hot path does no label lookups.
+    pub fn pipeline(&self, name: &str) -> PipelineMetrics {
+        let p = || PipelineLabels {
+            pipeline: name.to_owned(),
+        };
+        let verdict = |verdict| {
+            self.messages
+                .get_or_create(&VerdictLabels {
+                    pipeline: name.to_owned(),
+                    verdict,
+                })
+                .clone()
+        };
+        let failure = |reason| {
+            self.failures
+                .get_or_create(&FailureLabels {
+                    pipeline: name.to_owned(),
+                    reason,
+                })
+                .clone()
+        };
+        PipelineMetrics {
+            handled: self.handled.clone(),
+            verdicts: [
+                verdict(Kind::Ack.as_str()),
+                verdict(Kind::Reject.as_str()),
+                verdict(Kind::Requeue.as_str()),
+                verdict(Kind::Republish.as_str()),
+                verdict(Kind::Error.as_str()),
+            ],
+            failures: [
+                failure("trap"),
+                failure("timeout"),
+                failure("too_large"),
+                failure("start"),
+            ],
+            handle_seconds: self.handle_seconds.get_or_create(&p()).clone(),
+            in_flight: self.in_flight.get_or_create(&p()).clone(),
+            publish_failures: self.publish_failures.get_or_create(&p()).clone(),
+            stale_settlements: self.stale_settlements.get_or_create(&p()).clone(),
+            redeliveries: self.redeliveries.get_or_create(&p()).clone(),
+        }
+    }
+
+    /// Counts a plugin load after start-up.
+    pub fn reload(&self, plugin: &str, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                plugin: plugin.to_owned(),
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// One pipeline's metric handles.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    handled: Counter,
+    verdicts: [Counter; 5],
+    failures: [Counter; 4],
+    /// Latency of `handle`.
+    pub handle_seconds: Histogram,
+    /// Messages received and not settled.
+    pub in_flight: Gauge,
+    /// Publishes not confirmed.
+    pub publish_failures: Counter,
+    /// Settlements on a dead channel.
+    pub stale_settlements: Counter,
+    /// Redelivered messages received.
+    pub redeliveries: Counter,
+}
+
+impl PipelineMetrics {
+    /// Counts one message's verdict.
+    pub fn verdict(&self, kind: Kind) {
+        let i = match kind {
+            Kind::Ack => 0,
+            Kind::Reject => 1,
+            Kind::Requeue => 2,
+            Kind::Republish => 3,
+            Kind::Error => 4,
+        };
+        self.verdicts[i].inc();
+        self.handled.inc();
+    }
+
+    /// Counts one plugin failure.
+    pub fn failure(&self, error: &crate::plugin::PluginError) {
+        use crate::plugin::PluginError;
+        let i = match error {
+            PluginError::Trap(_) => 0,
+            PluginError::Timeout(_) => 1,
+            PluginError::TooLarge { .. } => 2,
+            PluginError::Start(_) => 3,
+        };
+        self.failures[i].inc();
+    }
+}
+
+/// Shared handle to the metrics.
+pub type SharedMetrics = Arc<Metrics>;
+
+/// Milliseconds since start-up at which a pipeline's loop last ran (for the watchdog).
+pub type Heartbeat = Arc<AtomicU64>;

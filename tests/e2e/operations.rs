@@ -1,0 +1,269 @@
+//! Operations: metrics and admin endpoints, the systemd notify protocol, `warren plugin run`.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lapin::BasicProperties;
+
+use crate::harness::{
+    Broker, QUEUE_EXPIRES_MS, broker_url, shipped_plugin, start, test_plugin, unique, write_config,
+};
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `GET path` on the admin endpoint: (status code, body). Async: the daemon may run on
+/// this test's own runtime.
+pub async fn http_get(port: u16, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect admin");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn ops_config(queue: &str, port: u16, mode: &str) -> String {
+    format!(
+        r#"[broker]
+url = "{url}"
+
+[admin]
+listen = "127.0.0.1:{port}"
+
+[plugins.scripted]
+path = "{plugin}"
+config = {{ mode = "{mode}" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "ops"
+queue = "{queue}"
+plugin = "scripted"
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+        expires = QUEUE_EXPIRES_MS,
+    )
+}
+
+fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
+/// After a known run, `/metrics` (parsed as Prometheus text) counts exactly what happened,
+/// and `/healthz`, `/readyz`, `/plugins` answer.
+#[tokio::test]
+async fn metrics_count_what_happened() {
+    let broker = Broker::connect().await;
+    let queue = unique("metrics");
+    broker.forget_later_queue(&queue);
+    let port = free_port();
+    let daemon = start(&ops_config(&queue, port, "body")).await;
+    let bodies: Vec<&[u8]> = vec![
+        b"ack", b"ack", b"ack", b"reject", b"reject", b"trap", b"sleep:1",
+    ];
+    for body in &bodies {
+        broker
+            .publish(&queue, body, BasicProperties::default())
+            .await;
+    }
+    broker.wait_ready(&queue, 0).await;
+    // Wait until all seven are settled.
+    let start = Instant::now();
+    let scrape = loop {
+        let (status, text) = http_get(port, "/metrics").await;
+        assert_eq!(status, 200);
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+        let settled = sample(
+            &scrape,
+            "warren_messages_total",
+            &[("pipeline", "ops"), ("verdict", "ack")],
+        );
+        if settled >= 4.0 || start.elapsed() > Duration::from_secs(20) {
+            break scrape;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let verdict = |v| {
+        sample(
+            &scrape,
+            "warren_messages_total",
+            &[("pipeline", "ops"), ("verdict", v)],
+        )
+    };
+    assert_eq!(verdict("ack"), 4.0, "three acks and one sleep-then-ack");
+    assert_eq!(verdict("reject"), 2.0);
+    assert_eq!(verdict("error"), 1.0);
+    assert_eq!(verdict("requeue"), 0.0);
+    assert_eq!(
+        sample(
+            &scrape,
+            "warren_plugin_failures_total",
+            &[("pipeline", "ops"), ("reason", "trap")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(&scrape, "warren_messages_in_flight", &[("pipeline", "ops")]),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &scrape,
+            "warren_plugin_handle_seconds_count",
+            &[("pipeline", "ops")]
+        ),
+        7.0
+    );
+    assert_eq!(sample(&scrape, "warren_broker_connected", &[]), 1.0);
+
+    assert_eq!(http_get(port, "/healthz").await.0, 200);
+    assert_eq!(http_get(port, "/readyz").await.0, 200);
+    let (status, plugins) = http_get(port, "/plugins").await;
+    assert_eq!(status, 200);
+    let plugins: serde_json::Value = serde_json::from_str(&plugins).expect("JSON");
+    assert_eq!(plugins[0]["name"], "scripted");
+    assert_eq!(plugins[0]["pipelines"][0], "ops");
+    assert_eq!(plugins[0]["version"].as_str().map(str::len), Some(12));
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}
+
+/// Under `Type=notify`, systemd hears READY=1 once consuming, WATCHDOG=1 pings when asked
+/// for, and STOPPING=1 on SIGTERM.
+#[test]
+fn notify_socket_receives_ready_watchdog_and_stopping() {
+    let queue = unique("notify");
+    let dir = tempfile::tempdir().expect("tmp");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let (_config_dir, config) = write_config(&ops_config(&queue, free_port(), "ack"));
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["run", "--config", config.to_str().expect("utf-8")])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start warren");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    while !received.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
+        received.push(next());
+    }
+    assert!(
+        received.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "{received:?}"
+    );
+    let ready_at = received.iter().position(|m| m.contains("READY=1"));
+    let ping_at = received.iter().position(|m| m.contains("WATCHDOG=1"));
+    assert!(
+        ready_at < ping_at,
+        "READY before the first ping: {received:?}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill");
+    while !received.last().is_some_and(|m| m.contains("STOPPING=1")) {
+        received.push(next());
+    }
+    assert!(daemon.wait().expect("exit").success());
+    let _ = std::fs::remove_file(&socket_path);
+    // The queue was declared by warren; let it expire (x-expires) rather than race a broker client here.
+}
+
+/// `warren plugin run` on the shipped printer prints its line and an `ack` verdict as JSON.
+#[test]
+fn plugin_run_reports_the_verdict() {
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(shipped_plugin("printer"))
+        .args(["--body", "Hello World!", "--config", "prefix=>>"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (printed, json) = stdout.split_once('\n').expect("two parts");
+    assert_eq!(printed, ">> Hello World!");
+    let report: serde_json::Value = serde_json::from_str(json).expect("JSON report");
+    assert_eq!(report["verdict"], "ack");
+    assert_eq!(report["publishes"], serde_json::json!([]));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(test_plugin("scripted"))
+        .args([
+            "--body",
+            "ping",
+            "-c",
+            "mode=publish-ack",
+            "-c",
+            "to=replies",
+        ])
+        .args(["--correlation-id", "c-7"])
+        .output()
+        .expect("run");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["publishes"][0]["body"], "extra:ping");
+    assert_eq!(report["publishes"][0]["routing_key"], "replies");
+    assert_eq!(
+        report["publishes"][0]["properties"]["correlation_id"],
+        "c-7"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(test_plugin("scripted"))
+        .args(["--body", "x", "-c", "mode=trap"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "a trap is a failure");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugin trapped"));
+}
