@@ -510,7 +510,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
             name.clone(),
             PluginSettings {
                 name,
-                path: std::path::absolute(&resolved).unwrap_or(resolved),
+                path: tidy_path(resolved),
                 config,
                 limits,
                 allowed_hosts: p.allowed_hosts,
@@ -686,6 +686,22 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
         exchanges,
         bindings,
         pipelines,
+    }
+}
+
+/// The path with its directory made absolute and free of `..` (the file name itself is kept,
+/// so a symlinked plugin file is still followed anew on reload).
+fn tidy_path(path: PathBuf) -> PathBuf {
+    match (path.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => match std::fs::canonicalize(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) {
+            Ok(dir) => dir.join(name),
+            Err(_) => path,
+        },
+        _ => path,
     }
 }
 

@@ -19,3 +19,9 @@ mod sandbox;
 
 // Operations: metrics and admin endpoints, systemd notify, `warren plugin run`.
 mod operations;
+
+// The http-executor plugin: requests, replies, egress policy, retries.
+mod http;
+
+// The sleeper plugin: concurrency without threads, ack after sleep, kill -9 redelivery.
+mod sleeper;

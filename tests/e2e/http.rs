@@ -1,0 +1,341 @@
+//! The http-executor plugin through the daemon, against HTTP servers on loopback started here:
+//! requests and replies, the host-enforced egress policy, timeouts, retries, dead-lettering.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::any;
+use lapin::BasicProperties;
+use serde_json::{Value, json};
+
+use crate::harness::{
+    Broker, QUEUE_EXPIRES_MS, broker_url, header as amqp_header, shipped_plugin, start, unique,
+};
+
+/// An HTTP server on loopback that counts every request it gets.
+struct Server {
+    addr: SocketAddr,
+    hits: Arc<AtomicUsize>,
+}
+
+/// Serves `/echo` (method, headers and body back as JSON), `/redirect?to=URL` (302) and
+/// `/slow` (answers after 5 s) on `bind`.
+async fn serve(bind: &str) -> Server {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = Router::new().fallback(any(
+        move |method: Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                match uri.path() {
+                    "/redirect" => {
+                        let to = uri
+                            .query()
+                            .and_then(|q| q.strip_prefix("to="))
+                            .unwrap_or("/");
+                        (
+                            StatusCode::FOUND,
+                            [(header::LOCATION, to.to_owned())],
+                            String::new(),
+                        )
+                            .into_response()
+                    }
+                    "/slow" => {
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        "late".into_response()
+                    }
+                    _ => {
+                        let headers: serde_json::Map<String, Value> = headers
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or(""))))
+                            .collect();
+                        (
+                            StatusCode::CREATED,
+                            axum::Json(json!({
+                                "method": method.as_str(),
+                                "path": uri.path(),
+                                "headers": headers,
+                                "body": String::from_utf8_lossy(&body),
+                            })),
+                        )
+                            .into_response()
+                    }
+                }
+            }
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .expect("bind test server");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Server { addr, hits }
+}
+
+struct Setup {
+    broker: Broker,
+    queue: String,
+    replies: String,
+    dlq: String,
+}
+
+/// A daemon running http-executor on a fresh queue with a dead-letter queue; `allowed` hosts.
+async fn setup(name: &str, allowed: &[String], extra: &str) -> (Setup, crate::harness::Running) {
+    let broker = Broker::connect().await;
+    let queue = unique(name);
+    let replies = unique(&format!("{name}-replies"));
+    let dlq = unique(&format!("{name}-dlq"));
+    let dlx = unique(&format!("{name}-dlx"));
+    broker.queue(&replies).await;
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    let allowed: Vec<String> = allowed.iter().map(|h| format!("{h:?}")).collect();
+    let config = format!(
+        r#"shutdown_grace_ms = 2000
+
+[broker]
+url = "{url}"
+
+[plugins.http]
+path = "{plugin}"
+allowed_hosts = [{allowed}]
+{extra}
+
+[[queues]]
+name = "{queue}"
+dead_letter_exchange = "{dlx}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "http"
+queue = "{queue}"
+plugin = "http"
+"#,
+        url = broker_url(),
+        plugin = shipped_plugin("http_executor").display(),
+        allowed = allowed.join(", "),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await;
+    (
+        Setup {
+            broker,
+            queue,
+            replies,
+            dlq,
+        },
+        daemon,
+    )
+}
+
+impl Setup {
+    async fn request(&self, body: Value, correlation: &str) {
+        self.broker
+            .publish(
+                &self.queue,
+                body.to_string().as_bytes(),
+                BasicProperties::default()
+                    .with_reply_to(self.replies.as_str().into())
+                    .with_correlation_id(correlation.into()),
+            )
+            .await;
+    }
+
+    async fn reply(&self) -> (String, Value) {
+        let m = self.broker.next(&self.replies).await;
+        let correlation = m
+            .delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default();
+        let body = serde_json::from_slice(&m.delivery.data).expect("reply is JSON");
+        (correlation, body)
+    }
+}
+
+/// GET and POST reach the server with method, headers and body; the reply arrives on
+/// `reply_to` with status, body and correlation id, and the request is acked.
+#[tokio::test]
+async fn get_and_post_reach_the_server_and_reply() {
+    let server = serve("127.0.0.1:0").await;
+    let (s, daemon) = setup("http-ok", &[server.addr.to_string()], "").await;
+    let base = format!("http://{}", server.addr);
+    s.request(
+        json!({"url": format!("{base}/get-me"), "headers": {"x-token": "t1"}}),
+        "c-get",
+    )
+    .await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "c-get");
+    assert_eq!(reply["status"], 201);
+    let echoed: Value =
+        serde_json::from_str(reply["body"].as_str().expect("text body")).expect("JSON");
+    assert_eq!(echoed["method"], "GET");
+    assert_eq!(echoed["path"], "/get-me");
+    assert_eq!(echoed["headers"]["x-token"], "t1");
+
+    s.request(
+        json!({"method": "POST", "url": format!("{base}/post-me"), "headers": {"content-type": "text/plain"}, "body": "hello body"}),
+        "c-post",
+    )
+    .await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "c-post");
+    let echoed: Value =
+        serde_json::from_str(reply["body"].as_str().expect("text body")).expect("JSON");
+    assert_eq!(echoed["method"], "POST");
+    assert_eq!(echoed["body"], "hello body");
+    assert_eq!(echoed["headers"]["content-type"], "text/plain");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2);
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(s.broker.ready(&s.queue).await, 0);
+    assert!(s.broker.get(&s.dlq).await.is_none());
+    s.broker.cleanup().await;
+}
+
+/// Hosts not on the list, the metadata address in two spellings, `[::1]`, and a redirect from an
+/// allowed URL to a forbidden one: the forbidden listeners get no request at all.
+#[tokio::test]
+async fn egress_policy_blocks_before_any_connection() {
+    let allowed = serve("127.0.0.1:0").await;
+    let forbidden = serve("127.0.0.1:0").await;
+    let forbidden_v6 = serve("[::1]:0").await;
+    let (s, daemon) = setup("http-deny", &[allowed.addr.to_string()], "").await;
+    let denied_urls = [
+        format!("http://{}/secret", forbidden.addr),
+        format!("http://localhost:{}/secret", forbidden.addr.port()),
+        format!("http://[::1]:{}/secret", forbidden_v6.addr.port()),
+        "http://169.254.169.254/latest/meta-data/".to_owned(),
+        "http://2852039166/latest/meta-data/".to_owned(),
+        "http://[::ffff:169.254.169.254]/latest/meta-data/".to_owned(),
+    ];
+    for (i, url) in denied_urls.iter().enumerate() {
+        s.request(json!({"url": url}), &format!("deny-{i}")).await;
+    }
+    for _ in &denied_urls {
+        let (correlation, reply) = s.reply().await;
+        assert!(reply["error"].is_string(), "{correlation}: {reply}");
+        assert!(reply.get("status").is_none(), "{correlation}: {reply}");
+    }
+    // Denied requests are rejected at once: all end in the dead-letter queue.
+    for _ in &denied_urls {
+        s.broker.next(&s.dlq).await;
+    }
+    // An allowed URL that redirects to the forbidden one: the redirect is the result.
+    let redirect = format!(
+        "http://{}/redirect?to=http://{}/secret",
+        allowed.addr, forbidden.addr
+    );
+    s.request(json!({"url": redirect}), "redirect").await;
+    let (_, reply) = s.reply().await;
+    assert_eq!(reply["status"], 302);
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        forbidden.hits.load(Ordering::SeqCst),
+        0,
+        "the forbidden listener was reached"
+    );
+    assert_eq!(
+        forbidden_v6.hits.load(Ordering::SeqCst),
+        0,
+        "[::1] was reached"
+    );
+    assert_eq!(allowed.hits.load(Ordering::SeqCst), 1);
+    s.broker.cleanup().await;
+}
+
+/// A request that times out, and one whose connection is refused, are retried up to
+/// `max_attempts` and then dead-lettered with an error reply.
+#[tokio::test]
+async fn transport_failures_are_retried_then_dead_lettered() {
+    let slow = serve("127.0.0.1:0").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_addr = closed.local_addr().expect("addr");
+    drop(closed); // nothing listens there now: connection refused
+    let (s, daemon) = setup(
+        "http-retry",
+        &[slow.addr.to_string(), closed_addr.to_string()],
+        "http_timeout_ms = 300\nconfig = { max_attempts = \"3\" }",
+    )
+    .await;
+    s.request(json!({"url": format!("http://{}/slow", slow.addr)}), "slow")
+        .await;
+    s.request(json!({"url": format!("http://{closed_addr}/")}), "refused")
+        .await;
+    let mut replies = Vec::new();
+    for _ in 0..2 {
+        let (correlation, reply) = s.reply().await;
+        assert_eq!(reply["attempts"], 3, "{correlation}: {reply}");
+        assert!(reply["error"].is_string());
+        replies.push(correlation);
+    }
+    replies.sort();
+    assert_eq!(replies, ["refused", "slow"]);
+    for _ in 0..2 {
+        let dead = s.broker.next(&s.dlq).await;
+        assert_eq!(
+            amqp_header(&dead.delivery.properties, "x-warren-attempt").and_then(integer),
+            Some(3),
+            "the dead-lettered message carries its attempt count"
+        );
+    }
+    assert_eq!(
+        slow.hits.load(Ordering::SeqCst),
+        3,
+        "three attempts at the slow server"
+    );
+    daemon.stop().await.expect("clean stop");
+    s.broker.cleanup().await;
+}
+
+/// A body that is not a request is rejected at once, with an error reply.
+#[tokio::test]
+async fn malformed_requests_are_dead_lettered_at_once() {
+    let (s, daemon) = setup("http-bad", &[], "").await;
+    s.broker
+        .publish(
+            &s.queue,
+            b"{not json",
+            BasicProperties::default()
+                .with_reply_to(s.replies.as_str().into())
+                .with_correlation_id("bad-json".into()),
+        )
+        .await;
+    s.request(json!({"method": "GET"}), "no-url").await;
+    for _ in 0..2 {
+        let (correlation, reply) = s.reply().await;
+        assert!(reply["error"].is_string(), "{correlation}: {reply}");
+    }
+    let mut dead = [
+        String::from_utf8_lossy(&s.broker.next(&s.dlq).await.delivery.data).into_owned(),
+        String::from_utf8_lossy(&s.broker.next(&s.dlq).await.delivery.data).into_owned(),
+    ];
+    dead.sort();
+    assert_eq!(dead[1], "{not json");
+    daemon.stop().await.expect("clean stop");
+    s.broker.cleanup().await;
+}
+
+fn integer(value: &lapin::types::AMQPValue) -> Option<i64> {
+    use lapin::types::AMQPValue::*;
+    match value {
+        LongLongInt(i) => Some(*i),
+        LongInt(i) => Some(i64::from(*i)),
+        ShortInt(i) => Some(i64::from(*i)),
+        ShortShortInt(i) => Some(i64::from(*i)),
+        LongUInt(i) => Some(i64::from(*i)),
+        _ => None,
+    }
+}
