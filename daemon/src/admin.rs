@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -18,6 +19,9 @@ use crate::broker::ConnectionHealth;
 use crate::metrics::SharedMetrics;
 use crate::pipeline::PluginSlot;
 
+/// Plugins by name, with the pipelines using each.
+pub type PluginTable = BTreeMap<String, (PluginSlot, Vec<String>)>;
+
 /// What the endpoint reports on.
 pub struct AdminState {
     /// The metrics registry.
@@ -26,8 +30,8 @@ pub struct AdminState {
     pub consuming: Arc<AtomicBool>,
     /// The consuming connection.
     pub connection: ConnectionHealth,
-    /// Plugins by name, with the pipelines using each.
-    pub plugins: BTreeMap<String, (PluginSlot, Vec<String>)>,
+    /// Plugins by name, with the pipelines using each; replaced on config reload.
+    pub plugins: Arc<ArcSwap<PluginTable>>,
 }
 
 impl AdminState {
@@ -86,8 +90,8 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn plugins(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    let list: Vec<serde_json::Value> = state
-        .plugins
+    let table = state.plugins.load();
+    let list: Vec<serde_json::Value> = table
         .iter()
         .map(|(name, (slot, pipelines))| {
             let plugin = slot.load();

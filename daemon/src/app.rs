@@ -1,22 +1,25 @@
-//! The daemon: load plugins, connect, declare, start every pipeline, and stop gracefully.
+//! The daemon: load plugins, connect, declare, run every pipeline, reload, and stop gracefully.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminState};
-use crate::broker::{self, Connection, Role};
-use crate::config::Config;
+use crate::admin::{self, AdminState, PluginTable};
+use crate::broker::{self, Connection, Publisher, Role};
+use crate::config::{Config, PipelineSettings, PluginSettings};
 use crate::metrics::{Heartbeat, Metrics, SharedMetrics};
 use crate::pipeline::{HEARTBEAT_INTERVAL, Pipeline, PluginSlot};
 use crate::plugin::{Plugin, Runtime};
 use crate::systemd;
+use crate::watch::Watcher;
 
 /// How often the systemd status line is refreshed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -33,32 +36,79 @@ pub async fn load_plugins(
 ) -> anyhow::Result<BTreeMap<String, Arc<Plugin>>> {
     let mut plugins = BTreeMap::new();
     for settings in config.plugins.values() {
-        let plugin = runtime
-            .load(settings)
-            .await
-            .with_context(|| format!("{}: plugins.{}", config.path.display(), settings.name))?;
-        tracing::info!(
-            plugin = plugin.name(),
-            version = plugin.version(),
-            path = %plugin.path().display(),
-            "plugin loaded"
-        );
+        let plugin = load_one(runtime, config, settings).await?;
         plugins.insert(settings.name.clone(), plugin);
     }
     Ok(plugins)
 }
 
+async fn load_one(
+    runtime: &Runtime,
+    config: &Config,
+    settings: &PluginSettings,
+) -> anyhow::Result<Arc<Plugin>> {
+    let plugin = runtime
+        .load(settings)
+        .await
+        .with_context(|| format!("{}: plugins.{}", config.path.display(), settings.name))?;
+    tracing::info!(
+        plugin = plugin.name(),
+        version = plugin.version(),
+        path = %plugin.path().display(),
+        "plugin loaded"
+    );
+    Ok(plugin)
+}
+
+/// Asks a running daemon to re-read its config file (what SIGHUP does).
+#[derive(Clone)]
+pub struct ReloadHandle(mpsc::UnboundedSender<()>);
+
+impl ReloadHandle {
+    /// Requests a config reload; returns false if the daemon has stopped.
+    pub fn reload(&self) -> bool {
+        self.0.send(()).is_ok()
+    }
+}
+
+/// One loaded plugin: its settings and the slot pipelines read its current version from.
+struct LoadedPlugin {
+    settings: PluginSettings,
+    slot: PluginSlot,
+    /// Hash of the last file content that failed to load, so a bad file is reported once.
+    last_failed: Option<String>,
+}
+
+/// One running pipeline.
+struct RunningPipeline {
+    settings: PipelineSettings,
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
 /// A started daemon: every pipeline is consuming.
 pub struct Daemon {
+    config: Config,
+    runtime: Runtime,
     shutdown: CancellationToken,
-    stop: CancellationToken,
-    pipelines: JoinSet<anyhow::Result<()>>,
     consume: Connection,
     publish: Connection,
-    plugins: BTreeMap<String, PluginSlot>,
+    publisher: Publisher,
+    plugins: BTreeMap<String, LoadedPlugin>,
+    pipelines: BTreeMap<String, RunningPipeline>,
     metrics: SharedMetrics,
     consuming: Arc<AtomicBool>,
+    heartbeats: Arc<Mutex<BTreeMap<String, Heartbeat>>>,
+    epoch: Instant,
+    admin_plugins: Arc<ArcSwap<PluginTable>>,
     background: JoinSet<()>,
+    background_stop: CancellationToken,
+    failures_tx: mpsc::UnboundedSender<(String, anyhow::Error)>,
+    failures: mpsc::UnboundedReceiver<(String, anyhow::Error)>,
+    reload_tx: mpsc::UnboundedSender<()>,
+    reloads: mpsc::UnboundedReceiver<()>,
+    changes: mpsc::UnboundedReceiver<Vec<PathBuf>>,
+    watcher: Option<Watcher>,
 }
 
 impl Daemon {
@@ -67,9 +117,18 @@ impl Daemon {
     pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let runtime = Runtime::new()?;
         let loaded = load_plugins(&runtime, &config).await?;
-        let plugins: BTreeMap<String, PluginSlot> = loaded
+        let plugins: BTreeMap<String, LoadedPlugin> = loaded
             .into_iter()
-            .map(|(name, plugin)| (name, Arc::new(ArcSwap::new(plugin))))
+            .map(|(name, plugin)| {
+                let settings = config.plugins[&name].clone();
+                let slot = Arc::new(ArcSwap::new(plugin));
+                let entry = LoadedPlugin {
+                    settings,
+                    slot,
+                    last_failed: None,
+                };
+                (name, entry)
+            })
             .collect();
 
         let consume = broker::connect(&config.broker, Role::Consume).await?;
@@ -77,92 +136,189 @@ impl Daemon {
         consume.declare(&config).await?;
         let publisher = publish.publisher().await?;
 
-        let stop = shutdown.child_token();
-        let metrics: SharedMetrics = Arc::new(Metrics::new());
-        let epoch = Instant::now();
-        let mut heartbeats = Vec::new();
-        let mut pipelines = JoinSet::new();
-        for settings in &config.pipelines {
-            let slot = plugins.get(&settings.plugin).cloned().with_context(|| {
+        let (failures_tx, failures) = mpsc::unbounded_channel();
+        let (reload_tx, reloads) = mpsc::unbounded_channel();
+        let (changes_tx, changes) = mpsc::unbounded_channel();
+        let watcher = match Watcher::new(changes_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "files are not watched; reload with SIGHUP");
+                None
+            }
+        };
+        let mut daemon = Self {
+            runtime,
+            shutdown,
+            consume,
+            publish,
+            publisher,
+            plugins,
+            pipelines: BTreeMap::new(),
+            metrics: Arc::new(Metrics::new()),
+            consuming: Arc::new(AtomicBool::new(false)),
+            heartbeats: Arc::default(),
+            epoch: Instant::now(),
+            admin_plugins: Arc::new(ArcSwap::from_pointee(PluginTable::new())),
+            background: JoinSet::new(),
+            background_stop: CancellationToken::new(),
+            failures_tx,
+            failures,
+            reload_tx,
+            reloads,
+            changes,
+            watcher,
+            config,
+        };
+        for settings in daemon.config.pipelines.clone() {
+            daemon.start_pipeline(settings).await?;
+        }
+        daemon.watch_files();
+        daemon.publish_plugin_table();
+        daemon.start_background().await?;
+        daemon.consuming.store(true, Ordering::Relaxed);
+
+        let status = format!("{} pipelines consuming", daemon.pipelines.len());
+        systemd::ready(&status);
+        tracing::info!(
+            pipelines = daemon.pipelines.len(),
+            broker = %daemon.config.broker.url,
+            "warren ready"
+        );
+        Ok(daemon)
+    }
+
+    async fn start_background(&mut self) -> anyhow::Result<()> {
+        let stop = self.background_stop.clone();
+        if let Some(admin) = &self.config.admin {
+            let state = AdminState {
+                metrics: self.metrics.clone(),
+                consuming: self.consuming.clone(),
+                connection: self.consume.health(),
+                plugins: self.admin_plugins.clone(),
+            };
+            let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
+            self.background.spawn(async move {
+                let _ = server.await;
+            });
+        }
+        self.background.spawn(report_status(
+            self.metrics.clone(),
+            self.heartbeats.clone(),
+            stop.clone(),
+        ));
+        if let Some(interval) = systemd::watchdog_interval() {
+            self.background.spawn(watchdog(
+                self.heartbeats.clone(),
+                self.epoch,
+                interval,
+                stop,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn start_pipeline(&mut self, settings: PipelineSettings) -> anyhow::Result<()> {
+        let slot = self
+            .plugins
+            .get(&settings.plugin)
+            .map(|p| p.slot.clone())
+            .with_context(|| {
                 format!(
                     "pipeline {}: plugin {} not loaded",
                     settings.name, settings.plugin
                 )
             })?;
-            let tag = format!("warren.{}", settings.name);
-            let consumer = consume
-                .consume(&settings.queue, settings.prefetch.get(), &tag)
-                .await
-                .with_context(|| format!("pipeline {}", settings.name))?;
-            let heartbeat: Heartbeat = Arc::new(AtomicU64::new(0));
-            heartbeats.push(heartbeat.clone());
-            let pipeline = Pipeline::new(
-                settings.clone(),
-                slot,
-                publisher.clone(),
-                metrics.pipeline(&settings.name),
-                heartbeat,
-                epoch,
-            );
-            pipelines.spawn(pipeline.run(consumer, stop.clone(), config.shutdown_grace));
-            tracing::info!(
-                pipeline = settings.name,
-                queue = settings.queue,
-                plugin = settings.plugin,
-                prefetch = settings.prefetch.get(),
-                concurrency = settings.concurrency.get(),
-                "pipeline consuming"
-            );
-        }
-
-        let consuming = Arc::new(AtomicBool::new(true));
-        let mut background = JoinSet::new();
-        if let Some(admin) = &config.admin {
-            let state = AdminState {
-                metrics: metrics.clone(),
-                consuming: consuming.clone(),
-                connection: consume.health(),
-                plugins: plugins
-                    .iter()
-                    .map(|(name, slot)| {
-                        let users = config
-                            .pipelines
-                            .iter()
-                            .filter(|p| &p.plugin == name)
-                            .map(|p| p.name.clone())
-                            .collect();
-                        (name.clone(), (slot.clone(), users))
-                    })
-                    .collect(),
-            };
-            let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
-            background.spawn(async move {
-                let _ = server.await;
-            });
-        }
-        background.spawn(report_status(
-            metrics.clone(),
-            config.pipelines.len(),
-            stop.clone(),
+        let tag = format!("warren.{}", settings.name);
+        let consumer = self
+            .consume
+            .consume(&settings.queue, settings.prefetch.get(), &tag)
+            .await
+            .with_context(|| format!("pipeline {}", settings.name))?;
+        let heartbeat: Heartbeat = Arc::new(AtomicU64::new(
+            u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(0),
         ));
-        if let Some(interval) = systemd::watchdog_interval() {
-            background.spawn(watchdog(heartbeats, epoch, interval, stop.clone()));
-        }
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(settings.name.clone(), heartbeat.clone());
+        let pipeline = Pipeline::new(
+            settings.clone(),
+            slot,
+            self.publisher.clone(),
+            self.metrics.pipeline(&settings.name),
+            heartbeat,
+            self.epoch,
+        );
+        let stop = CancellationToken::new();
+        let failures = self.failures_tx.clone();
+        let name = settings.name.clone();
+        let grace = self.config.shutdown_grace;
+        let run = pipeline.run(consumer, stop.clone(), grace);
+        let done = tokio::spawn(async move {
+            if let Err(e) = run.await {
+                let _ = failures.send((name, e));
+            }
+        });
+        tracing::info!(
+            pipeline = settings.name,
+            queue = settings.queue,
+            plugin = settings.plugin,
+            prefetch = settings.prefetch.get(),
+            concurrency = settings.concurrency.get(),
+            "pipeline consuming"
+        );
+        self.pipelines.insert(
+            settings.name.clone(),
+            RunningPipeline {
+                settings,
+                stop,
+                done,
+            },
+        );
+        Ok(())
+    }
 
-        let status = format!("{} pipelines consuming", config.pipelines.len());
-        systemd::ready(&status);
-        tracing::info!(pipelines = config.pipelines.len(), broker = %config.broker.url, "warren ready");
-        Ok(Self {
-            shutdown,
-            stop,
-            pipelines,
-            consume,
-            publish,
-            plugins,
-            metrics,
-            consuming,
-            background,
-        })
+    /// Stops consuming, lets in-flight messages finish within the grace period, closes.
+    async fn stop_pipeline(&mut self, name: &str) {
+        if let Some(running) = self.pipelines.remove(name) {
+            running.stop.cancel();
+            let _ = running.done.await;
+            self.heartbeats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name);
+            tracing::info!(pipeline = name, "pipeline stopped");
+        }
+    }
+
+    fn watch_files(&mut self) {
+        let Some(watcher) = &mut self.watcher else {
+            return;
+        };
+        let config_path = self.config.path.clone();
+        watcher.watch_files(
+            self.plugins
+                .values()
+                .map(|p| p.settings.path.as_path())
+                .chain(std::iter::once(config_path.as_path())),
+        );
+    }
+
+    fn publish_plugin_table(&self) {
+        let table = self
+            .plugins
+            .iter()
+            .map(|(name, p)| {
+                let users = self
+                    .pipelines
+                    .values()
+                    .filter(|r| &r.settings.plugin == name)
+                    .map(|r| r.settings.name.clone())
+                    .collect();
+                (name.clone(), (p.slot.clone(), users))
+            })
+            .collect();
+        self.admin_plugins.store(Arc::new(table));
     }
 
     /// The daemon's metrics.
@@ -170,55 +326,258 @@ impl Daemon {
         &self.metrics
     }
 
-    /// The current version of each plugin, by name.
-    pub fn plugins(&self) -> &BTreeMap<String, PluginSlot> {
-        &self.plugins
+    /// A handle that asks for a config reload, as SIGHUP does.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reload_tx.clone())
     }
 
-    /// Waits for `shutdown` (then drains) or for a pipeline to fail (then stops the others and
-    /// returns its error, so that a supervisor restarts the daemon).
+    /// The version currently serving for each plugin.
+    pub fn plugin_versions(&self) -> BTreeMap<String, String> {
+        self.plugins
+            .iter()
+            .map(|(name, p)| (name.clone(), p.slot.load().version().to_owned()))
+            .collect()
+    }
+
+    /// Runs until `shutdown` (then drains) or a pipeline fails (then stops the others and
+    /// returns its error, so that a supervisor restarts the daemon). Reloads plugins whose
+    /// files change, and the config on a change of its file or a reload request.
     pub async fn wait(mut self) -> anyhow::Result<()> {
-        let result = tokio::select! {
-            () = self.shutdown.cancelled() => Ok(()),
-            Some(joined) = self.pipelines.join_next() => match joined {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(anyhow::anyhow!("a pipeline task panicked: {e}")),
-            },
+        let result = loop {
+            tokio::select! {
+                () = self.shutdown.cancelled() => break Ok(()),
+                Some((name, error)) = self.failures.recv() => {
+                    if self.pipelines.contains_key(&name) {
+                        break Err(error.context(format!("pipeline {name} failed")));
+                    }
+                }
+                Some(()) = self.reloads.recv() => self.reload_config().await,
+                Some(paths) = self.changes.recv() => self.on_files_changed(paths).await,
+            }
         };
         if result.is_ok() {
             tracing::info!("stopping: draining in-flight messages");
         }
         systemd::stopping();
         self.consuming.store(false, Ordering::Relaxed);
-        self.stop.cancel();
-        while let Some(joined) = self.pipelines.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(error = %format!("{e:#}"), "pipeline ended with an error")
-                }
-                Err(e) => tracing::error!(error = %e, "pipeline task panicked"),
-            }
+        self.watcher = None;
+        let names: Vec<String> = self.pipelines.keys().cloned().collect();
+        for running in self.pipelines.values() {
+            running.stop.cancel();
         }
+        for name in names {
+            self.stop_pipeline(&name).await;
+        }
+        self.background_stop.cancel();
+        while self.background.join_next().await.is_some() {}
         self.consume.close().await;
         self.publish.close().await;
-        while self.background.join_next().await.is_some() {}
         tracing::info!("stopped");
         result
     }
+
+    async fn on_files_changed(&mut self, paths: Vec<PathBuf>) {
+        let changed: BTreeSet<PathBuf> = paths.into_iter().collect();
+        if changed.iter().any(|p| same_file(p, &self.config.path)) {
+            self.reload_config().await;
+            return;
+        }
+        let names: Vec<String> = self
+            .plugins
+            .iter()
+            .filter(|(_, p)| changed.iter().any(|c| same_file(c, &p.settings.path)))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in names {
+            self.reload_plugin(&name).await;
+        }
+    }
+
+    /// Compiles and initialises the plugin's file anew, off the hot path, and swaps it in if
+    /// its content changed. On failure the old version keeps serving.
+    async fn reload_plugin(&mut self, name: &str) {
+        let Some(entry) = self.plugins.get_mut(name) else {
+            return;
+        };
+        let path = entry.settings.path.clone();
+        let bytes = match tokio::fs::read(&path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(
+                    plugin = name,
+                    path = %path.display(),
+                    version = entry.slot.load().version(),
+                    "plugin file removed; the loaded version keeps serving"
+                );
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(plugin = name, path = %path.display(), error = %e, "cannot read plugin file");
+                return;
+            }
+        };
+        let hash = crate::plugin::content_hash(&bytes);
+        if hash == entry.slot.load().version() || entry.last_failed.as_deref() == Some(&hash) {
+            return;
+        }
+        let started = Instant::now();
+        match self.runtime.load_bytes(&entry.settings, bytes).await {
+            Ok(plugin) => {
+                let old = entry.slot.swap(plugin);
+                entry.last_failed = None;
+                self.metrics.reload(name, true);
+                tracing::info!(
+                    plugin = name,
+                    from = old.version(),
+                    to = hash,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "plugin reloaded"
+                );
+            }
+            Err(e) => {
+                entry.last_failed = Some(hash);
+                self.metrics.reload(name, false);
+                tracing::error!(
+                    plugin = name,
+                    path = %path.display(),
+                    version = entry.slot.load().version(),
+                    error = %format!("{e:#}"),
+                    "plugin reload failed; the loaded version keeps serving"
+                );
+            }
+        }
+    }
+
+    /// Re-reads the config file and applies it: plugins reloaded, topology declared,
+    /// pipelines added, removed or restarted. An invalid config is refused as a whole.
+    async fn reload_config(&mut self) {
+        systemd::reloading();
+        match self.apply_config().await {
+            Ok(summary) => tracing::info!(%summary, "config reloaded"),
+            Err(e) => tracing::error!(
+                error = %format!("{e:#}"),
+                "config reload refused; the running configuration is unchanged"
+            ),
+        }
+        systemd::ready(&format!("{} pipelines consuming", self.pipelines.len()));
+    }
+
+    async fn apply_config(&mut self) -> anyhow::Result<String> {
+        let new = Config::load(&self.config.path)?;
+        if new.broker.url != self.config.broker.url {
+            anyhow::bail!("broker.url changed: restart warren to connect elsewhere");
+        }
+        // Load every new or changed plugin first: a failure refuses the whole config.
+        let mut fresh = BTreeMap::new();
+        for (name, settings) in &new.plugins {
+            let unchanged = self
+                .plugins
+                .get(name)
+                .is_some_and(|p| same_plugin(&p.settings, settings));
+            if !unchanged {
+                fresh.insert(name.clone(), load_one(&self.runtime, &new, settings).await?);
+            }
+        }
+        self.consume.declare(&new).await?;
+
+        let mut summary = Vec::new();
+        // Pipelines that go away or change stop first (they drain).
+        let old_pipelines: Vec<PipelineSettings> = self
+            .pipelines
+            .values()
+            .map(|r| r.settings.clone())
+            .collect();
+        for old in &old_pipelines {
+            if !new.pipelines.iter().any(|p| p == old) {
+                self.stop_pipeline(&old.name).await;
+                summary.push(if new.pipelines.iter().any(|p| p.name == old.name) {
+                    format!("changed {}", old.name)
+                } else {
+                    format!("removed {}", old.name)
+                });
+            }
+        }
+        // Plugins: swap changed ones in place, add new ones, drop unused ones.
+        for (name, plugin) in fresh {
+            let settings = new.plugins[&name].clone();
+            match self.plugins.get_mut(&name) {
+                Some(entry) => {
+                    entry.slot.store(plugin);
+                    entry.settings = settings;
+                    entry.last_failed = None;
+                    self.metrics.reload(&name, true);
+                    summary.push(format!("plugin {name} reloaded"));
+                }
+                None => {
+                    self.plugins.insert(
+                        name.clone(),
+                        LoadedPlugin {
+                            settings,
+                            slot: Arc::new(ArcSwap::new(plugin)),
+                            last_failed: None,
+                        },
+                    );
+                    summary.push(format!("plugin {name} added"));
+                }
+            }
+        }
+        self.plugins
+            .retain(|name, _| new.plugins.contains_key(name));
+        self.config = new;
+        for settings in self.config.pipelines.clone() {
+            if !self.pipelines.contains_key(&settings.name) {
+                let name = settings.name.clone();
+                self.start_pipeline(settings).await?;
+                if !summary.iter().any(|s| s == &format!("changed {name}")) {
+                    summary.push(format!("added {name}"));
+                }
+            }
+        }
+        self.watch_files();
+        self.publish_plugin_table();
+        Ok(if summary.is_empty() {
+            "no changes".to_owned()
+        } else {
+            summary.join(", ")
+        })
+    }
+}
+
+/// True if the two paths name the same file (same directory and file name).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b || (a.file_name() == b.file_name() && dir_of(a) == dir_of(b))
+}
+
+fn dir_of(path: &Path) -> Option<PathBuf> {
+    path.parent().and_then(|d| std::fs::canonicalize(d).ok())
+}
+
+fn same_plugin(a: &PluginSettings, b: &PluginSettings) -> bool {
+    a.path == b.path
+        && a.config == b.config
+        && a.limits == b.limits
+        && a.allowed_hosts == b.allowed_hosts
+        && a.egress.timeout == b.egress.timeout
+        && a.egress.max_response_bytes == b.egress.max_response_bytes
 }
 
 /// Refreshes the systemd status line: pipelines and messages handled.
-async fn report_status(metrics: SharedMetrics, pipelines: usize, stop: CancellationToken) {
+async fn report_status(
+    metrics: SharedMetrics,
+    heartbeats: Arc<Mutex<BTreeMap<String, Heartbeat>>>,
+    stop: CancellationToken,
+) {
     let mut every = tokio::time::interval(STATUS_INTERVAL);
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = every.tick() => systemd::status(&format!(
-                "{pipelines} pipelines consuming; {} messages handled",
-                metrics.handled.get()
-            )),
+            _ = every.tick() => {
+                let pipelines = heartbeats.lock().unwrap_or_else(PoisonError::into_inner).len();
+                systemd::status(&format!(
+                    "{pipelines} pipelines consuming; {} messages handled",
+                    metrics.handled.get()
+                ));
+            }
         }
     }
 }
@@ -226,7 +585,7 @@ async fn report_status(metrics: SharedMetrics, pipelines: usize, stop: Cancellat
 /// Pings the systemd watchdog while every pipeline loop keeps beating; a wedged loop stops
 /// the pings, and systemd restarts the daemon.
 async fn watchdog(
-    heartbeats: Vec<Heartbeat>,
+    heartbeats: Arc<Mutex<BTreeMap<String, Heartbeat>>>,
     epoch: Instant,
     interval: Duration,
     stop: CancellationToken,
@@ -238,10 +597,14 @@ async fn watchdog(
             () = stop.cancelled() => return,
             _ = every.tick() => {
                 let now = epoch.elapsed();
-                let alive = heartbeats.iter().all(|beat| {
-                    let last = Duration::from_millis(beat.load(Ordering::Relaxed));
-                    now.saturating_sub(last) <= stale_after
-                });
+                let alive = heartbeats
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                    .all(|beat| {
+                        let last = Duration::from_millis(beat.load(Ordering::Relaxed));
+                        now.saturating_sub(last) <= stale_after
+                    });
                 if alive {
                     systemd::watchdog();
                 } else {

@@ -18,3 +18,4 @@ pub mod produce;
 pub mod systemd;
 pub mod telemetry;
 pub mod try_plugin;
+pub mod watch;

@@ -164,8 +164,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let shutdown = CancellationToken::new();
-            tokio::spawn(stop_on_signal(shutdown.clone()));
-            warren::app::run(config, shutdown).await
+            let daemon = warren::app::Daemon::start(config, shutdown.clone()).await?;
+            tokio::spawn(on_signals(shutdown, daemon.reload_handle()));
+            daemon.wait().await
         }
         Command::Plugin(PluginCommand::Run(args)) => plugin_run(args).await,
         Command::Check { config } => {
@@ -222,23 +223,37 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Cancels `shutdown` on SIGTERM or SIGINT.
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// SIGTERM or SIGINT cancel `shutdown`; SIGHUP asks for a config reload.
+async fn on_signals(shutdown: CancellationToken, reload: warren::app::ReloadHandle) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        tracing::error!("cannot listen for signals");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => {
+                tracing::info!("SIGTERM received");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT received");
+                break;
+            }
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: reloading the config");
+                if !reload.reload() {
+                    return;
+                }
+            }
+        }
     }
     shutdown.cancel();
 }
-
 async fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
     use warren::message::{Header, HeaderValue, Message, empty_properties};

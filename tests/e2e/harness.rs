@@ -279,6 +279,10 @@ impl Broker {
 
 /// A daemon running in this process, started from a config text.
 pub struct Running {
+    /// The daemon's metrics.
+    pub metrics: warren::metrics::SharedMetrics,
+    /// Asks for a config reload, as SIGHUP does.
+    pub reload: warren::app::ReloadHandle,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     _dir: tempfile::TempDir,
@@ -295,12 +299,19 @@ pub fn write_config(config: &str) -> (tempfile::TempDir, PathBuf) {
 /// Starts a daemon on `config` and returns once every pipeline consumes.
 pub async fn start(config: &str) -> Running {
     let (dir, path) = write_config(config);
-    let config = Config::load(&path).unwrap_or_else(|e| panic!("config refused: {e:#}"));
+    start_at(dir, &path).await
+}
+
+/// Starts a daemon on the config file at `path` (kept alive with `dir`).
+pub async fn start_at(dir: tempfile::TempDir, path: &Path) -> Running {
+    let config = Config::load(path).unwrap_or_else(|e| panic!("config refused: {e:#}"));
     let shutdown = CancellationToken::new();
     let daemon = Daemon::start(config, shutdown.clone())
         .await
         .unwrap_or_else(|e| panic!("daemon did not start: {e:#}"));
     Running {
+        metrics: daemon.metrics().clone(),
+        reload: daemon.reload_handle(),
         shutdown,
         task: tokio::spawn(daemon.wait()),
         _dir: dir,
@@ -346,4 +357,43 @@ plugin = "scripted"
 /// The value of header `key` in a message's properties.
 pub fn header<'a>(properties: &'a BasicProperties, key: &str) -> Option<&'a AMQPValue> {
     properties.headers().as_ref()?.inner().get(key)
+}
+
+/// Replaces `path` atomically with `content` (write a temporary file, then rename).
+pub fn replace_file(path: &Path, content: &[u8]) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, content).expect("write temp file");
+    std::fs::rename(&tmp, path).expect("rename over");
+}
+
+impl Broker {
+    /// Consumers on `queue`.
+    pub async fn consumers(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let q = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
+        let _ = channel.close(200, "done".into()).await;
+        q.consumer_count()
+    }
+
+    /// Waits up to [`PATIENCE`] until `queue` has `n` consumers.
+    pub async fn wait_consumers(&self, queue: &str, n: u32) {
+        let start = Instant::now();
+        while self.consumers(queue).await != n {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "{queue} never had {n} consumers"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

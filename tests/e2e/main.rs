@@ -25,3 +25,6 @@ mod http;
 
 // The sleeper plugin: concurrency without threads, ack after sleep, kill -9 redelivery.
 mod sleeper;
+
+// Hot reload of plugins and config under load.
+mod reload;

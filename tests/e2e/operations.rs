@@ -165,9 +165,9 @@ async fn metrics_count_what_happened() {
 }
 
 /// Under `Type=notify`, systemd hears READY=1 once consuming, WATCHDOG=1 pings when asked
-/// for, and STOPPING=1 on SIGTERM.
+/// for, RELOADING=1 then READY=1 on SIGHUP, and STOPPING=1 on SIGTERM.
 #[test]
-fn notify_socket_receives_ready_watchdog_and_stopping() {
+fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
     let queue = unique("notify");
     let dir = tempfile::tempdir().expect("tmp");
     let socket_path = dir.path().join("notify.sock");

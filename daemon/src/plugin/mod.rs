@@ -74,10 +74,20 @@ impl Runtime {
     /// Fails, naming the file, if the file is missing or not a component, if it needs an
     /// import warren does not provide, or if its `init` refuses the configuration.
     pub async fn load(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
-        let path = settings.path.clone();
-        let bytes = tokio::fs::read(&path)
+        let path = &settings.path;
+        let bytes = tokio::fs::read(path)
             .await
             .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))?;
+        self.load_bytes(settings, bytes).await
+    }
+
+    /// Like [`Runtime::load`], with the file's content already read.
+    pub async fn load_bytes(
+        &self,
+        settings: &PluginSettings,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Arc<Plugin>> {
+        let path = settings.path.clone();
         let version = content_hash(&bytes);
         let engine = self.engine.clone();
         let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
@@ -182,7 +192,8 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
-fn content_hash(bytes: &[u8]) -> String {
+/// A plugin's version identity: the first 12 hex digits of the SHA-256 of its file.
+pub fn content_hash(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
