@@ -28,8 +28,8 @@ pub struct AdminState {
     pub metrics: SharedMetrics,
     /// Set once every pipeline consumes; cleared when stopping.
     pub consuming: Arc<AtomicBool>,
-    /// The consuming connection.
-    pub connection: ConnectionHealth,
+    /// The consuming connection (replaced when warren reconnects).
+    pub connection: Arc<ArcSwap<ConnectionHealth>>,
     /// Plugins by name, with the pipelines using each; replaced on config reload.
     pub plugins: Arc<ArcSwap<PluginTable>>,
 }
@@ -37,7 +37,7 @@ pub struct AdminState {
 impl AdminState {
     /// Connected and consuming.
     pub fn ready(&self) -> bool {
-        self.consuming.load(Ordering::Relaxed) && self.connection.is_connected()
+        self.consuming.load(Ordering::Relaxed) && self.connection.load().is_connected()
     }
 }
 
@@ -71,7 +71,7 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     state
         .metrics
         .broker_connected
-        .set(i64::from(state.connection.is_connected()));
+        .set(i64::from(state.connection.load().is_connected()));
     (
         [(
             header::CONTENT_TYPE,

@@ -23,6 +23,90 @@ use crate::watch::Watcher;
 
 /// How often the systemd status line is refreshed.
 pub const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// First wait before reconnecting to the broker; doubled after each failure.
+pub const RECONNECT_MIN: Duration = Duration::from_millis(500);
+/// How often the connections' state is checked (a lost publishing connection is seen here).
+pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
+/// Longest wait between reconnection attempts.
+pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+
+/// The broker side of a running daemon: both connections and the confirm-mode publisher.
+struct Links {
+    consume: Connection,
+    publish: Connection,
+    publisher: Publisher,
+}
+
+/// Connects both connections, declares the topology and opens the publisher, retrying with
+/// capped, jittered backoff until it works, `shutdown` is cancelled, or an error that
+/// retrying cannot fix (credentials, a queue declared with other arguments).
+async fn connect_all(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Links> {
+    let mut delay = RECONNECT_MIN;
+    let mut attempt = 1u32;
+    loop {
+        let result = async {
+            let consume = broker::connect(&config.broker, Role::Consume).await?;
+            let publish = broker::connect(&config.broker, Role::Publish).await?;
+            consume.declare(config).await.map_err(Retry::Fatal)?;
+            let publisher = publish.publisher().await.map_err(Retry::Again)?;
+            Ok::<_, Retry>(Links {
+                consume,
+                publish,
+                publisher,
+            })
+        }
+        .await;
+        match result {
+            Ok(links) => {
+                if attempt > 1 {
+                    tracing::info!(attempt, "connected to the broker");
+                }
+                return Ok(links);
+            }
+            Err(Retry::Fatal(e)) => return Err(e),
+            Err(Retry::Again(e)) => {
+                let wait = jitter(delay);
+                tracing::warn!(
+                    attempt,
+                    retry_in_ms = wait.as_millis() as u64,
+                    error = %format!("{e:#}"),
+                    "broker unavailable; retrying"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => anyhow::bail!("stopped while connecting: {e:#}"),
+                    () = tokio::time::sleep(wait) => {}
+                }
+                delay = (delay * 2).min(RECONNECT_MAX);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+enum Retry {
+    Again(anyhow::Error),
+    Fatal(anyhow::Error),
+}
+
+impl From<broker::ConnectError> for Retry {
+    fn from(e: broker::ConnectError) -> Self {
+        if e.retryable {
+            Retry::Again(e.into())
+        } else {
+            Retry::Fatal(e.into())
+        }
+    }
+}
+
+/// `delay` ± 20 %, so that many daemons do not reconnect in step.
+fn jitter(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let factor = 0.8 + f64::from(nanos % 1000) / 1000.0 * 0.4;
+    delay.mul_f64(factor)
+}
 
 /// Runs the daemon until `shutdown` is cancelled or a pipeline fails.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -91,9 +175,7 @@ pub struct Daemon {
     config: Config,
     runtime: Runtime,
     shutdown: CancellationToken,
-    consume: Connection,
-    publish: Connection,
-    publisher: Publisher,
+    links: Links,
     plugins: BTreeMap<String, LoadedPlugin>,
     pipelines: BTreeMap<String, RunningPipeline>,
     metrics: SharedMetrics,
@@ -101,6 +183,7 @@ pub struct Daemon {
     heartbeats: Arc<Mutex<BTreeMap<String, Heartbeat>>>,
     epoch: Instant,
     admin_plugins: Arc<ArcSwap<PluginTable>>,
+    connection_health: Arc<ArcSwap<broker::ConnectionHealth>>,
     background: JoinSet<()>,
     background_stop: CancellationToken,
     failures_tx: mpsc::UnboundedSender<(String, anyhow::Error)>,
@@ -131,10 +214,8 @@ impl Daemon {
             })
             .collect();
 
-        let consume = broker::connect(&config.broker, Role::Consume).await?;
-        let publish = broker::connect(&config.broker, Role::Publish).await?;
-        consume.declare(&config).await?;
-        let publisher = publish.publisher().await?;
+        let links = connect_all(&config, &shutdown).await?;
+        let health = links.consume.health();
 
         let (failures_tx, failures) = mpsc::unbounded_channel();
         let (reload_tx, reloads) = mpsc::unbounded_channel();
@@ -149,9 +230,7 @@ impl Daemon {
         let mut daemon = Self {
             runtime,
             shutdown,
-            consume,
-            publish,
-            publisher,
+            links,
             plugins,
             pipelines: BTreeMap::new(),
             metrics: Arc::new(Metrics::new()),
@@ -159,6 +238,7 @@ impl Daemon {
             heartbeats: Arc::default(),
             epoch: Instant::now(),
             admin_plugins: Arc::new(ArcSwap::from_pointee(PluginTable::new())),
+            connection_health: Arc::new(ArcSwap::from_pointee(health)),
             background: JoinSet::new(),
             background_stop: CancellationToken::new(),
             failures_tx,
@@ -181,7 +261,7 @@ impl Daemon {
         systemd::ready(&status);
         tracing::info!(
             pipelines = daemon.pipelines.len(),
-            broker = %daemon.config.broker.url,
+            broker = %daemon.config.broker.shown(),
             "warren ready"
         );
         Ok(daemon)
@@ -193,7 +273,7 @@ impl Daemon {
             let state = AdminState {
                 metrics: self.metrics.clone(),
                 consuming: self.consuming.clone(),
-                connection: self.consume.health(),
+                connection: self.connection_health.clone(),
                 plugins: self.admin_plugins.clone(),
             };
             let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
@@ -230,6 +310,7 @@ impl Daemon {
             })?;
         let tag = format!("warren.{}", settings.name);
         let consumer = self
+            .links
             .consume
             .consume(&settings.queue, settings.prefetch.get(), &tag)
             .await
@@ -244,7 +325,7 @@ impl Daemon {
         let pipeline = Pipeline::new(
             settings.clone(),
             slot,
-            self.publisher.clone(),
+            self.links.publisher.clone(),
             self.metrics.pipeline(&settings.name),
             heartbeat,
             self.epoch,
@@ -343,12 +424,24 @@ impl Daemon {
     /// returns its error, so that a supervisor restarts the daemon). Reloads plugins whose
     /// files change, and the config on a change of its file or a reload request.
     pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut check = tokio::time::interval(CONNECTION_CHECK);
         let result = loop {
             tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
+                _ = check.tick() => {
+                    if !self.links.consume.is_connected() || !self.links.publish.is_connected() {
+                        tracing::error!("a broker connection was lost; reconnecting");
+                        if let Err(e) = self.reconnect().await {
+                            break Err(e);
+                        }
+                    }
+                }
                 Some((name, error)) = self.failures.recv() => {
                     if self.pipelines.contains_key(&name) {
-                        break Err(error.context(format!("pipeline {name} failed")));
+                        tracing::error!(pipeline = name, error = %format!("{error:#}"), "pipeline lost its channel or connection; reconnecting");
+                        if let Err(e) = self.reconnect().await {
+                            break Err(e);
+                        }
                     }
                 }
                 Some(()) = self.reloads.recv() => self.reload_config().await,
@@ -370,10 +463,50 @@ impl Daemon {
         }
         self.background_stop.cancel();
         while self.background.join_next().await.is_some() {}
-        self.consume.close().await;
-        self.publish.close().await;
+        self.links.consume.close().await;
+        self.links.publish.close().await;
         tracing::info!("stopped");
         result
+    }
+
+    /// Drops every pipeline and both connections, reconnects with backoff, declares the
+    /// topology again and restarts every pipeline. Deliveries of the old channels are never
+    /// settled on the new ones: the broker redelivers them.
+    async fn reconnect(&mut self) -> anyhow::Result<()> {
+        self.consuming.store(false, Ordering::Relaxed);
+        systemd::status("reconnecting to the broker");
+        let names: Vec<String> = self.pipelines.keys().cloned().collect();
+        for name in &names {
+            if let Some(running) = self.pipelines.remove(name) {
+                running.stop.cancel();
+                running.done.abort();
+            }
+        }
+        self.links.consume.close().await;
+        self.links.publish.close().await;
+        // Failures reported by the pipelines just dropped are stale.
+        while self.failures.try_recv().is_ok() {}
+        // A broker that just dropped us may be restarting: back off before the first try too.
+        tokio::select! {
+            () = self.shutdown.cancelled() => anyhow::bail!("stopped while reconnecting"),
+            () = tokio::time::sleep(jitter(RECONNECT_MIN)) => {}
+        }
+        self.links = connect_all(&self.config, &self.shutdown).await?;
+        self.connection_health
+            .store(Arc::new(self.links.consume.health()));
+        for settings in self.config.pipelines.clone() {
+            self.start_pipeline(settings).await?;
+        }
+        self.consuming.store(true, Ordering::Relaxed);
+        systemd::status(&format!(
+            "{} pipelines consuming (reconnected)",
+            self.pipelines.len()
+        ));
+        tracing::info!(
+            pipelines = self.pipelines.len(),
+            "reconnected; consuming again"
+        );
+        Ok(())
     }
 
     async fn on_files_changed(&mut self, paths: Vec<PathBuf>) {
@@ -464,7 +597,7 @@ impl Daemon {
 
     async fn apply_config(&mut self) -> anyhow::Result<String> {
         let new = Config::load(&self.config.path)?;
-        if new.broker.url != self.config.broker.url {
+        if new.broker.urls != self.config.broker.urls {
             anyhow::bail!("broker.url changed: restart warren to connect elsewhere");
         }
         // Load every new or changed plugin first: a failure refuses the whole config.
@@ -478,7 +611,7 @@ impl Daemon {
                 fresh.insert(name.clone(), load_one(&self.runtime, &new, settings).await?);
             }
         }
-        self.consume.declare(&new).await?;
+        self.links.consume.declare(&new).await?;
 
         let mut summary = Vec::new();
         // Pipelines that go away or change stop first (they drain).

@@ -12,7 +12,7 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
     let plugins = load_plugins(&runtime, config).await?;
     let mut out = String::new();
     let _ = writeln!(out, "config {} is valid", config.path.display());
-    let _ = writeln!(out, "broker   {}", config.broker.url);
+    let _ = writeln!(out, "broker   {}", config.broker.shown());
     for (name, p) in &plugins {
         let s = &config.plugins[name];
         let hosts = if s.allowed_hosts.is_empty() {

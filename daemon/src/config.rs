@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::num::{NonZeroU16, NonZeroUsize};
+use std::num::{NonZeroU16, NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ struct RawConfig {
 struct RawBroker {
     /// `amqp://user:password@host:port/vhost` (or `amqps://`). Default: [`DEFAULT_BROKER_URL`].
     url: Option<String>,
+    /// Several URLs, for the nodes of a cluster, tried in turn. Instead of `url`.
+    urls: Option<Vec<String>>,
     /// The connection name shown in the management UI. Default: `warren`.
     connection_name: Option<String>,
 }
@@ -166,6 +168,10 @@ struct RawPipeline {
     concurrency: Option<usize>,
     /// `requeue` or `reject`. Default `reject`, so a poison message cannot loop forever.
     on_error: Option<String>,
+    /// Deliveries after which a requeued message is rejected (dead-lettered) instead. Default: no limit.
+    max_deliveries: Option<u32>,
+    /// Delay before a requeued message comes back, doubled per delivery (4 steps). Default: none.
+    retry_delay_ms: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,8 +204,8 @@ pub struct Config {
 /// The broker connection.
 #[derive(Debug, Clone)]
 pub struct BrokerSettings {
-    /// The AMQP URL, password included; its `Display`/`Debug` hide the password.
-    pub url: BrokerUrl,
+    /// The AMQP URLs (one per cluster node), tried in turn; `Display`/`Debug` hide passwords.
+    pub urls: Vec<BrokerUrl>,
     /// Connection name prefix shown by the broker.
     pub connection_name: String,
 }
@@ -238,6 +244,14 @@ impl fmt::Display for BrokerUrl {
             }
             Err(_) => f.write_str("<invalid url>"),
         }
+    }
+}
+
+impl BrokerSettings {
+    /// The URLs, passwords hidden, for logs.
+    pub fn shown(&self) -> String {
+        let urls: Vec<String> = self.urls.iter().map(ToString::to_string).collect();
+        urls.join(", ")
     }
 }
 
@@ -390,6 +404,18 @@ pub struct PipelineSettings {
     pub concurrency: NonZeroUsize,
     /// What a failure becomes.
     pub on_error: OnError,
+    /// Deliveries after which a requeue becomes a reject.
+    pub max_deliveries: Option<NonZeroU32>,
+    /// Delayed retry queues, shortest first, when `retry_delay_ms` is set.
+    pub retry_queues: Vec<String>,
+}
+
+/// How many delay steps `retry_delay_ms` gets: the delay doubles at each (1×, 2×, 4×, 8×).
+pub const RETRY_STEPS: u32 = 4;
+
+/// The name of a pipeline's delayed-retry queue for one delay.
+pub fn retry_queue_name(queue: &str, delay_ms: u64) -> String {
+    format!("{queue}.warren-retry.{delay_ms}ms")
 }
 
 impl Config {
@@ -423,13 +449,33 @@ impl Config {
 }
 
 fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>) -> Config {
-    let url_text = raw.broker.url.as_deref().unwrap_or(DEFAULT_BROKER_URL);
-    let url = BrokerUrl::parse(url_text).unwrap_or_else(|e| {
-        problems.push(format!("broker.url: {e}"));
-        BrokerUrl(String::new())
-    });
+    let urls: Vec<(String, String)> = match (raw.broker.url, raw.broker.urls) {
+        (Some(_), Some(_)) => {
+            problems.push("broker.urls: give either url or urls, not both".to_owned());
+            Vec::new()
+        }
+        (None, Some(urls)) if urls.is_empty() => {
+            problems.push("broker.urls: list at least one URL".to_owned());
+            Vec::new()
+        }
+        (None, Some(urls)) => urls
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| (format!("broker.urls[{i}]"), u))
+            .collect(),
+        (Some(url), None) => vec![("broker.url".to_owned(), url)],
+        (None, None) => vec![("broker.url".to_owned(), DEFAULT_BROKER_URL.to_owned())],
+    };
+    let urls = urls
+        .into_iter()
+        .filter_map(|(key, text)| {
+            BrokerUrl::parse(&text)
+                .map_err(|e| problems.push(format!("{key}: {e}")))
+                .ok()
+        })
+        .collect();
     let broker = BrokerSettings {
-        url,
+        urls,
         connection_name: raw
             .broker
             .connection_name
@@ -664,6 +710,48 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 OnError::Reject
             }
         };
+        let max_deliveries = p.max_deliveries.map(|n| {
+            NonZeroU32::new(n).unwrap_or_else(|| {
+                problems.push(format!("{key}.max_deliveries: must be at least 1"));
+                NonZeroU32::MIN
+            })
+        });
+        let mut retry_queues = Vec::new();
+        if let Some(delay) = p.retry_delay_ms {
+            if delay == 0 {
+                problems.push(format!("{key}.retry_delay_ms: must be at least 1"));
+            }
+            let durable = queues
+                .iter()
+                .find(|q: &&QueueSettings| q.name == p.queue)
+                .is_none_or(|q| q.durable);
+            for step in 0..RETRY_STEPS {
+                let delay_ms = delay.saturating_mul(1 << step);
+                let name = retry_queue_name(&p.queue, delay_ms);
+                let mut arguments = Arguments::new();
+                arguments.insert(
+                    "x-message-ttl".into(),
+                    ArgValue::Int(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
+                );
+                arguments.insert(
+                    "x-dead-letter-exchange".into(),
+                    ArgValue::Text(String::new()),
+                );
+                arguments.insert(
+                    "x-dead-letter-routing-key".into(),
+                    ArgValue::Text(p.queue.clone()),
+                );
+                if !queues.iter().any(|q| q.name == name) {
+                    queues.push(QueueSettings {
+                        name: name.clone(),
+                        durable,
+                        auto_delete: false,
+                        arguments,
+                    });
+                }
+                retry_queues.push(name);
+            }
+        }
         pipelines.push(PipelineSettings {
             name: p.name,
             queue: p.queue,
@@ -671,6 +759,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
             prefetch,
             concurrency,
             on_error,
+            max_deliveries,
+            retry_queues,
         });
     }
 

@@ -188,12 +188,12 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         } => {
             let broker = match (url, config) {
                 (Some(url), _) => BrokerSettings {
-                    url: BrokerUrl::parse(&url).map_err(|e| anyhow::anyhow!("--url: {e}"))?,
+                    urls: vec![BrokerUrl::parse(&url).map_err(|e| anyhow::anyhow!("--url: {e}"))?],
                     connection_name: "warren-publish".into(),
                 },
                 (None, Some(path)) => Config::load(&path)?.broker,
                 (None, None) => BrokerSettings {
-                    url: BrokerUrl::parse(DEFAULT_BROKER_URL).map_err(anyhow::Error::msg)?,
+                    urls: vec![BrokerUrl::parse(DEFAULT_BROKER_URL).map_err(anyhow::Error::msg)?],
                     connection_name: "warren-publish".into(),
                 },
             };

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::broker::{Acker, Consumer, Publisher};
 use crate::config::PipelineSettings;
-use crate::decision::{Settlement, decide};
+use crate::decision::{RetryPolicy, Settlement, decide, over_limit};
 use crate::message::Message;
 use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::Plugin;
@@ -31,6 +31,7 @@ pub struct Pipeline {
     metrics: PipelineMetrics,
     heartbeat: Heartbeat,
     epoch: Instant,
+    retry: RetryPolicy,
 }
 
 impl Pipeline {
@@ -46,7 +47,13 @@ impl Pipeline {
         heartbeat: Heartbeat,
         epoch: Instant,
     ) -> Self {
+        let retry = RetryPolicy {
+            max_deliveries: settings.max_deliveries,
+            queue: settings.queue.clone(),
+            retry_queues: settings.retry_queues.clone(),
+        };
         Self {
+            retry,
             name: Arc::from(settings.name.as_str()),
             settings,
             plugin,
@@ -139,6 +146,18 @@ impl Pipeline {
         }
         let plugin = self.plugin.load_full();
         let on_error = self.settings.on_error;
+        if let Some(decision) = over_limit(&self.retry, &message) {
+            tracing::warn!(
+                pipeline = &*self.name,
+                message_id = message.properties.message_id.as_deref().unwrap_or("-"),
+                deliveries = crate::decision::attempt(&message),
+                reason = "delivery limit",
+                "message over max_deliveries: rejected (dead-lettered) without calling the plugin"
+            );
+            metrics.verdict(decision.kind);
+            self.settle(acker, decision.settlement, None).await;
+            return;
+        }
         let started = Instant::now();
         let result = plugin.handle(&self.name, &message).await;
         metrics
@@ -157,7 +176,18 @@ impl Pipeline {
                 "plugin failed on a message"
             );
         }
-        let decision = decide(result, message, on_error);
+        let limited = self.retry.max_deliveries.is_some()
+            && crate::decision::attempt(&message)
+                >= self.retry.max_deliveries.map_or(u32::MAX, |m| m.get());
+        let decision = decide(result, message, on_error, &self.retry);
+        if limited && decision.settlement == Settlement::Reject {
+            tracing::warn!(
+                pipeline = &*self.name,
+                message_id = message_id.as_deref().unwrap_or("-"),
+                reason = "delivery limit",
+                "last allowed delivery: rejected (dead-lettered) instead of requeued"
+            );
+        }
         metrics.verdict(decision.kind);
         let mut settlement = decision.settlement;
         if let Err(error) = self.publisher.publish_all(&decision.publishes).await {
@@ -174,21 +204,25 @@ impl Pipeline {
                 "publish failed; the message is not acked"
             );
         }
+        self.settle(acker, settlement, message_id.as_deref()).await;
+    }
+
+    async fn settle(&self, acker: Acker, settlement: Settlement, message_id: Option<&str>) {
         let settled = acker.settle(settlement).await;
-        metrics.in_flight.dec();
+        self.metrics.in_flight.dec();
         match settled {
             Ok(true) => {}
             Ok(false) => {
-                metrics.stale_settlements.inc();
+                self.metrics.stale_settlements.inc();
                 tracing::warn!(
                     pipeline = &*self.name,
-                    message_id = message_id.as_deref().unwrap_or("-"),
+                    message_id = message_id.unwrap_or("-"),
                     "channel closed before the message was settled; the broker will redeliver it"
                 );
             }
             Err(error) => tracing::warn!(
                 pipeline = &*self.name,
-                message_id = message_id.as_deref().unwrap_or("-"),
+                message_id = message_id.unwrap_or("-"),
                 %error,
                 "settling failed; the broker will redeliver the message"
             ),

@@ -304,6 +304,11 @@ pub async fn start(config: &str) -> Running {
 
 /// Starts a daemon on the config file at `path` (kept alive with `dir`).
 pub async fn start_at(dir: tempfile::TempDir, path: &Path) -> Running {
+    // Daemon logs, shown for failed tests; `RUST_LOG=info` to see them.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let config = Config::load(path).unwrap_or_else(|e| panic!("config refused: {e:#}"));
     let shutdown = CancellationToken::new();
     let daemon = Daemon::start(config, shutdown.clone())

@@ -28,3 +28,6 @@ mod sleeper;
 
 // Hot reload of plugins and config under load.
 mod reload;
+
+// Resilience: reconnects, several URLs, graceful stop, poison messages.
+mod resilience;

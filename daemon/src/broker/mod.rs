@@ -10,7 +10,6 @@ mod publish;
 mod settle;
 mod topology;
 
-use anyhow::anyhow;
 use lapin::{ConnectionProperties, types::ShortString};
 
 pub use consume::Consumer;
@@ -42,24 +41,47 @@ pub struct Connection {
     inner: lapin::Connection,
 }
 
-/// Opens a connection. The error shows the URL without its password and says how to start a local broker.
-pub async fn connect(settings: &BrokerSettings, role: Role) -> anyhow::Result<Connection> {
+/// Why no connection could be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    message: String,
+    /// False when retrying cannot help (credentials refused, vhost missing).
+    pub retryable: bool,
+}
+
+/// Opens a connection, trying each URL in turn. The error shows the URLs without their
+/// passwords and says how to start a local broker.
+pub async fn connect(settings: &BrokerSettings, role: Role) -> Result<Connection, ConnectError> {
     let name = format!("{} ({})", settings.connection_name, role.as_str());
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let inner = lapin::Connection::connect(settings.url.expose(), properties)
-        .await
-        .map_err(|e| {
-            let text = e.to_string();
-            let hint = if text.contains("refused") {
-                " (is RabbitMQ running? on this machine: `rabbitmq-server -detached`)"
-            } else if text.to_ascii_lowercase().contains("access") || text.contains("auth") {
-                " (check the user and password in [broker] url)"
-            } else {
-                ""
-            };
-            anyhow!("cannot connect to {}: {text}{hint}", settings.url)
-        })?;
-    Ok(Connection { inner })
+    let mut last = ConnectError {
+        message: "no broker URL configured".to_owned(),
+        retryable: false,
+    };
+    for url in &settings.urls {
+        let properties = ConnectionProperties::default().with_connection_name(name.clone().into());
+        match lapin::Connection::connect(url.expose(), properties).await {
+            Ok(inner) => return Ok(Connection { inner }),
+            Err(e) => {
+                let text = e.to_string();
+                let refused_access = text.contains("ACCESS_REFUSED")
+                    || text.contains("NOT_ALLOWED")
+                    || text.to_ascii_lowercase().contains("auth");
+                let hint = if refused_access {
+                    " (check the user, password and vhost in [broker] url)"
+                } else if text.contains("refused") {
+                    " (is RabbitMQ running? on this machine: `rabbitmq-server -detached`)"
+                } else {
+                    ""
+                };
+                last = ConnectError {
+                    message: format!("cannot connect to {url}: {text}{hint}"),
+                    retryable: !refused_access,
+                };
+            }
+        }
+    }
+    Err(last)
 }
 
 impl Connection {

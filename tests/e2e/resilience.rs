@@ -1,0 +1,364 @@
+//! Resilience without disturbing other tests: lost connections (closed by the broker, only
+//! ours), several broker URLs, graceful stop within and beyond the grace period, and
+//! poison messages.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use lapin::BasicProperties;
+
+use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, start, test_plugin, unique};
+use crate::operations::{free_port, http_get};
+
+/// Closes every broker connection whose client-given name starts with `prefix` (`rabbitmqctl`).
+async fn close_connections(prefix: &str) -> usize {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_connections",
+            "pid",
+            "client_properties",
+            "--no-table-headers",
+        ])
+        .output()
+        .await
+        .expect("rabbitmqctl list_connections");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let mut closed = 0;
+    for line in listing.lines() {
+        let Some((pid, properties)) = line.split_once('\t') else {
+            continue;
+        };
+        if properties.contains(&format!("{{\"connection_name\",\"{prefix}")) {
+            let status = tokio::process::Command::new("rabbitmqctl")
+                .args(["-q", "close_connection", pid, "closed by warren's tests"])
+                .status()
+                .await
+                .expect("rabbitmqctl close_connection");
+            assert!(status.success());
+            closed += 1;
+        }
+    }
+    closed
+}
+
+/// The broker closes warren's connections under load: `/readyz` turns 503, warren reconnects,
+/// declares again, resumes, and every message is handled (duplicates only from redelivery,
+/// counted), nothing lost; then `/readyz` is 200 again.
+#[tokio::test]
+async fn reconnects_after_the_broker_closes_its_connections() {
+    let broker = Broker::connect().await;
+    let queue = unique("reconnect");
+    let out = unique("reconnect-out");
+    broker.queue(&out).await;
+    broker.forget_later_queue(&queue);
+    let name = unique("conn");
+    let port = free_port();
+    let config = format!(
+        r#"[broker]
+url = "{url}"
+connection_name = "{name}"
+
+[admin]
+listen = "127.0.0.1:{port}"
+
+[plugins.tagged]
+path = "{plugin}"
+config = {{ to = "{out}" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "reconnect"
+queue = "{queue}"
+plugin = "tagged"
+prefetch = 20
+"#,
+        url = broker_url(),
+        plugin = test_plugin("tag_a").display(),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await;
+    assert_eq!(http_get(port, "/readyz").await.0, 200);
+    const N: usize = 1500;
+    let producer = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let broker = Broker::connect().await;
+            for i in 0..N {
+                broker
+                    .publish(
+                        &queue,
+                        b"x",
+                        BasicProperties::default().with_message_id(format!("r{i}").into()),
+                    )
+                    .await;
+                if i % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Poll /readyz while rabbitmqctl closes the connections (it takes about a second).
+    let closing = tokio::spawn({
+        let name = name.clone();
+        async move { close_connections(&name).await }
+    });
+    let mut saw_unready = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = http_get(port, "/readyz").await.0 == 200;
+        saw_unready |= !ready;
+        if saw_unready && ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "warren did not come back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(saw_unready, "/readyz never reported the lost connection");
+    assert_eq!(
+        closing.await.expect("closer"),
+        2,
+        "both of warren's connections"
+    );
+    producer.await.expect("producer");
+
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    while seen.len() < N {
+        let m = broker.next(&out).await;
+        let id = m
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .expect("id");
+        *seen.entry(id).or_default() += 1;
+    }
+    daemon.stop().await.expect("clean stop");
+    while let Some(m) = broker.get(&out).await {
+        let id = m
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .expect("id");
+        *seen.entry(id).or_default() += 1;
+    }
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "reconnect: {N} messages, 0 lost, {duplicates} duplicates (redelivered after the close)"
+    );
+    assert_eq!(seen.len(), N, "lost messages");
+    assert!(
+        duplicates <= 20 + 20,
+        "duplicates bounded by what was in flight (prefetch): {duplicates}"
+    );
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// With several broker URLs, a node that is down is skipped and the next one used.
+#[tokio::test]
+async fn several_urls_are_tried_in_turn() {
+    let broker = Broker::connect().await;
+    let queue = unique("urls");
+    broker.forget_later_queue(&queue);
+    let dead = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let config = format!(
+        r#"[broker]
+urls = ["{dead}", "{url}"]
+
+[plugins.p]
+path = "{plugin}"
+config = {{ mode = "ack" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "urls"
+queue = "{queue}"
+plugin = "p"
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await;
+    broker
+        .publish(&queue, b"m", BasicProperties::default())
+        .await;
+    broker.wait_ready(&queue, 0).await;
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+fn poison_config(
+    queue: &str,
+    dlx: &str,
+    mode: &str,
+    pipeline_extra: &str,
+    grace_ms: u64,
+) -> String {
+    format!(
+        r#"shutdown_grace_ms = {grace_ms}
+
+[broker]
+url = "{url}"
+
+[plugins.scripted]
+path = "{plugin}"
+config = {{ mode = "{mode}" }}
+
+[[queues]]
+name = "{queue}"
+dead_letter_exchange = "{dlx}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "poison"
+queue = "{queue}"
+plugin = "scripted"
+{pipeline_extra}
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+        expires = QUEUE_EXPIRES_MS,
+    )
+}
+
+/// A plugin that always requeues, with `max_deliveries = 5`: the message is handed to the
+/// plugin exactly five times, then dead-lettered.
+#[tokio::test]
+async fn always_requeued_message_ends_in_the_dlq_after_max_deliveries() {
+    let broker = Broker::connect().await;
+    let queue = unique("poison");
+    let dlq = unique("poison-dlq");
+    let dlx = unique("poison-dlx");
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    let daemon = start(&poison_config(
+        &queue,
+        &dlx,
+        "requeue",
+        "max_deliveries = 5",
+        5000,
+    ))
+    .await;
+    broker
+        .publish(&queue, b"poison", BasicProperties::default())
+        .await;
+    let dead = broker.next(&dlq).await;
+    assert_eq!(dead.delivery.data, b"poison");
+    let metrics = daemon.metrics.render();
+    daemon.stop().await.expect("clean stop");
+    assert!(
+        metrics.contains(r#"warren_messages_total{pipeline="poison",verdict="requeue"} 5"#),
+        "the plugin saw it exactly five times:\n{metrics}"
+    );
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// `retry_delay_ms` requeues through warren's TTL + dead-letter retry queues, with backoff:
+/// deliveries at about 0, +200 ms and +400 ms more; the third is the last (max_deliveries 3).
+#[tokio::test]
+async fn delayed_retries_back_off_then_dead_letter() {
+    let broker = Broker::connect().await;
+    let queue = unique("retry");
+    let dlq = unique("retry-dlq");
+    let dlx = unique("retry-dlx");
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    for step in [200, 400, 800, 1600] {
+        broker.forget_later_queue(&warren::config::retry_queue_name(&queue, step));
+    }
+    let daemon = start(&poison_config(
+        &queue,
+        &dlx,
+        "requeue",
+        "max_deliveries = 3\nretry_delay_ms = 200",
+        5000,
+    ))
+    .await;
+    let sent = Instant::now();
+    broker
+        .publish(&queue, b"later", BasicProperties::default())
+        .await;
+    let dead = broker.next(&dlq).await;
+    let took = sent.elapsed();
+    assert_eq!(dead.delivery.data, b"later");
+    assert!(
+        took >= Duration::from_millis(600),
+        "two delays of 200 and 400 ms: {took:?}"
+    );
+    assert_eq!(
+        crate::harness::header(&dead.delivery.properties, "x-warren-deliveries"),
+        Some(&lapin::types::AMQPValue::LongLongInt(2)),
+        "warren counted the two requeues"
+    );
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}
+
+/// SIGTERM-style stop: in-flight work shorter than the grace period finishes and is acked;
+/// work longer than it is left unacked and returns to the queue, and the stop does not wait.
+#[tokio::test]
+async fn graceful_stop_drains_within_the_grace_period_only() {
+    let broker = Broker::connect().await;
+    let short = unique("grace-short");
+    let long = unique("grace-long");
+    broker.forget_later_queue(&short);
+    broker.forget_later_queue(&long);
+
+    let daemon = start(
+        &poison_config(&short, "", "body", "prefetch = 5", 5000)
+            .replace("dead_letter_exchange = \"\"\n", ""),
+    )
+    .await;
+    for _ in 0..5 {
+        broker
+            .publish(&short, b"sleep:500", BasicProperties::default())
+            .await;
+    }
+    broker.wait_ready(&short, 0).await;
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        broker.ready(&short).await,
+        0,
+        "in-flight work within the grace period was acked"
+    );
+
+    let daemon = start(
+        &poison_config(&long, "", "body", "prefetch = 5", 300)
+            .replace("dead_letter_exchange = \"\"\n", ""),
+    )
+    .await;
+    for _ in 0..5 {
+        broker
+            .publish(&long, b"sleep:10000", BasicProperties::default())
+            .await;
+    }
+    broker.wait_ready(&long, 0).await;
+    let stopping = Instant::now();
+    daemon.stop().await.expect("clean stop");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the stop waited past the grace period"
+    );
+    assert_eq!(
+        broker.ready(&long).await,
+        5,
+        "unfinished work returns to the queue"
+    );
+    broker.cleanup().await;
+}
