@@ -312,7 +312,12 @@ impl Daemon {
         let consumer = self
             .links
             .consume
-            .consume(&settings.queue, settings.prefetch.get(), &tag)
+            .consume(
+                &settings.queue,
+                settings.prefetch.get(),
+                &tag,
+                settings.coalesce_acks,
+            )
             .await
             .with_context(|| format!("pipeline {}", settings.name))?;
         let heartbeat: Heartbeat = Arc::new(AtomicU64::new(

@@ -172,6 +172,8 @@ struct RawPipeline {
     max_deliveries: Option<u32>,
     /// Delay before a requeued message comes back, doubled per delivery (4 steps). Default: none.
     retry_delay_ms: Option<u64>,
+    /// Coalesce acks into `multiple` acks. Default true.
+    coalesce_acks: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,6 +410,8 @@ pub struct PipelineSettings {
     pub max_deliveries: Option<NonZeroU32>,
     /// Delayed retry queues, shortest first, when `retry_delay_ms` is set.
     pub retry_queues: Vec<String>,
+    /// Coalesce acks into `multiple` acks.
+    pub coalesce_acks: bool,
 }
 
 /// How many delay steps `retry_delay_ms` gets: the delay doubles at each (1×, 2×, 4×, 8×).
@@ -761,6 +765,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
             on_error,
             max_deliveries,
             retry_queues,
+            coalesce_acks: p.coalesce_acks.unwrap_or(true),
         });
     }
 

@@ -173,3 +173,75 @@ async fn quorum_queue_delivery_count_reaches_the_plugin() {
     );
     broker.cleanup().await;
 }
+
+/// Ack coalescing (on by default): out-of-order completions with rejects between acks all
+/// settle correctly, and a slow message at the head of the window is never covered by a
+/// `multiple` ack — stopping while it sleeps returns exactly it to the queue.
+#[tokio::test]
+async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
+    let broker = Broker::connect().await;
+    let queue = unique("coalesce");
+    let dlq = unique("coalesce-dlq");
+    let dlx = unique("coalesce-dlx");
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    let config = scripted_config(&queue, "mode = \"body\"", "prefetch = 50\nconcurrency = 50")
+        .replace(
+            &format!("name = \"{queue}\"\narguments"),
+            &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
+        )
+        .replace("shutdown_grace_ms = 5000", "shutdown_grace_ms = 0");
+
+    // Out of order, with rejects between acks.
+    let daemon = start(&config).await;
+    let mut rejects = 0;
+    for i in 0..60u64 {
+        let body = if i % 7 == 3 {
+            rejects += 1;
+            "reject".to_owned()
+        } else {
+            format!("sleep:{}", (i * 37) % 90)
+        };
+        broker
+            .publish(&queue, body.as_bytes(), BasicProperties::default())
+            .await;
+    }
+    broker.wait_ready(&queue, 0).await;
+    let mut dead = 0;
+    while dead < rejects {
+        broker.next(&dlq).await;
+        dead += 1;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // all sleeps done and acked
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        broker.ready(&queue).await,
+        0,
+        "every ack reached the broker"
+    );
+    assert!(
+        broker.get(&dlq).await.is_none(),
+        "only the rejects were dead-lettered"
+    );
+
+    // A slow message first, then quick ones: stop while it still sleeps.
+    let daemon = start(&config).await;
+    broker
+        .publish(&queue, b"sleep:5000", BasicProperties::default())
+        .await;
+    for _ in 0..20 {
+        broker
+            .publish(&queue, b"ack", BasicProperties::default())
+            .await;
+    }
+    broker.wait_ready(&queue, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // the quick ones are done
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        broker.ready(&queue).await,
+        1,
+        "only the unfinished message returns: the quick acks were sent, the slow one was not covered"
+    );
+    broker.cleanup().await;
+}

@@ -7,6 +7,7 @@ use lapin::types::{FieldTable, ShortString};
 
 use super::Acker;
 use super::convert::{delivery_count, properties_from_amqp};
+use super::settle::Settler;
 use crate::message::Message;
 
 /// A manual-ack consumer on its own channel.
@@ -15,6 +16,7 @@ pub struct Consumer {
     inner: lapin::Consumer,
     queue: String,
     tag: ShortString,
+    settler: Option<Settler>,
 }
 
 impl Consumer {
@@ -23,6 +25,7 @@ impl Consumer {
         queue: &str,
         prefetch: u16,
         tag: &str,
+        coalesce_acks: bool,
     ) -> anyhow::Result<Self> {
         let channel = connection
             .create_channel()
@@ -50,6 +53,7 @@ impl Consumer {
             inner,
             queue: queue.to_owned(),
             tag,
+            settler: coalesce_acks.then(Settler::start),
         })
     }
 
@@ -68,11 +72,10 @@ impl Consumer {
             properties: properties_from_amqp(&delivery.properties),
             body: delivery.data,
         };
+        let coalesce = self.settler.as_ref().map(Settler::sender);
         Some(Ok((
             message,
-            Acker {
-                inner: delivery.acker,
-            },
+            Acker::new(delivery.acker, delivery.delivery_tag, coalesce),
         )))
     }
 
@@ -86,8 +89,12 @@ impl Consumer {
         }
     }
 
-    /// Closes the channel; deliveries not yet settled go back to the queue.
+    /// Sends the acks handed over so far, then closes the channel; deliveries not yet
+    /// settled go back to the queue.
     pub async fn close(self) {
+        if let Some(settler) = self.settler {
+            settler.flush().await;
+        }
         if self.channel.status().connected() {
             let _ = self
                 .channel

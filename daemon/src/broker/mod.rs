@@ -90,9 +90,16 @@ impl Connection {
         topology::declare(&self.inner, config).await
     }
 
-    /// Opens a channel with `basic.qos(prefetch)` and starts a manual-ack consumer on `queue`.
-    pub async fn consume(&self, queue: &str, prefetch: u16, tag: &str) -> anyhow::Result<Consumer> {
-        Consumer::start(&self.inner, queue, prefetch, tag).await
+    /// Opens a channel with `basic.qos(prefetch)` and starts a manual-ack consumer on `queue`;
+    /// with `coalesce_acks`, its acks are coalesced into `multiple` acks.
+    pub async fn consume(
+        &self,
+        queue: &str,
+        prefetch: u16,
+        tag: &str,
+        coalesce_acks: bool,
+    ) -> anyhow::Result<Consumer> {
+        Consumer::start(&self.inner, queue, prefetch, tag, coalesce_acks).await
     }
 
     /// Opens a channel in confirm mode for publishing.

@@ -1,36 +1,279 @@
-//! Settles one delivery: ack, reject or requeue, exactly once.
+//! Settles each delivery exactly once: ack, reject or requeue — acks coalesced when asked.
+//!
+//! With ack coalescing, finished acks of a channel go to one task that keeps the channel's
+//! watermark: the lowest delivery tag not yet settled. Every contiguous run of settled tags
+//! from the watermark is acknowledged with one `basic.ack(multiple = true)` on its highest
+//! ack. Rejects and requeues are always sent at once, on their own, and only then counted as
+//! settled, so a multiple ack never covers a delivery that is not finished or that is to be
+//! rejected. Acks stuck behind a slow delivery for longer than [`STRAGGLER_DELAY`] are sent
+//! one by one, so a slow message cannot hold the prefetch window.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::decision::Settlement;
 
+/// How long a finished ack may wait behind an unfinished delivery before it is sent alone.
+pub const STRAGGLER_DELAY: Duration = Duration::from_millis(5);
+
 /// The handle that settles one delivery on the channel it came from.
 pub struct Acker {
-    pub(super) inner: lapin::Acker,
+    inner: lapin::Acker,
+    tag: u64,
+    coalesce: Option<mpsc::UnboundedSender<Finished>>,
 }
 
 impl Acker {
+    pub(super) fn new(
+        inner: lapin::Acker,
+        // The delivery tag; only used when coalescing.
+        tag: u64,
+        coalesce: Option<mpsc::UnboundedSender<Finished>>,
+    ) -> Self {
+        Self {
+            inner,
+            tag,
+            coalesce,
+        }
+    }
+
     /// Applies `settlement`. Consumes the acker, so a delivery cannot be settled twice.
     ///
     /// `Ok(false)` means the channel it came from is gone: nothing was sent, and the broker
-    /// redelivers the message.
+    /// redelivers the message. A coalesced ack is handed to the channel's settler and reported
+    /// as sent; if the channel dies before the settler sends it, the broker redelivers.
     pub async fn settle(self, settlement: Settlement) -> anyhow::Result<bool> {
-        let sent = match settlement {
-            Settlement::Ack => self.inner.ack(BasicAckOptions::default()).await,
-            Settlement::Reject => {
-                self.inner
-                    .reject(BasicRejectOptions { requeue: false })
-                    .await
-            }
-            Settlement::Requeue => {
-                self.inner
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue: true,
-                    })
-                    .await
-            }
-        };
+        if let (Settlement::Ack, Some(settler)) = (settlement, &self.coalesce) {
+            let usable = self.inner.usable();
+            let _ = settler.send(Finished {
+                tag: self.tag,
+                ack: Some(self.inner),
+            });
+            return Ok(usable);
+        }
+        let sent = send(&self.inner, settlement).await;
+        if let Some(settler) = &self.coalesce {
+            // Only now may the watermark move past this tag.
+            let _ = settler.send(Finished {
+                tag: self.tag,
+                ack: None,
+            });
+        }
         Ok(sent?)
+    }
+}
+
+async fn send(acker: &lapin::Acker, settlement: Settlement) -> lapin::Result<bool> {
+    match settlement {
+        Settlement::Ack => acker.ack(BasicAckOptions::default()).await,
+        Settlement::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
+        Settlement::Requeue => {
+            acker
+                .nack(BasicNackOptions {
+                    multiple: false,
+                    requeue: true,
+                })
+                .await
+        }
+    }
+}
+
+/// A delivery that is finished: with its acker if it waits for an ack, or `None` if it was
+/// already settled on its own (rejected or requeued).
+pub(super) struct Finished {
+    tag: u64,
+    ack: Option<lapin::Acker>,
+}
+
+/// The coalescing settler of one channel: a task that sends the acks.
+pub(super) struct Settler {
+    sender: mpsc::UnboundedSender<Finished>,
+    closing: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Settler {
+    /// Starts the settler of a channel whose first delivery tag is 1.
+    pub(super) fn start() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let closing = CancellationToken::new();
+        let task = tokio::spawn(run(receiver, closing.clone()));
+        Self {
+            sender,
+            closing,
+            task,
+        }
+    }
+
+    pub(super) fn sender(&self) -> mpsc::UnboundedSender<Finished> {
+        self.sender.clone()
+    }
+
+    /// Sends every ack handed over so far; acks handed over later are not sent (their
+    /// messages return to the queue when the channel closes).
+    pub(super) async fn flush(self) {
+        self.closing.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn run(mut finished: mpsc::UnboundedReceiver<Finished>, closing: CancellationToken) {
+    let mut window = Window::default();
+    loop {
+        let straggler_due = window.oldest_held().map(|since| since + STRAGGLER_DELAY);
+        tokio::select! {
+            () = closing.cancelled() => break,
+            next = finished.recv() => match next {
+                Some(f) => window.finish(f.tag, f.ack, Instant::now()),
+                None => break,
+            },
+            () = async {
+                match straggler_due {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+        }
+        // Take the whole burst before acking: that is what makes batches under load.
+        while let Ok(f) = finished.try_recv() {
+            window.finish(f.tag, f.ack, Instant::now());
+        }
+        flush(&mut window, Instant::now()).await;
+    }
+    // Closing: send everything handed over (on a dead channel the ackers refuse quietly).
+    while let Ok(f) = finished.try_recv() {
+        window.finish(f.tag, f.ack, Instant::now());
+    }
+    flush(&mut window, Instant::now() + STRAGGLER_DELAY).await;
+}
+
+async fn flush(window: &mut Window<lapin::Acker>, now: Instant) {
+    if let Some(highest) = window.take_prefix() {
+        let _ = highest.ack(BasicAckOptions { multiple: true }).await;
+    }
+    for straggler in window.take_stragglers(now, STRAGGLER_DELAY) {
+        let _ = straggler.ack(BasicAckOptions::default()).await;
+    }
+}
+
+/// The watermark bookkeeping of one channel, apart from I/O so it can be tested.
+#[derive(Debug)]
+struct Window<A> {
+    /// The lowest delivery tag not yet known to be settled.
+    next: u64,
+    /// Finished deliveries at or above `next`: an ack still to send, or `None` if settled.
+    done: BTreeMap<u64, (Option<A>, Instant)>,
+}
+
+impl<A> Default for Window<A> {
+    fn default() -> Self {
+        Self {
+            next: 1,
+            done: BTreeMap::new(),
+        }
+    }
+}
+
+impl<A> Window<A> {
+    fn finish(&mut self, tag: u64, ack: Option<A>, now: Instant) {
+        if tag >= self.next {
+            self.done.insert(tag, (ack, now));
+        }
+    }
+
+    /// Moves the watermark over the contiguous run of finished tags; returns the ack with the
+    /// highest tag in that run, whose `multiple` ack covers every ack of the run.
+    fn take_prefix(&mut self) -> Option<A> {
+        let mut highest = None;
+        while let Some((ack, _)) = self.done.remove(&self.next) {
+            if ack.is_some() {
+                highest = ack;
+            }
+            self.next += 1;
+        }
+        highest
+    }
+
+    /// Acks that waited behind an unfinished delivery for `delay` or more, to send singly;
+    /// they stay in the window as settled so the watermark can pass them later.
+    fn take_stragglers(&mut self, now: Instant, delay: Duration) -> Vec<A> {
+        self.done
+            .values_mut()
+            .filter(|(ack, since)| ack.is_some() && now.duration_since(*since) >= delay)
+            .filter_map(|(ack, _)| ack.take())
+            .collect()
+    }
+
+    /// When the oldest held ack finished.
+    fn oldest_held(&self) -> Option<Instant> {
+        self.done
+            .values()
+            .filter(|(ack, _)| ack.is_some())
+            .map(|(_, since)| *since)
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguous_acks_become_one_multiple_ack() {
+        let now = Instant::now();
+        let mut w: Window<u64> = Window::default();
+        for tag in [3, 1, 2] {
+            w.finish(tag, Some(tag), now);
+        }
+        assert_eq!(w.take_prefix(), Some(3));
+        assert_eq!(w.next, 4);
+        assert!(w.done.is_empty());
+    }
+
+    #[test]
+    fn an_unfinished_delivery_holds_the_acks_behind_it() {
+        let now = Instant::now();
+        let mut w: Window<u64> = Window::default();
+        w.finish(1, Some(1), now);
+        w.finish(3, Some(3), now);
+        assert_eq!(w.take_prefix(), Some(1), "2 is not finished: 3 waits");
+        assert_eq!(w.next, 2);
+        assert!(w.take_stragglers(now, STRAGGLER_DELAY).is_empty());
+        assert_eq!(
+            w.take_stragglers(now + STRAGGLER_DELAY, STRAGGLER_DELAY),
+            vec![3],
+            "a held ack goes out alone after the delay"
+        );
+        w.finish(2, Some(2), now);
+        assert_eq!(
+            w.take_prefix(),
+            Some(2),
+            "3 was sent already: the multiple ack stops at 2"
+        );
+        assert_eq!(w.next, 4);
+    }
+
+    #[test]
+    fn rejects_are_passed_not_acked() {
+        let now = Instant::now();
+        let mut w: Window<u64> = Window::default();
+        w.finish(1, Some(1), now);
+        w.finish(2, None, now); // rejected on its own
+        w.finish(3, Some(3), now);
+        assert_eq!(w.take_prefix(), Some(3));
+        let mut w: Window<u64> = Window::default();
+        w.finish(1, None, now);
+        w.finish(2, None, now);
+        assert_eq!(
+            w.take_prefix(),
+            None,
+            "nothing to ack when every delivery was rejected"
+        );
+        assert_eq!(w.next, 3);
     }
 }
