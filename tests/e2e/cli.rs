@@ -210,12 +210,14 @@ plugin = "printer"
         printer = shipped_plugin("printer").display(),
     );
     let (_dir, path) = write_config(&config);
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["run", "--config", path.to_str().expect("utf-8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start warren run");
+    let mut daemon = crate::harness::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", path.to_str().expect("utf-8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start warren run"),
+    );
     let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

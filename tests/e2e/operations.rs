@@ -176,14 +176,16 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
     let (_config_dir, config) = write_config(&ops_config(&queue, free_port(), "ack"));
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["run", "--config", config.to_str().expect("utf-8")])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start warren");
+    let mut daemon = crate::harness::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", config.to_str().expect("utf-8")])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", "400000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start warren"),
+    );
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     let mut next = || {
@@ -277,7 +279,9 @@ fn shipped_unit_file_verifies() {
     assert!(unit.contains("Type=notify"));
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     assert!(
-        !unit.lines().any(|l| l.starts_with("MemoryDenyWriteExecute")),
+        !unit
+            .lines()
+            .any(|l| l.starts_with("MemoryDenyWriteExecute")),
         "wasmtime's JIT needs writable+executable memory"
     );
     let stop_secs: u64 = unit

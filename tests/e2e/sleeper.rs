@@ -2,7 +2,7 @@
 //! `kill -9` mid-sleep loses nothing.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
@@ -73,13 +73,15 @@ async fn sleepers_ack_after_sleeping_and_sleep_concurrently() {
     broker.cleanup().await;
 }
 
-fn spawn_daemon(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["run", "--config", config.to_str().expect("utf-8")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start warren")
+fn spawn_daemon(config: &std::path::Path) -> crate::harness::KillOnDrop {
+    crate::harness::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", config.to_str().expect("utf-8")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start warren"),
+    )
 }
 
 /// `kill -9` while messages sleep in the plugin: the broker redelivers them all, and a
