@@ -14,7 +14,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use tokio::sync::mpsc;
 
 /// How long a file must be quiet before its change is reported.
-pub const DEBOUNCE: Duration = Duration::from_millis(200);
+pub const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// A running watcher; dropping it stops watching.
 pub struct Watcher {

@@ -217,7 +217,8 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
     // The queue was declared by warren; let it expire (x-expires) rather than race a broker client here.
 }
 
-/// `warren plugin run` on the shipped printer prints its line and an `ack` verdict as JSON.
+/// `warren plugin run` on the shipped plugins (printer, sleeper, http-executor) and a test
+/// plugin: it prints the verdict and the publishes as JSON; a trap is a failure.
 #[test]
 fn plugin_run_reports_the_verdict() {
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -259,6 +260,28 @@ fn plugin_run_reports_the_verdict() {
         report["publishes"][0]["properties"]["correlation_id"],
         "c-7"
     );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(shipped_plugin("sleeper"))
+        .args(["--body", "two dots..", "-c", "seconds_per_dot=0.05"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(" [x] Done"), "{stdout}");
+    assert!(stdout.contains("\"verdict\": \"ack\""), "{stdout}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(shipped_plugin("http_executor"))
+        .args(["--body", "{\"url\": \"http://169.254.169.254/\"}", "--reply-to", "replies"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = &stdout[stdout.find('{').expect("JSON report")..];
+    let report: serde_json::Value = serde_json::from_str(json).expect("JSON report");
+    assert_eq!(report["verdict"], "reject", "no --allow-host: the request is denied");
+    assert_eq!(report["publishes"][0]["routing_key"], "replies");
 
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["plugin", "run"])
