@@ -103,9 +103,13 @@ pub struct Broker {
 impl Broker {
     /// Connects, or fails the test saying how to start the broker.
     pub async fn connect() -> Self {
-        let url = broker_url();
+        Self::connect_to(&broker_url()).await
+    }
+
+    /// Connects to the broker at `url`.
+    pub async fn connect_to(url: &str) -> Self {
         let connection = lapin::Connection::connect(
-            &url,
+            url,
             lapin::ConnectionProperties::default().with_connection_name("warren-test".into()),
         )
         .await
@@ -224,8 +228,8 @@ impl Broker {
         }
     }
 
-    /// Messages ready in `queue` (not counting unacked ones).
-    pub async fn ready(&self, queue: &str) -> u32 {
+    /// The queue's state, by a passive declare on a throw-away channel.
+    async fn inspect(&self, queue: &str) -> lapin::Queue {
         let channel = self.connection.create_channel().await.expect("channel");
         let q = channel
             .queue_declare(
@@ -239,7 +243,12 @@ impl Broker {
             .await
             .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
         let _ = channel.close(200, "done".into()).await;
-        q.message_count()
+        q
+    }
+
+    /// Messages ready in `queue` (not counting unacked ones).
+    pub async fn ready(&self, queue: &str) -> u32 {
+        self.inspect(queue).await.message_count()
     }
 
     /// Waits up to [`PATIENCE`] until `queue` holds exactly `n` ready messages.
@@ -374,20 +383,7 @@ pub fn replace_file(path: &Path, content: &[u8]) {
 impl Broker {
     /// Consumers on `queue`.
     pub async fn consumers(&self, queue: &str) -> u32 {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let q = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("queue {queue} should exist: {e}"));
-        let _ = channel.close(200, "done".into()).await;
-        q.consumer_count()
+        self.inspect(queue).await.consumer_count()
     }
 
     /// Waits up to [`PATIENCE`] until `queue` has `n` consumers.

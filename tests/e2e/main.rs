@@ -31,3 +31,6 @@ mod reload;
 
 // Resilience: reconnects, several URLs, graceful stop, poison messages.
 mod resilience;
+
+// Plugins in Python and JavaScript (the examples), and a refused contract version.
+mod languages;

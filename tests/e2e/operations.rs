@@ -274,13 +274,21 @@ fn plugin_run_reports_the_verdict() {
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["plugin", "run"])
         .arg(shipped_plugin("http_executor"))
-        .args(["--body", "{\"url\": \"http://169.254.169.254/\"}", "--reply-to", "replies"])
+        .args([
+            "--body",
+            "{\"url\": \"http://169.254.169.254/\"}",
+            "--reply-to",
+            "replies",
+        ])
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let json = &stdout[stdout.find('{').expect("JSON report")..];
     let report: serde_json::Value = serde_json::from_str(json).expect("JSON report");
-    assert_eq!(report["verdict"], "reject", "no --allow-host: the request is denied");
+    assert_eq!(
+        report["verdict"], "reject",
+        "no --allow-host: the request is denied"
+    );
     assert_eq!(report["publishes"][0]["routing_key"], "replies");
 
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))

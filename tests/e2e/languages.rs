@@ -1,0 +1,233 @@
+//! Plugins in other languages, through the daemon on the real broker: the Python and
+//! JavaScript example routers (`plugins/examples/`), and a plugin built against another
+//! contract version, which warren refuses.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use lapin::BasicProperties;
+use lapin::types::{AMQPValue, FieldTable};
+
+use crate::harness::{
+    Broker, QUEUE_EXPIRES_MS, broker_url, repo_root, start, test_plugin, unique, write_config,
+};
+
+/// Builds the example plugins once per test run (`plugins/examples/build`: installs
+/// componentize-py and componentize-js on first use, rebuilds only what changed).
+fn example_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let output = Command::new("bash")
+            .arg(repo_root().join("plugins/examples/build"))
+            .output()
+            .map_err(|e| format!("cannot run plugins/examples/build: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "plugins/examples/build failed:\n{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    repo_root()
+        .join("plugins/examples/dist")
+        .join(format!("{name}.wasm"))
+}
+
+/// The sum and count of `warren_plugin_handle_seconds` for `pipeline`, from `/metrics` text.
+fn handle_seconds(metrics: &str, pipeline: &str) -> (f64, u64) {
+    let value = |series: &str| {
+        let prefix = format!("warren_plugin_handle_seconds_{series}{{pipeline=\"{pipeline}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in the metrics:\n{metrics}"))
+            .trim()
+            .parse::<f64>()
+            .expect("a number")
+    };
+    (value("sum"), value("count") as u64)
+}
+
+/// Messages routed after the first, to measure the plugin's per-message `handle` time.
+const TIMED_MESSAGES: u32 = 50;
+
+/// Runs one example router in the daemon, with config `audit` set, on a queue that
+/// dead-letters, and checks what reaches the broker:
+/// - `{"route": OUT, "priority": 7}` arrives on OUT (`x-max-priority` 10) with priority 7,
+///   persistent, body unchanged, and `routed:OUT` arrives on the audit queue;
+/// - a body that is not JSON, and a JSON body without `route`, are dead-lettered;
+/// - nothing is left in the source queue.
+///
+/// Then routes [`TIMED_MESSAGES`] more, one at a time (prefetch 1), and prints the mean
+/// `handle` time from the daemon's `warren_plugin_handle_seconds` histogram.
+async fn routes_audits_and_dead_letters(plugin: PathBuf, what: &str) {
+    let broker = Broker::connect().await;
+    let queue = unique(what);
+    let out = unique(&format!("{what}-out"));
+    let audit = unique(&format!("{what}-audit"));
+    let dlq = unique(&format!("{what}-dlq"));
+    let dlx = unique(&format!("{what}-dlx"));
+    let mut args = FieldTable::default();
+    args.insert("x-max-priority".into(), AMQPValue::LongInt(10));
+    broker.queue_with(&out, args).await;
+    broker.queue(&audit).await;
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    let daemon = start(&format!(
+        r#"shutdown_grace_ms = 5000
+
+[broker]
+url = "{url}"
+
+[plugins.router]
+path = "{plugin}"
+config = {{ audit = "{audit}" }}
+
+[[queues]]
+name = "{queue}"
+dead_letter_exchange = "{dlx}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "{queue}"
+queue = "{queue}"
+plugin = "router"
+prefetch = 1
+"#,
+        url = broker_url(),
+        plugin = plugin.display(),
+        expires = QUEUE_EXPIRES_MS,
+    ))
+    .await;
+
+    let body = format!(r#"{{"route": "{out}", "priority": 7, "order": 42}}"#);
+    broker
+        .publish(
+            &queue,
+            body.as_bytes(),
+            BasicProperties::default().with_delivery_mode(1),
+        )
+        .await;
+    let routed = broker.next(&out).await;
+    assert_eq!(
+        routed.delivery.data,
+        body.as_bytes(),
+        "the body is unchanged"
+    );
+    assert_eq!(*routed.delivery.properties.priority(), Some(7));
+    assert_eq!(
+        *routed.delivery.properties.delivery_mode(),
+        Some(2),
+        "republished messages are persistent"
+    );
+    let audited = broker.next(&audit).await;
+    assert_eq!(
+        String::from_utf8_lossy(&audited.delivery.data),
+        format!("routed:{out}")
+    );
+
+    broker
+        .publish(&queue, b"not json {", BasicProperties::default())
+        .await;
+    assert_eq!(broker.next(&dlq).await.delivery.data, b"not json {");
+    broker
+        .publish(&queue, br#"{"priority": 1}"#, BasicProperties::default())
+        .await;
+    assert_eq!(
+        broker.next(&dlq).await.delivery.data,
+        br#"{"priority": 1}"#,
+        "a body without `route` is dead-lettered"
+    );
+
+    let (sum_before, count_before) = handle_seconds(&daemon.metrics.render(), &queue);
+    for i in 0..TIMED_MESSAGES {
+        broker
+            .publish(
+                &queue,
+                format!(r#"{{"route": "{out}", "n": {i}}}"#).as_bytes(),
+                BasicProperties::default(),
+            )
+            .await;
+    }
+    broker.wait_ready(&out, TIMED_MESSAGES).await;
+    broker.wait_ready(&audit, TIMED_MESSAGES).await;
+    let (sum, count) = handle_seconds(&daemon.metrics.render(), &queue);
+    assert_eq!(count - count_before, u64::from(TIMED_MESSAGES));
+    eprintln!(
+        "{what}: mean handle time over {TIMED_MESSAGES} messages: {:.1} µs",
+        (sum - sum_before) / f64::from(TIMED_MESSAGES) * 1e6
+    );
+
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0, "every message was settled");
+    assert_eq!(
+        broker.ready(&dlq).await,
+        0,
+        "only the two bad bodies were dead-lettered"
+    );
+    broker.cleanup().await;
+}
+
+/// The Python example (componentize-py) routes by the JSON body with its priority, publishes
+/// the audit message, and rejects unparsable bodies to the dead-letter queue.
+#[tokio::test]
+async fn python_router_routes_audits_and_dead_letters() {
+    routes_audits_and_dead_letters(example_plugin("python_router"), "python-router").await;
+}
+
+/// The JavaScript example (componentize-js) does the same, observed the same way.
+#[tokio::test]
+async fn js_router_routes_audits_and_dead_letters() {
+    routes_audits_and_dead_letters(example_plugin("js_router"), "js-router").await;
+}
+
+/// `warren check` refuses a plugin built against `warren:plugin@0.2.0`: non-zero exit, and
+/// the error names both the plugin's contract version and the one warren speaks.
+#[test]
+fn check_refuses_a_plugin_of_another_contract_version() {
+    let (_dir, path) = write_config(&format!(
+        r#"[broker]
+url = "{url}"
+
+[plugins.future]
+path = "{plugin}"
+"#,
+        url = broker_url(),
+        plugin = test_plugin("contract_v2").display(),
+    ));
+    let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["check", "--config", path.to_str().expect("utf-8 path")])
+        .output()
+        .expect("run warren check");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "check accepted it: {stderr}");
+    assert!(
+        stderr.contains("0.2.0") && stderr.contains("0.1.0"),
+        "the error names both versions: {stderr}"
+    );
+}
+
+/// The complete examples in `plugin-sdk/README.md` are the example plugins' sources, verbatim.
+#[test]
+fn sdk_readme_shows_the_example_sources_verbatim() {
+    let root = repo_root();
+    let readme = std::fs::read_to_string(root.join("plugin-sdk/README.md")).expect("README");
+    for source in [
+        "plugins/examples/python-router/app.py",
+        "plugins/examples/js-router/router.js",
+    ] {
+        let text = std::fs::read_to_string(root.join(source)).expect("example source");
+        assert!(
+            readme.contains(&text),
+            "plugin-sdk/README.md no longer shows {source} as it is: paste it again"
+        );
+    }
+}

@@ -1,0 +1,29 @@
+//! Test-only plugin built against `warren:plugin@0.2.0` (`wit/plugin.wit`, a copy of the
+//! SDK's contract with only the version changed). warren speaks 0.1.0 and must refuse it,
+//! naming both versions. Otherwise it would ack every message.
+
+/// The bindings of the 0.2.0 contract.
+#[allow(missing_docs)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "plugin",
+    });
+}
+
+use bindings::exports::warren::plugin::handler::{Guest, Message, Verdict};
+
+/// Accepts any config and acks every message.
+struct ContractV2;
+
+impl Guest for ContractV2 {
+    fn init(_config: Vec<(String, String)>) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn handle(_message: Message) -> Verdict {
+        Verdict::Ack
+    }
+}
+
+bindings::export!(ContractV2 with_types_in bindings);
