@@ -1,0 +1,313 @@
+//! Fault tests that disturb the whole broker (stop it, trip its memory alarm). They run one at
+//! a time, in their own test binary (cargo runs test binaries one after another, so nothing
+//! else is talking to the broker meanwhile), and each restores the broker when it ends, even
+//! when it fails. Every test publishes messages with unique ids and accounts for each one.
+
+#[path = "../e2e/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lapin::BasicProperties;
+
+use harness::{Broker, QUEUE_EXPIRES_MS, broker_url, start, test_plugin, unique};
+
+/// Time for quorum queues to elect new leaders after a node stops.
+const QUORUM_ELECTION: Duration = Duration::from_secs(10);
+
+/// One fault test at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn rabbitmqctl(args: &[&str]) -> bool {
+    Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Puts the broker back as it was when dropped: running, with its normal memory watermark.
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]);
+        rabbitmqctl(&["await_startup"]);
+    }
+}
+
+/// Connects to the broker, waiting (up to 60 s) while it starts.
+async fn connect_patiently() -> Broker {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let url = broker_url();
+        if lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+            .await
+            .is_ok()
+        {
+            return Broker::connect().await;
+        }
+        assert!(Instant::now() < deadline, "the broker did not come back");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn republish_config(queue: &str, out: &str, grace_ms: u64) -> String {
+    format!(
+        r#"shutdown_grace_ms = {grace_ms}
+
+[broker]
+url = "{url}"
+
+[plugins.tagged]
+path = "{plugin}"
+config = {{ to = "{out}" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "faults"
+queue = "{queue}"
+plugin = "tagged"
+prefetch = 50
+"#,
+        url = broker_url(),
+        plugin = test_plugin("tag_a").display(),
+        expires = QUEUE_EXPIRES_MS,
+    )
+}
+
+/// Takes every message from `out` until `n` distinct ids were seen; returns counts by id.
+async fn collect(broker: &Broker, out: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    while seen.len() < n {
+        let m = broker.next(out).await;
+        let id = m
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .expect("message id");
+        *seen.entry(id).or_default() += 1;
+    }
+    while let Some(m) = broker.get(out).await {
+        let id = m
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .expect("message id");
+        *seen.entry(id).or_default() += 1;
+    }
+    seen
+}
+
+/// `stop_app` / `start_app` under load, with a durable queue and persistent messages: warren
+/// reconnects and finishes; no message is lost, duplicates only from redelivery (reported).
+#[tokio::test]
+async fn broker_restart_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let _restore = Restore;
+    let broker = Broker::connect().await;
+    let queue = unique("restart");
+    let out = unique("restart-out");
+    broker.queue(&out).await;
+    broker.queue(&queue).await;
+    const N: usize = 3000;
+    for i in 0..N {
+        broker
+            .publish(
+                &queue,
+                b"persistent",
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(format!("p{i}").into()),
+            )
+            .await;
+    }
+    let daemon = start(&republish_config(&queue, &out, 5000)).await;
+    // Let part of it through, then restart the broker under load.
+    while broker.ready(&queue).await > (N as u32) * 2 / 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(rabbitmqctl(&["stop_app"]), "rabbitmqctl stop_app");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(rabbitmqctl(&["start_app"]), "rabbitmqctl start_app");
+    let broker = connect_patiently().await;
+    let seen = collect(&broker, &out, N).await;
+    daemon.stop().await.expect("clean stop");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!("broker restart: {N} messages, 0 lost, {duplicates} duplicates");
+    assert_eq!(seen.len(), N, "lost messages");
+    assert_eq!(broker.ready(&queue).await, 0);
+    let _ = tokio::process::Command::new("rabbitmqctl")
+        .args(["-q", "delete_queue", &queue])
+        .status()
+        .await;
+    let _ = tokio::process::Command::new("rabbitmqctl")
+        .args(["-q", "delete_queue", &out])
+        .status()
+        .await;
+}
+
+/// A broker memory alarm while the plugin republishes: publishes block, so nothing is acked
+/// (all stay unacknowledged); once the alarm clears every message is republished and acked.
+#[tokio::test]
+async fn memory_alarm_blocks_publishes_and_nothing_is_acked_early() {
+    let _serial = SERIAL.lock().await;
+    let _restore = Restore;
+    let broker = Broker::connect().await;
+    let queue = unique("alarm");
+    let out = unique("alarm-out");
+    broker.queue(&out).await;
+    broker.queue(&queue).await;
+    const N: usize = 40;
+    for i in 0..N {
+        broker
+            .publish(
+                &queue,
+                b"blocked",
+                BasicProperties::default().with_message_id(format!("a{i}").into()),
+            )
+            .await;
+    }
+    assert!(rabbitmqctl(&["set_vm_memory_high_watermark", "0"]));
+    let daemon = start(&republish_config(&queue, &out, 5000)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let listing = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "--no-table-headers",
+        ])
+        .output()
+        .expect("list_queues");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{queue}\t")))
+        .expect("the queue is listed");
+    let unacked: usize = row
+        .split('\t')
+        .nth(2)
+        .and_then(|n| n.trim().parse().ok())
+        .expect("count");
+    assert_eq!(
+        unacked, N,
+        "under the alarm every message stays unacked: {row}"
+    );
+    assert!(
+        broker.get(&out).await.is_none(),
+        "nothing was published under the alarm"
+    );
+    assert!(rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]));
+    let seen = collect(&broker, &out, N).await;
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(seen.len(), N);
+    assert_eq!(
+        broker.ready(&queue).await,
+        0,
+        "all acked after the alarm cleared"
+    );
+    broker.cleanup().await;
+}
+
+/// A three-node RabbitMQ cluster on this machine (`tests/cluster/cluster.sh`: nodes on ports
+/// 5701-5703, the system broker untouched) with quorum queues: the node warren is connected to
+/// stops under load; warren moves to a survivor from `[broker] urls`; nothing is lost.
+#[tokio::test]
+async fn cluster_node_loss_moves_warren_to_a_survivor() {
+    let _serial = SERIAL.lock().await;
+    let script = harness::repo_root().join("tests/cluster/cluster.sh");
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = Command::new(&self.0).arg("down").status();
+        }
+    }
+    let _down = Down(script.clone());
+    let up = Command::new(&script)
+        .arg("up")
+        .output()
+        .expect("cluster.sh up");
+    assert!(
+        up.status.success(),
+        "cluster did not start: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let node = |n: u16| format!("amqp://guest:guest@127.0.0.1:{}/%2f", 5700 + n);
+    let queue = unique("cluster");
+    let out = unique("cluster-out");
+    let config = format!(
+        r#"shutdown_grace_ms = 5000
+
+[broker]
+urls = ["{n1}", "{n2}", "{n3}"]
+
+[plugins.tagged]
+path = "{plugin}"
+config = {{ to = "{out}" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-queue-type" = "quorum" }}
+
+[[queues]]
+name = "{out}"
+arguments = {{ "x-queue-type" = "quorum" }}
+
+[[pipelines]]
+name = "cluster"
+queue = "{queue}"
+plugin = "tagged"
+prefetch = 50
+"#,
+        n1 = node(1),
+        n2 = node(2),
+        n3 = node(3),
+        plugin = test_plugin("tag_a").display(),
+    );
+    let daemon = start(&config).await; // connects to node 1, the first URL
+    let broker = Broker::connect_to(&node(2)).await;
+    const N: usize = 2000;
+    for i in 0..N {
+        broker
+            .publish(
+                &queue,
+                b"replicated",
+                BasicProperties::default()
+                    .with_delivery_mode(2)
+                    .with_message_id(format!("c{i}").into()),
+            )
+            .await;
+    }
+    while broker.ready(&queue).await > (N as u32) * 2 / 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopped = Command::new(&script)
+        .args(["stop-node", "1"])
+        .status()
+        .expect("stop node 1");
+    assert!(stopped.success());
+    // The quorum queues whose leader was on node 1 elect a new one; the test's own client
+    // reads from node 2 once that is done (a get during the election is a hard error).
+    tokio::time::sleep(QUORUM_ELECTION).await;
+    let broker = Broker::connect_to(&node(2)).await;
+    let seen = collect(&broker, &out, N).await;
+    daemon.stop().await.expect("clean stop");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!("cluster node loss: {N} messages, 0 lost, {duplicates} duplicates");
+    assert_eq!(seen.len(), N, "lost messages");
+    assert_eq!(broker.ready(&queue).await, 0);
+}
