@@ -339,3 +339,40 @@ fn integer(value: &lapin::types::AMQPValue) -> Option<i64> {
         _ => None,
     }
 }
+
+/// `https://` goes to the checked address with TLS: a raw listener on the allowed address
+/// receives a TLS ClientHello; its handshake fails (it is not a TLS server), which is a
+/// transport failure: with `max_attempts = 1` the message is dead-lettered with an error reply.
+#[tokio::test]
+async fn https_connects_with_tls_to_the_checked_address() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let first_byte = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let (mut socket, _) = listener.accept().await.expect("a connection");
+        let mut byte = [0u8; 1];
+        socket.read_exact(&mut byte).await.expect("a byte");
+        byte[0]
+    });
+    let (s, daemon) = setup(
+        "https",
+        &[addr.to_string()],
+        "http_timeout_ms = 2000\nconfig = { max_attempts = \"1\" }",
+    )
+    .await;
+    s.request(json!({"url": format!("https://{addr}/")}), "tls")
+        .await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "tls");
+    assert!(reply["error"].is_string(), "{reply}");
+    assert_eq!(
+        first_byte.await.expect("listener"),
+        0x16,
+        "a TLS handshake record reached the checked address"
+    );
+    s.broker.next(&s.dlq).await;
+    daemon.stop().await.expect("clean stop");
+    s.broker.cleanup().await;
+}

@@ -237,3 +237,42 @@ async fn trap_with_on_error_requeue_keeps_the_message() {
     );
     broker.cleanup().await;
 }
+
+/// A republish that no queue takes (unroutable, returned by `mandatory`) is not acked: the
+/// source goes to `on_error` (here: dead-lettered), and nothing is lost.
+#[tokio::test]
+async fn unroutable_republish_goes_to_on_error() {
+    let broker = Broker::connect().await;
+    let queue = unique("unroutable");
+    let dlq = unique("unroutable-dlq");
+    let dlx = unique("unroutable-dlx");
+    broker.queue(&dlq).await;
+    broker.fanout_to(&dlx, &dlq).await;
+    broker.forget_later_queue(&queue);
+    let nowhere = unique("no-such-queue");
+    let config = scripted_config(
+        &queue,
+        &format!("mode = \"republish\", to = \"{nowhere}\""),
+        "on_error = \"reject\"",
+    )
+    .replace(
+        &format!("name = \"{queue}\"\narguments"),
+        &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
+    );
+    let daemon = start(&config).await;
+    broker
+        .publish(&queue, b"lost?", BasicProperties::default())
+        .await;
+    let dead = broker.next(&dlq).await;
+    assert_eq!(dead.delivery.data, b"lost?");
+    let metrics = daemon.metrics.render();
+    daemon.stop().await.expect("clean stop");
+    assert!(
+        metrics.contains(&format!(
+            "warren_publish_failures_total{{pipeline=\"{queue}\"}} 1\n"
+        )),
+        "the returned publish is counted:\n{metrics}"
+    );
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}

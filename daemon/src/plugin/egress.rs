@@ -4,7 +4,8 @@
 //! and every address the host name resolves to is acceptable. Loopback, private, link-local
 //! (the cloud metadata address 169.254.169.254 included, however it is spelled), shared and
 //! unspecified addresses are refused unless the matching entry names that IP address literally
-//! (or is `localhost`, for loopback). The connection then goes to the address that was checked.
+//! (or is `localhost`, for loopback). The connection then goes to the address that was checked
+//! ([`super::http_client`]), with TLS verified against the host name.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -272,7 +273,7 @@ type ResponseFuture = Box<
 impl WasiHttpHooks for EgressHooks {
     fn send_request(
         &mut self,
-        mut request: http::Request<WasiBody>,
+        request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> ResponseFuture {
@@ -310,21 +311,9 @@ impl WasiHttpHooks for EgressHooks {
                         _ => HttpError::HttpRequestDenied,
                     }
                 })?;
-            if !tls {
-                // Pin the checked address: the Host header keeps the name.
-                let mut parts = uri.into_parts();
-                parts.authority = Some(
-                    target
-                        .to_string()
-                        .parse()
-                        .map_err(|_| HttpError::HttpRequestUriInvalid)?,
-                );
-                *request.uri_mut() =
-                    http::Uri::from_parts(parts).map_err(|_| HttpError::HttpRequestUriInvalid)?;
-            }
             let options = clamp(options, policy.timeout);
             let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                super::http_client::send(request, target, &name, tls, options).await?;
             let limit = policy.max_response_bytes;
             let response = response.map(|body| {
                 Limited::new(body, limit)
@@ -334,10 +323,7 @@ impl WasiHttpHooks for EgressHooks {
                     })
                     .boxed_unsync()
             });
-            Ok((
-                response,
-                Box::new(io) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            Ok((response, io))
         })
     }
 }

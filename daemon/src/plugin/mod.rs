@@ -8,6 +8,7 @@
 pub mod bindings;
 pub mod egress;
 mod host;
+mod http_client;
 mod invoke;
 
 use std::path::Path;

@@ -1,0 +1,166 @@
+//! Sends a plugin's HTTP request to the one address the egress policy checked, over TCP or TLS.
+//!
+//! `wasmtime-wasi-http`'s default sender resolves the host name again when it connects; this one
+//! connects to the checked socket address, and verifies TLS against the host name.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+/// The future that drives the connection while the response body streams.
+pub type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
+
+/// Used when a timeout is not given (the egress hook always gives all three).
+const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
+
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
+
+/// One TLS client configuration for the process: ring, webpki roots.
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
+    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .ok()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(Arc::new(config))
+        })
+        .clone()
+        .ok_or(HttpError::ConfigurationError)
+}
+
+/// Connects to `target` (TLS verified against `host` when `tls`), sends `request` and returns
+/// the response, whose body errors after `between_bytes_timeout` without data.
+pub async fn send(
+    mut request: http::Request<WasiBody>,
+    target: SocketAddr,
+    host: &str,
+    tls: bool,
+    options: RequestOptions,
+) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
+    let connect_timeout = options.connect_timeout.unwrap_or(FALLBACK_TIMEOUT);
+    let first_byte_timeout = options.first_byte_timeout.unwrap_or(FALLBACK_TIMEOUT);
+    let between_bytes = options
+        .between_bytes_timeout
+        .unwrap_or(FALLBACK_TIMEOUT)
+        .max(Duration::from_nanos(1));
+
+    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
+        Err(_) => return Err(HttpError::ConnectionTimeout),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(HttpError::ConnectionRefused);
+        }
+        Ok(Err(e)) => return Err(HttpError::Connect(e)),
+        Ok(Ok(tcp)) => tcp,
+    };
+    let stream: Box<dyn Stream> = if tls {
+        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        let connector = tokio_rustls::TlsConnector::from(tls_config()?);
+        let tls = tokio::time::timeout(connect_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| HttpError::ConnectionTimeout)?
+            .map_err(HttpError::Tls)?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+
+    // On the wire the request line carries the path only (origin form); Host names the site.
+    let path = request
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *request.uri_mut() = path.parse().map_err(|_| HttpError::HttpRequestUriInvalid)?;
+
+    let driver = wasmtime_wasi::runtime::spawn(connection);
+    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let io: IoFuture = Box::new(async move {
+        driver.await.map_err(|e| {
+            if e.is_timeout() {
+                HttpError::HttpResponseTimeout
+            } else {
+                HttpError::from(e)
+            }
+        })
+    });
+    let response = response.map(|body| {
+        TimedBody {
+            inner: body,
+            timeout: between_bytes,
+            idle: Box::pin(tokio::time::sleep(between_bytes)),
+        }
+        .boxed_unsync()
+    });
+    Ok((response, io))
+}
+
+/// A response body that fails when no data arrives for `timeout`.
+struct TimedBody {
+    inner: Incoming,
+    timeout: Duration,
+    idle: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                let next = tokio::time::Instant::now() + this.timeout;
+                this.idle.as_mut().reset(next);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) if e.is_timeout() => {
+                Poll::Ready(Some(Err(HttpError::HttpResponseTimeout)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(HttpError::from(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                ready!(this.idle.as_mut().poll(cx));
+                Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
