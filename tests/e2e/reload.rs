@@ -266,3 +266,70 @@ plugin = "tagged"
     );
     broker.cleanup().await;
 }
+
+/// Broken deploys change nothing: an empty file, a truncated one, random bytes, a component of
+/// another contract version, and deleting the file each leave the loaded version serving;
+/// each bad file is counted as one failed reload.
+#[tokio::test]
+async fn broken_deploys_and_deletion_keep_the_old_version() {
+    let broker = Broker::connect().await;
+    let queue = unique("broken");
+    let out = unique("broken-out");
+    broker.queue(&out).await;
+    broker.forget_later_queue(&queue);
+    let dir = tempfile::tempdir().expect("tmp");
+    let plugin = dir.path().join("tagged.wasm");
+    let good = std::fs::read(test_plugin("tag_a")).expect("tag_a");
+    std::fs::write(&plugin, &good).expect("install");
+    let config_path = dir.path().join("warren.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[broker]\nurl = \"{url}\"\n\n[plugins.tagged]\npath = \"tagged.wasm\"\nconfig = {{ to = \"{out}\" }}\n\n\
+             [[queues]]\nname = \"{queue}\"\narguments = {{ \"x-expires\" = {QUEUE_EXPIRES_MS} }}\n\n\
+             [[pipelines]]\nname = \"broken\"\nqueue = \"{queue}\"\nplugin = \"tagged\"\n",
+            url = broker_url(),
+        ),
+    )
+    .expect("config");
+    let daemon = start_at(dir, &config_path).await;
+    let other_contract = std::fs::read(test_plugin("contract_v2")).expect("contract_v2");
+    let bad: [(&str, Vec<u8>); 4] = [
+        ("empty", Vec::new()),
+        ("truncated", good[..good.len() / 2].to_vec()),
+        (
+            "random",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+        ),
+        ("other contract", other_contract),
+    ];
+    for (what, bytes) in &bad {
+        replace_file(&plugin, bytes);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        broker
+            .publish(&queue, what.as_bytes(), BasicProperties::default())
+            .await;
+        let m = broker.next(&out).await;
+        assert_eq!(
+            header(&m.delivery.properties, "tag"),
+            Some(&AMQPValue::LongString("a".into())),
+            "after the {what} file the old version serves"
+        );
+    }
+    std::fs::remove_file(&plugin).expect("delete");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    broker
+        .publish(&queue, b"deleted", BasicProperties::default())
+        .await;
+    let m = broker.next(&out).await;
+    assert_eq!(m.delivery.data, b"deleted");
+    let metrics = daemon.metrics.render();
+    daemon.stop().await.expect("clean stop");
+    assert!(
+        metrics.contains(r#"warren_plugin_reloads_total{plugin="tagged",result="failed"} 4"#),
+        "four bad files, four failures, deletion is not a failure:\n{metrics}"
+    );
+    broker.cleanup().await;
+}
