@@ -85,27 +85,20 @@ prefetch = 50
 
 /// Takes every message from `out` until `n` distinct ids were seen; returns counts by id.
 async fn collect(broker: &Broker, out: &str, n: usize) -> BTreeMap<String, usize> {
+    fn id(m: &lapin::message::BasicGetMessage) -> String {
+        m.delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|s| s.to_string())
+            .expect("message id")
+    }
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     while seen.len() < n {
-        let m = broker.next(out).await;
-        let id = m
-            .delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .expect("message id");
-        *seen.entry(id).or_default() += 1;
+        *seen.entry(id(&broker.next(out).await)).or_default() += 1;
     }
     while let Some(m) = broker.get(out).await {
-        let id = m
-            .delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .expect("message id");
-        *seen.entry(id).or_default() += 1;
+        *seen.entry(id(&m)).or_default() += 1;
     }
     seen
 }
