@@ -126,7 +126,13 @@ impl Pipeline {
         };
         consumer.cancel().await;
         tasks.close();
-        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        // On a dead channel nothing in flight can be settled any more: do not wait for it.
+        let grace = if result.is_ok() {
+            grace
+        } else {
+            Duration::ZERO
+        };
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() && result.is_ok() {
             tracing::warn!(
                 pipeline = &*this.name,
                 grace_ms = grace.as_millis() as u64,

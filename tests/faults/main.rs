@@ -36,6 +36,10 @@ impl Drop for Restore {
     fn drop(&mut self) {
         rabbitmqctl(&["start_app"]);
         rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]);
+        rabbitmqctl(&[
+            "eval",
+            "application:set_env(rabbit, consumer_timeout, 1800000).",
+        ]);
         rabbitmqctl(&["await_startup"]);
     }
 }
@@ -303,4 +307,63 @@ prefetch = 50
     eprintln!("cluster node loss: {N} messages, 0 lost, {duplicates} duplicates");
     assert_eq!(seen.len(), N, "lost messages");
     assert_eq!(broker.ready(&queue).await, 0);
+}
+
+/// RabbitMQ closes a channel whose delivery stays unacked past `consumer_timeout` (here 2 s;
+/// the broker checks about once a minute): warren notices the closed channel, reconnects at
+/// once, and the message is redelivered — not silently stuck.
+#[tokio::test]
+async fn broker_consumer_timeout_is_detected() {
+    let _serial = SERIAL.lock().await;
+    let _restore = Restore;
+    assert!(rabbitmqctl(&[
+        "eval",
+        "application:set_env(rabbit, consumer_timeout, 2000).",
+    ]));
+    let broker = Broker::connect().await;
+    let queue = unique("consumer-timeout");
+    broker.forget_later_queue(&queue);
+    let config = format!(
+        r#"shutdown_grace_ms = 100
+
+[broker]
+url = "{url}"
+
+[plugins.slow]
+path = "{plugin}"
+config = {{ mode = "body" }}
+timeout_ms = 300000
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
+
+[[pipelines]]
+name = "slow"
+queue = "{queue}"
+plugin = "slow"
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+    );
+    let daemon = start(&config).await;
+    broker
+        .publish(&queue, b"sleep:250000", BasicProperties::default())
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let redelivered = r#"warren_redeliveries_total{pipeline="slow"} 1"#;
+    while !daemon.metrics.render().contains(redelivered) {
+        assert!(
+            Instant::now() < deadline,
+            "the channel closed by consumer_timeout was not noticed"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        broker.ready(&queue).await,
+        1,
+        "the message is back in the queue"
+    );
+    broker.cleanup().await;
 }
