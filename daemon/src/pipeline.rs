@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::{Acker, Consumer, Publisher};
+use crate::config::OnError;
 use crate::config::PipelineSettings;
 use crate::decision::{RetryPolicy, Settlement, decide, over_limit};
-use crate::message::Message;
+use crate::message::{Message, Verdict};
 use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::Plugin;
 
@@ -182,11 +183,16 @@ impl Pipeline {
                 "plugin failed on a message"
             );
         }
-        let limited = self.retry.max_deliveries.is_some()
-            && crate::decision::attempt(&message)
-                >= self.retry.max_deliveries.map_or(u32::MAX, |m| m.get());
+        let requeue_asked = match &result {
+            Ok(outcome) => matches!(outcome.verdict, Verdict::Requeue),
+            Err(_) => on_error == OnError::Requeue,
+        };
+        let last_delivery = self
+            .retry
+            .max_deliveries
+            .is_some_and(|max| crate::decision::attempt(&message) >= max.get());
         let decision = decide(result, message, on_error, &self.retry);
-        if limited && decision.settlement == Settlement::Reject {
+        if requeue_asked && last_delivery {
             tracing::warn!(
                 pipeline = &*self.name,
                 message_id = message_id.as_deref().unwrap_or("-"),
