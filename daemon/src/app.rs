@@ -29,6 +29,12 @@ pub const RECONNECT_MIN: Duration = Duration::from_millis(500);
 pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// Longest wait between reconnection attempts.
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// How long lapin may take to recover a lost connection before warren reconnects itself.
+/// lapin's recovery either succeeds within a few seconds (its backoff: 0.25 s doubling to
+/// 1 s) or has given up — and a lapin that gave up leaves the connection "reconnecting" for
+/// ever instead of failing it (seen here, and amqp-rs/lapin#450), so this limit is what
+/// moves warren on, to the next of `[broker] urls` if the node stays down.
+pub const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
 /// The broker side of a running daemon: both connections and the confirm-mode publisher.
 struct Links {
@@ -39,14 +45,27 @@ struct Links {
 
 /// Connects both connections, declares the topology and opens the publisher, retrying with
 /// capped, jittered backoff until it works, `shutdown` is cancelled, or an error that
-/// retrying cannot fix (credentials, a queue declared with other arguments).
-async fn connect_all(config: &Config, shutdown: &CancellationToken) -> anyhow::Result<Links> {
+/// retrying cannot fix (credentials, a queue declared with other arguments). URLs are tried
+/// from the one at index `first`; the publishing connection goes to the node the consuming
+/// one reached.
+async fn connect_all(
+    config: &Config,
+    first: usize,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Links> {
     let mut delay = RECONNECT_MIN;
     let mut attempt = 1u32;
     loop {
         let result = async {
-            let consume = broker::connect(&config.broker, Role::Consume).await?;
-            let publish = broker::connect(&config.broker, Role::Publish).await?;
+            let connect = |role: Role, first: usize| {
+                let recovered = metrics.recoveries(role.as_str());
+                broker::connect(&config.broker, first, role, move || {
+                    recovered.inc();
+                })
+            };
+            let consume = connect(Role::Consume, first).await?;
+            let publish = connect(Role::Publish, consume.url_index()).await?;
             consume.declare(config).await.map_err(Retry::Fatal)?;
             let publisher = publish.publisher().await.map_err(Retry::Again)?;
             Ok::<_, Retry>(Links {
@@ -179,6 +198,8 @@ pub struct Daemon {
     plugins: BTreeMap<String, LoadedPlugin>,
     pipelines: BTreeMap<String, RunningPipeline>,
     metrics: SharedMetrics,
+    /// Since when lapin has been recovering a lost connection, if it is.
+    recovering: Option<Instant>,
     consuming: Arc<AtomicBool>,
     heartbeats: Arc<Mutex<BTreeMap<String, Heartbeat>>>,
     epoch: Instant,
@@ -214,7 +235,8 @@ impl Daemon {
             })
             .collect();
 
-        let links = connect_all(&config, &shutdown).await?;
+        let metrics = Arc::new(Metrics::new());
+        let links = connect_all(&config, 0, &metrics, &shutdown).await?;
         let health = links.consume.health();
 
         let (failures_tx, failures) = mpsc::unbounded_channel();
@@ -233,7 +255,8 @@ impl Daemon {
             links,
             plugins,
             pipelines: BTreeMap::new(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
+            recovering: None,
             consuming: Arc::new(AtomicBool::new(false)),
             heartbeats: Arc::default(),
             epoch: Instant::now(),
@@ -249,9 +272,7 @@ impl Daemon {
             watcher,
             config,
         };
-        for settings in daemon.config.pipelines.clone() {
-            daemon.start_pipeline(settings).await?;
-        }
+        daemon.start_pipelines().await?;
         daemon.watch_files();
         daemon.publish_plugin_table();
         daemon.start_background().await?;
@@ -434,8 +455,16 @@ impl Daemon {
             tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
                 _ = check.tick() => {
-                    if !self.links.consume.is_connected() || !self.links.publish.is_connected() {
-                        tracing::error!("a broker connection was lost; reconnecting");
+                    if self.links.consume.is_lost() || self.links.publish.is_lost() {
+                        tracing::error!("a broker connection was lost and not recovered; reconnecting");
+                        if let Err(e) = self.reconnect().await {
+                            break Err(e);
+                        }
+                    } else if self.note_recovery().is_some_and(|since| since.elapsed() > RECOVERY_LIMIT) {
+                        tracing::error!(
+                            limit_s = RECOVERY_LIMIT.as_secs(),
+                            "lapin did not recover the broker connection in time; reconnecting"
+                        );
                         if let Err(e) = self.reconnect().await {
                             break Err(e);
                         }
@@ -474,33 +503,58 @@ impl Daemon {
         result
     }
 
-    /// Drops every pipeline and both connections, reconnects with backoff, declares the
-    /// topology again and restarts every pipeline. Deliveries of the old channels are never
-    /// settled on the new ones: the broker redelivers them.
+    /// Notes when lapin starts and finishes recovering a lost connection (the pipelines wait
+    /// meanwhile, and `/readyz` says 503); returns since when it has been recovering.
+    fn note_recovery(&mut self) -> Option<Instant> {
+        let recovering = self.links.consume.is_recovering() || self.links.publish.is_recovering();
+        match (recovering, self.recovering) {
+            (true, None) => {
+                tracing::warn!("a broker connection was lost; lapin is recovering it");
+                systemd::status("broker connection lost; recovering");
+                self.recovering = Some(Instant::now());
+            }
+            (false, Some(_)) => {
+                systemd::status(&format!(
+                    "{} pipelines consuming (recovered)",
+                    self.pipelines.len()
+                ));
+                self.recovering = None;
+            }
+            _ => {}
+        }
+        self.recovering
+    }
+
+    /// Drops every pipeline and both connections, reconnects with backoff (trying every URL),
+    /// declares the topology again and restarts every pipeline; if that fails half-way (the
+    /// broker went again), starts over. Deliveries of the old channels are never settled on
+    /// the new ones: the broker redelivers them. Used when lapin's recovery gave up or the
+    /// broker closed a channel (consumer timeout, queue deleted).
     async fn reconnect(&mut self) -> anyhow::Result<()> {
         self.consuming.store(false, Ordering::Relaxed);
+        self.metrics.broker_reconnects.inc();
+        self.recovering = None;
         systemd::status("reconnecting to the broker");
-        let names: Vec<String> = self.pipelines.keys().cloned().collect();
-        for name in &names {
-            if let Some(running) = self.pipelines.remove(name) {
-                running.stop.cancel();
-                running.done.abort();
+        // The node just lost is tried last.
+        let first = (self.links.consume.url_index() + 1) % self.config.broker.urls.len();
+        loop {
+            self.drop_links().await;
+            // A broker that just dropped us may be restarting: back off before the first try.
+            tokio::select! {
+                () = self.shutdown.cancelled() => anyhow::bail!("stopped while reconnecting"),
+                () = tokio::time::sleep(jitter(RECONNECT_MIN)) => {}
             }
-        }
-        self.links.consume.close().await;
-        self.links.publish.close().await;
-        // Failures reported by the pipelines just dropped are stale.
-        while self.failures.try_recv().is_ok() {}
-        // A broker that just dropped us may be restarting: back off before the first try too.
-        tokio::select! {
-            () = self.shutdown.cancelled() => anyhow::bail!("stopped while reconnecting"),
-            () = tokio::time::sleep(jitter(RECONNECT_MIN)) => {}
-        }
-        self.links = connect_all(&self.config, &self.shutdown).await?;
-        self.connection_health
-            .store(Arc::new(self.links.consume.health()));
-        for settings in self.config.pipelines.clone() {
-            self.start_pipeline(settings).await?;
+            // Errors that retrying cannot fix (credentials, topology) end the daemon here.
+            self.links = connect_all(&self.config, first, &self.metrics, &self.shutdown).await?;
+            self.connection_health
+                .store(Arc::new(self.links.consume.health()));
+            match self.start_pipelines().await {
+                Ok(()) => break,
+                Err(e) => tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "reconnected, but the pipelines could not start (the broker went again?); reconnecting"
+                ),
+            }
         }
         self.consuming.store(true, Ordering::Relaxed);
         systemd::status(&format!(
@@ -511,6 +565,26 @@ impl Daemon {
             pipelines = self.pipelines.len(),
             "reconnected; consuming again"
         );
+        Ok(())
+    }
+
+    /// Drops every pipeline at once (their deliveries cannot be settled any more) and closes
+    /// both connections.
+    async fn drop_links(&mut self) {
+        for (_, running) in std::mem::take(&mut self.pipelines) {
+            running.stop.cancel();
+            running.done.abort();
+        }
+        self.links.consume.close().await;
+        self.links.publish.close().await;
+        // Failures reported by the pipelines just dropped are stale.
+        while self.failures.try_recv().is_ok() {}
+    }
+
+    async fn start_pipelines(&mut self) -> anyhow::Result<()> {
+        for settings in self.config.pipelines.clone() {
+            self.start_pipeline(settings).await?;
+        }
         Ok(())
     }
 

@@ -30,6 +30,11 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabels {
+    connection: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReloadLabels {
     plugin: String,
     result: &'static str,
@@ -51,6 +56,9 @@ pub struct Metrics {
     stale_settlements: Family<PipelineLabels, Counter>,
     redeliveries: Family<PipelineLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    recoveries: Family<ConnectionLabels, Counter>,
+    /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
+    pub broker_reconnects: Counter,
     /// 1 while the consuming connection is open.
     pub broker_connected: Gauge,
     /// Messages handled by every pipeline together, for status lines.
@@ -117,6 +125,18 @@ impl Metrics {
             "Plugin loads after start-up, by plugin and result (ok, failed)",
             reloads.clone(),
         );
+        let recoveries = Family::<ConnectionLabels, Counter>::default();
+        registry.register(
+            "broker_recoveries",
+            "Lost broker connections recovered by lapin, by connection (consume, publish)",
+            recoveries.clone(),
+        );
+        let broker_reconnects = Counter::default();
+        registry.register(
+            "broker_reconnects",
+            "Times warren reconnected and restarted every pipeline itself (lapin's recovery gave up, or the broker closed a channel)",
+            broker_reconnects.clone(),
+        );
         let broker_connected = Gauge::default();
         registry.register(
             "broker_connected",
@@ -135,8 +155,17 @@ impl Metrics {
             stale_settlements,
             redeliveries,
             reloads,
+            recoveries,
+            broker_reconnects,
             broker_connected,
         }
+    }
+
+    /// The counter of lapin recoveries of one connection (`consume` or `publish`).
+    pub fn recoveries(&self, connection: &'static str) -> Counter {
+        self.recoveries
+            .get_or_create(&ConnectionLabels { connection })
+            .clone()
     }
 
     /// The handles one pipeline uses, resolved once so the hot path does no label lookups.

@@ -43,7 +43,7 @@ pub async fn publish_lines(
     target: &Target,
     input: impl AsyncBufRead + Unpin,
 ) -> anyhow::Result<u64> {
-    let connection = broker::connect(broker, Role::Publish).await?;
+    let connection = broker::connect(broker, 0, Role::Publish, || {}).await?;
     let publisher = connection.publisher().await?;
     let mut lines = input.lines();
     let mut in_flight = FuturesUnordered::new();

@@ -137,6 +137,22 @@ impl Broker {
         self.queue_with(name, FieldTable::default()).await;
     }
 
+    /// Declares a durable queue with exactly `args` (no `x-expires`: for queues warren
+    /// declares too, with the same arguments, and that the test deletes itself).
+    pub async fn queue_exact(&self, name: &str, args: FieldTable) {
+        self.channel
+            .queue_declare(
+                name.into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("declare queue {name}: {e}"));
+    }
+
     /// Like [`Broker::queue`], with extra arguments.
     pub async fn queue_with(&self, name: &str, mut args: FieldTable) {
         args.insert(
@@ -332,7 +348,64 @@ pub async fn start_at(dir: tempfile::TempDir, path: &Path) -> Running {
     }
 }
 
+/// The value of the sample `name` with `labels` in a parsed Prometheus scrape.
+pub fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}
+
 impl Running {
+    /// The daemon's metrics, rendered as Prometheus text and parsed back.
+    pub fn scrape(&self) -> prometheus_parse::Scrape {
+        let text = self.metrics.render();
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+            .expect("valid Prometheus text")
+    }
+
+    /// Waits (up to [`PATIENCE`]) until the sample `name` with `labels` reaches `at_least`.
+    pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
+        self.wait_metric_for(name, labels, at_least, PATIENCE).await;
+    }
+
+    /// Waits (up to `patience`) until the sample `name` with `labels` reaches `at_least`.
+    pub async fn wait_metric_for(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        at_least: f64,
+        patience: Duration,
+    ) {
+        let start = Instant::now();
+        loop {
+            let scrape = self.scrape();
+            let found = scrape.samples.iter().any(|s| {
+                s.metric == name
+                    && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                    && matches!(s.value, prometheus_parse::Value::Counter(v)
+                        | prometheus_parse::Value::Gauge(v)
+                        | prometheus_parse::Value::Untyped(v) if v >= at_least)
+            });
+            if found {
+                return;
+            }
+            assert!(
+                start.elapsed() < patience,
+                "{name} {labels:?} did not reach {at_least} within {patience:?}:\n{}",
+                self.metrics.render()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Stops the daemon gracefully and returns its result.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();

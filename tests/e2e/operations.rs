@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use lapin::BasicProperties;
 
 use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, shipped_plugin, start, test_plugin, unique, write_config,
+    Broker, QUEUE_EXPIRES_MS, broker_url, sample, shipped_plugin, start, test_plugin, unique,
+    write_config,
 };
 
 /// A free TCP port on loopback.
@@ -68,20 +69,6 @@ plugin = "scripted"
         plugin = test_plugin("scripted").display(),
         expires = QUEUE_EXPIRES_MS,
     )
-}
-
-fn sample(metrics: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .samples
-        .iter()
-        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
-        .map(|s| match s.value {
-            prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => f64::NAN,
-        })
-        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
 }
 
 /// After a known run, `/metrics` (parsed as Prometheus text) counts exactly what happened,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 
-use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, start, test_plugin, unique};
+use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, sample, start, test_plugin, unique};
 use crate::operations::{free_port, http_get};
 
 /// Closes every broker connection whose client-given name starts with `prefix` (`rabbitmqctl`).
@@ -162,6 +162,112 @@ prefetch = 20
     broker.cleanup().await;
 }
 
+/// lapin's connection recovery, tested rather than assumed. The broker closes warren's
+/// connections while a message is inside the plugin: lapin reconnects both and restores the
+/// consumer by itself (warren rebuilds nothing: `warren_broker_reconnects_total` stays 0).
+/// The old delivery's ack is refused — never sent on the new channel, where its tag would
+/// name another delivery or close the channel with 406 — and the broker redelivers that
+/// message. Deliveries on the recovered channel are numbered from 1 again, and every one of
+/// them is acked (the coalescing watermark starts over with them): nothing stays unacked.
+#[tokio::test]
+async fn lapin_recovery_never_acks_an_old_delivery_on_the_new_channel() {
+    let broker = Broker::connect().await;
+    let queue = unique("recover");
+    broker.forget_later_queue(&queue);
+    let name = unique("conn");
+    let config = format!(
+        r#"shutdown_grace_ms = 5000
+
+[broker]
+url = "{url}"
+connection_name = "{name}"
+
+[plugins.scripted]
+path = "{plugin}"
+config = {{ mode = "body" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "recover"
+queue = "{queue}"
+plugin = "scripted"
+prefetch = 10
+concurrency = 4
+"#,
+        url = broker_url(),
+        plugin = test_plugin("scripted").display(),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await;
+    let pipeline = ("pipeline", "recover");
+    let acks = [pipeline, ("verdict", "ack")];
+    let publish = |body: &'static [u8]| broker.publish(&queue, body, BasicProperties::default());
+    // Thirty quick ones first: the old channel's delivery tags reach 30, above every tag the
+    // recovered channel will use here (a watermark kept across the recovery would skip them).
+    for _ in 0..30 {
+        publish(b"sleep:1").await;
+    }
+    daemon
+        .wait_metric("warren_messages_total", &acks, 30.0)
+        .await;
+    publish(b"sleep:1500").await;
+    daemon
+        .wait_metric("warren_messages_in_flight", &[pipeline], 1.0)
+        .await;
+    assert_eq!(close_connections(&name).await, 2, "both connections closed");
+    for connection in ["consume", "publish"] {
+        daemon
+            .wait_metric(
+                "warren_broker_recoveries_total",
+                &[("connection", connection)],
+                1.0,
+            )
+            .await;
+    }
+    // On the recovered channel: the slow message again (redelivered) and twenty new ones.
+    for _ in 0..20 {
+        publish(b"sleep:1").await;
+    }
+    // 30 + the slow one twice (its first ack refused) + 20.
+    daemon
+        .wait_metric("warren_messages_total", &acks, 52.0)
+        .await;
+    daemon
+        .wait_metric("warren_stale_settlements_total", &[pipeline], 1.0)
+        .await;
+    let scrape = daemon.scrape();
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(
+        sample(&scrape, "warren_messages_total", &acks),
+        52.0,
+        "every message handled once, the interrupted one twice"
+    );
+    assert_eq!(
+        sample(&scrape, "warren_stale_settlements_total", &[pipeline]),
+        1.0,
+        "only the delivery of the lost channel was not settled"
+    );
+    assert_eq!(
+        sample(&scrape, "warren_redeliveries_total", &[pipeline]),
+        1.0,
+        "the interrupted message came back, flagged redelivered"
+    );
+    assert_eq!(
+        sample(&scrape, "warren_broker_reconnects_total", &[]),
+        0.0,
+        "lapin recovered the connections; warren did not rebuild (no channel was closed by a stale ack)"
+    );
+    assert_eq!(
+        broker.ready(&queue).await,
+        0,
+        "every delivery of the recovered channel was acked (unacked ones return to the queue at stop)"
+    );
+    broker.cleanup().await;
+}
+
 /// With several broker URLs, a node that is down is skipped and the next one used.
 #[tokio::test]
 async fn several_urls_are_tried_in_turn() {
@@ -196,6 +302,121 @@ plugin = "p"
         .await;
     broker.wait_ready(&queue, 0).await;
     daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// A TCP proxy on loopback in front of the broker, standing for a cluster node that can die.
+struct Proxy {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every proxied connection is cut with it.
+            let mut links = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                links.spawn(async move {
+                    let Ok(mut broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
+                });
+            }
+        });
+        Self { port, task }
+    }
+
+    /// The node dies for good: its connections are cut and its port refuses new ones.
+    async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// lapin only ever reconnects to the URL it was connected to. When that node is gone for good
+/// (a proxy in front of the broker that dies: connections cut, port refused), lapin's
+/// recovery gets nowhere; warren notices within `RECOVERY_LIMIT`, reconnects itself to the
+/// next URL of `[broker] urls`, and finishes the work: nothing lost.
+#[tokio::test]
+async fn a_node_gone_for_good_moves_warren_to_the_next_url() {
+    let broker = Broker::connect().await;
+    let queue = unique("failover");
+    let out = unique("failover-out");
+    broker.queue(&out).await;
+    broker.forget_later_queue(&queue);
+    let proxy = Proxy::start().await;
+    let config = format!(
+        r#"[broker]
+urls = ["amqp://guest:guest@127.0.0.1:{proxy}/%2f", "{url}"]
+
+[plugins.tagged]
+path = "{plugin}"
+config = {{ to = "{out}" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "failover"
+queue = "{queue}"
+plugin = "tagged"
+prefetch = 10
+"#,
+        proxy = proxy.port,
+        url = broker_url(),
+        plugin = test_plugin("tag_a").display(),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await; // through the proxy: the first URL
+    const N: usize = 100;
+    let publish = |i: usize| {
+        broker.publish(
+            &queue,
+            b"x",
+            BasicProperties::default().with_message_id(format!("f{i}").into()),
+        )
+    };
+    for i in 0..N / 2 {
+        publish(i).await;
+    }
+    let republished = [("pipeline", "failover"), ("verdict", "republish")];
+    daemon
+        .wait_metric("warren_messages_total", &republished, (N / 2) as f64)
+        .await;
+    proxy.kill().await;
+    for i in N / 2..N {
+        publish(i).await;
+    }
+    let started = Instant::now();
+    daemon
+        .wait_metric_for(
+            "warren_broker_reconnects_total",
+            &[],
+            1.0,
+            Duration::from_secs(40),
+        )
+        .await;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    while seen.len() < N {
+        let m = broker.next(&out).await;
+        let id = m.delivery.properties.message_id().as_ref().expect("id");
+        *seen.entry(id.to_string()).or_default() += 1;
+    }
+    eprintln!(
+        "failover: moved to the next URL and finished {:.1} s after the node died",
+        started.elapsed().as_secs_f64()
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(seen.len(), N, "lost messages");
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
 }

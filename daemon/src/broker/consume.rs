@@ -16,7 +16,10 @@ pub struct Consumer {
     inner: lapin::Consumer,
     queue: String,
     tag: ShortString,
+    coalesce_acks: bool,
     settler: Option<Settler>,
+    /// The delivery tag of the last delivery received.
+    last_tag: u64,
 }
 
 impl Consumer {
@@ -53,7 +56,9 @@ impl Consumer {
             inner,
             queue: queue.to_owned(),
             tag,
+            coalesce_acks,
             settler: coalesce_acks.then(Settler::start),
+            last_tag: 0,
         })
     }
 
@@ -72,6 +77,20 @@ impl Consumer {
             properties: properties_from_amqp(&delivery.properties),
             body: delivery.data,
         };
+        if delivery.delivery_tag <= self.last_tag {
+            // Tags only grow on a channel: this is a new channel, recovered by lapin after the
+            // connection was lost. Acks of the old one are refused by lapin (the broker
+            // redelivers those messages); the new one gets its own watermark from tag 1. The
+            // old settler ends once the last delivery of the old channel is settled.
+            tracing::info!(
+                queue = self.queue,
+                "consumer restored on a recovered channel; unsettled deliveries of the lost one are redelivered"
+            );
+            if self.coalesce_acks {
+                self.settler = Some(Settler::start());
+            }
+        }
+        self.last_tag = delivery.delivery_tag;
         let coalesce = self.settler.as_ref().map(Settler::sender);
         Some(Ok((
             message,

@@ -3,6 +3,14 @@
 //! Warren opens two connections: one that consumes and settles, one that publishes with
 //! publisher confirms. A broker under a memory alarm blocks connections that publish,
 //! acks included; keeping them apart lets acks and rejects flow while publishes wait.
+//!
+//! Both connections use lapin's own recovery (`enable_auto_recover`): when a connection is
+//! lost, lapin reconnects to the same URL, reopens its channels (QoS and confirm mode
+//! included) and restarts their consumers. Deliveries of the lost channel cannot be settled
+//! any more (lapin refuses their acks; the broker redelivers them), and the recovered
+//! channel numbers its deliveries from 1 again, which [`Consumer`] notices. When lapin gives
+//! up (the node stays down past [`RECOVERY_ATTEMPTS`] retries) or does not finish in time,
+//! the daemon rebuilds everything itself, trying every URL of `[broker] urls`.
 
 mod consume;
 mod convert;
@@ -10,6 +18,9 @@ mod publish;
 mod settle;
 mod topology;
 
+use std::time::Duration;
+
+use futures_util::StreamExt;
 use lapin::{ConnectionProperties, types::ShortString};
 
 pub use consume::Consumer;
@@ -28,7 +39,8 @@ pub enum Role {
 }
 
 impl Role {
-    fn as_str(self) -> &'static str {
+    /// `consume` or `publish`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Role::Consume => "consume",
             Role::Publish => "publish",
@@ -36,9 +48,39 @@ impl Role {
     }
 }
 
+/// lapin's first wait before reconnecting a lost connection; doubled each round, with jitter.
+pub const RECOVERY_MIN_DELAY: Duration = Duration::from_millis(250);
+/// lapin's longest wait between two reconnection attempts.
+pub const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(1);
+/// How many times lapin retries the TCP connection (and the recovery rounds) before giving
+/// up: a few seconds, enough for a dropped connection; past that the daemon reconnects
+/// itself, to another node if `[broker] urls` has several.
+pub const RECOVERY_ATTEMPTS: usize = 3;
+
 /// One AMQP connection.
 pub struct Connection {
     inner: lapin::Connection,
+    watcher: tokio::task::JoinHandle<()>,
+    url_index: usize,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+fn properties(name: &str) -> ConnectionProperties {
+    ConnectionProperties::default()
+        .with_connection_name(name.into())
+        .enable_auto_recover()
+        .configure_backoff(|backoff| {
+            backoff
+                .with_min_delay(RECOVERY_MIN_DELAY)
+                .with_max_delay(RECOVERY_MAX_DELAY)
+                .with_max_times(RECOVERY_ATTEMPTS)
+                .with_jitter()
+        })
 }
 
 /// Why no connection could be opened.
@@ -50,18 +92,29 @@ pub struct ConnectError {
     pub retryable: bool,
 }
 
-/// Opens a connection, trying each URL in turn. The error shows the URLs without their
-/// passwords and says how to start a local broker.
-pub async fn connect(settings: &BrokerSettings, role: Role) -> Result<Connection, ConnectError> {
+/// Opens a connection, trying each URL in turn from the one at index `first`. The error
+/// shows the URLs without their passwords and says how to start a local broker.
+/// `recovered` is called each time lapin recovers the connection after losing it.
+pub async fn connect(
+    settings: &BrokerSettings,
+    first: usize,
+    role: Role,
+    recovered: impl Fn() + Send + 'static,
+) -> Result<Connection, ConnectError> {
     let name = format!("{} ({})", settings.connection_name, role.as_str());
     let mut last = ConnectError {
         message: "no broker URL configured".to_owned(),
         retryable: false,
     };
-    for url in &settings.urls {
-        let properties = ConnectionProperties::default().with_connection_name(name.clone().into());
-        match lapin::Connection::connect(url.expose(), properties).await {
-            Ok(inner) => return Ok(Connection { inner }),
+    let count = settings.urls.len();
+    for index in (0..count).map(|i| (first + i) % count) {
+        let url = &settings.urls[index];
+        match lapin::Connection::connect(url.expose(), properties(&name)).await {
+            Ok(inner) => {
+                let mut connection = Connection::watched(inner, url.to_string(), role, recovered);
+                connection.url_index = index;
+                return Ok(connection);
+            }
             Err(e) => {
                 let text = e.to_string();
                 let refused_access = text.contains("ACCESS_REFUSED")
@@ -85,6 +138,44 @@ pub async fn connect(settings: &BrokerSettings, role: Role) -> Result<Connection
 }
 
 impl Connection {
+    /// Wraps `inner`, reporting each recovery lapin completes on it.
+    fn watched(
+        inner: lapin::Connection,
+        shown_url: String,
+        role: Role,
+        recovered: impl Fn() + Send + 'static,
+    ) -> Self {
+        let mut events = inner.events_listener();
+        let opened = tokio::time::Instant::now();
+        let watcher = tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                // The first connection's own `Connected` may still arrive just after
+                // `connect` returned; a recovery cannot: lapin waits at least
+                // RECOVERY_MIN_DELAY before reconnecting.
+                if matches!(event, lapin::Event::Connected)
+                    && opened.elapsed() >= RECOVERY_MIN_DELAY
+                {
+                    recovered();
+                    tracing::info!(
+                        broker = %shown_url,
+                        connection = role.as_str(),
+                        "broker connection recovered by lapin; its channels and consumers are restored"
+                    );
+                }
+            }
+        });
+        Self {
+            inner,
+            watcher,
+            url_index: 0,
+        }
+    }
+
+    /// Which of `[broker] urls` this connection uses (its index).
+    pub fn url_index(&self) -> usize {
+        self.url_index
+    }
+
     /// Declares every exchange, queue and binding of the config (idempotent).
     pub async fn declare(&self, config: &Config) -> anyhow::Result<()> {
         topology::declare(&self.inner, config).await
@@ -110,6 +201,18 @@ impl Connection {
     /// True while the connection is open.
     pub fn is_connected(&self) -> bool {
         self.inner.status().connected()
+    }
+
+    /// True once the connection is closed or failed for good: lapin is not recovering it.
+    pub fn is_lost(&self) -> bool {
+        let status = self.inner.status();
+        status.closed() || status.errored()
+    }
+
+    /// True while lapin is reconnecting this connection after losing it.
+    pub fn is_recovering(&self) -> bool {
+        let status = self.inner.status();
+        status.reconnecting() || status.connecting()
     }
 
     /// Closes the connection; unacked deliveries go back to their queues.

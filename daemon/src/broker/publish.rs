@@ -13,6 +13,12 @@ use crate::message::Outgoing;
 /// How long to wait for the broker to confirm a publish (a broker alarm blocks publishers).
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a publish interrupted by a lost connection checks whether lapin recovered it.
+const RECOVERY_POLL: Duration = Duration::from_millis(20);
+
+/// How many times one message is published across lost connections before giving up.
+const PUBLISH_TRIES: u32 = 3;
+
 /// Why a publish did not reach a queue.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -58,8 +64,43 @@ impl Publisher {
         Ok(Self { channel })
     }
 
-    /// Publishes one message and waits for the broker's confirm.
+    /// Publishes one message and waits for the broker's confirm. If the channel is lost on
+    /// the way, waits (up to [`CONFIRM_TIMEOUT`]) for lapin to recover it and publishes again:
+    /// an unconfirmed publish may or may not have reached the broker, so a message can then
+    /// arrive twice, never zero times.
     pub async fn publish(&self, message: &Outgoing) -> Result<(), PublishError> {
+        let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
+        let mut tries = 1;
+        loop {
+            match self.publish_once(message).await {
+                Err(PublishError::Broker(error))
+                    if tries < PUBLISH_TRIES && self.recovered_by(deadline).await =>
+                {
+                    tracing::debug!(%error, "publish interrupted by a lost connection; publishing again");
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Waits until the channel is open again after lapin recovered it; false if it is closed
+    /// for good or still down at `deadline`.
+    async fn recovered_by(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let status = self.channel.status();
+            if status.connected() {
+                return true;
+            }
+            // Initializing: reopening on a recovered connection; anything else is closed.
+            if !status.initializing() || tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(RECOVERY_POLL).await;
+        }
+    }
+
+    async fn publish_once(&self, message: &Outgoing) -> Result<(), PublishError> {
         let confirm = self
             .channel
             .basic_publish(
