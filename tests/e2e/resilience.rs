@@ -3,9 +3,11 @@
 //! poison messages.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
+use tokio_util::sync::CancellationToken;
 
 use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, sample, start, test_plugin, unique};
 use crate::operations::{free_port, http_get};
@@ -306,10 +308,15 @@ plugin = "p"
     broker.cleanup().await;
 }
 
-/// A TCP proxy on loopback in front of the broker, standing for a cluster node that can die.
+/// A TCP proxy on loopback in front of the broker, standing for a cluster node or a network
+/// path that can fail.
 struct Proxy {
     port: u16,
     task: tokio::task::JoinHandle<()>,
+    /// Cancelled to freeze the connections open at that moment.
+    freeze: Arc<Mutex<CancellationToken>>,
+    /// Frozen connections: kept open, never read or written again.
+    frozen: Arc<Mutex<Vec<tokio::net::TcpStream>>>,
 }
 
 impl Proxy {
@@ -318,27 +325,147 @@ impl Proxy {
             .await
             .expect("bind the proxy");
         let port = listener.local_addr().expect("proxy address").port();
-        let task = tokio::spawn(async move {
-            // Dropped with the task: every proxied connection is cut with it.
-            let mut links = tokio::task::JoinSet::new();
-            while let Ok((mut client, _)) = listener.accept().await {
-                links.spawn(async move {
-                    let Ok(mut broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
-                    else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut broker).await;
-                });
+        let freeze = Arc::new(Mutex::new(CancellationToken::new()));
+        let frozen = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let freeze = freeze.clone();
+            let frozen = frozen.clone();
+            async move {
+                // Dropped with the task: every proxied connection is cut with it.
+                let mut links = tokio::task::JoinSet::new();
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let freeze = freeze.lock().expect("freeze").clone();
+                    let frozen = frozen.clone();
+                    links.spawn(async move {
+                        let Ok(mut broker) = tokio::net::TcpStream::connect("127.0.0.1:5672").await
+                        else {
+                            return;
+                        };
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut broker) => {}
+                            () = freeze.cancelled() => {
+                                frozen.lock().expect("frozen").extend([client, broker]);
+                            }
+                        }
+                    });
+                }
             }
         });
-        Self { port, task }
+        Self {
+            port,
+            task,
+            freeze,
+            frozen,
+        }
+    }
+
+    /// The network path goes silent: open connections stay open but carry nothing more (no
+    /// FIN, no RST: only missing heartbeats tell). New connections go through.
+    fn freeze(&self) {
+        let mut freeze = self.freeze.lock().expect("freeze");
+        freeze.cancel();
+        *freeze = CancellationToken::new();
     }
 
     /// The node dies for good: its connections are cut and its port refuses new ones.
     async fn kill(self) {
         self.task.abort();
         let _ = self.task.await;
+        self.frozen.lock().expect("frozen").clear();
     }
+}
+
+/// A network path that goes silent (no FIN, no RST) is noticed by heartbeats (`?heartbeat=2`
+/// in the URL): lapin declares the connection dead, recovers it by itself, and every
+/// message is handled; nothing lost.
+#[tokio::test]
+async fn a_silent_network_is_noticed_by_heartbeats_and_recovered() {
+    let broker = Broker::connect().await;
+    let queue = unique("heartbeat");
+    let out = unique("heartbeat-out");
+    broker.queue(&out).await;
+    broker.forget_later_queue(&queue);
+    let proxy = Proxy::start().await;
+    let config = format!(
+        r#"[broker]
+url = "amqp://guest:guest@127.0.0.1:{proxy}/%2f?heartbeat=2"
+
+[plugins.tagged]
+path = "{plugin}"
+config = {{ to = "{out}" }}
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {expires} }}
+
+[[pipelines]]
+name = "heartbeat"
+queue = "{queue}"
+plugin = "tagged"
+prefetch = 10
+"#,
+        proxy = proxy.port,
+        plugin = test_plugin("tag_a").display(),
+        expires = QUEUE_EXPIRES_MS,
+    );
+    let daemon = start(&config).await;
+    const N: usize = 100;
+    let publish = |i: usize| {
+        broker.publish(
+            &queue,
+            b"x",
+            BasicProperties::default().with_message_id(format!("h{i}").into()),
+        )
+    };
+    for i in 0..N / 2 {
+        publish(i).await;
+    }
+    let republished = [("pipeline", "heartbeat"), ("verdict", "republish")];
+    daemon
+        .wait_metric("warren_messages_total", &republished, (N / 2) as f64)
+        .await;
+    let started = Instant::now();
+    proxy.freeze();
+    for i in N / 2..N {
+        publish(i).await;
+    }
+    for connection in ["consume", "publish"] {
+        daemon
+            .wait_metric(
+                "warren_broker_recoveries_total",
+                &[("connection", connection)],
+                1.0,
+            )
+            .await;
+    }
+    let recovered = started.elapsed();
+    let seen = collect_ids(&broker, &out, N).await;
+    eprintln!(
+        "heartbeat: silent path noticed and recovered after {:.1} s; {N} messages, 0 lost",
+        recovered.as_secs_f64()
+    );
+    let scrape = daemon.scrape();
+    daemon.stop().await.expect("clean stop");
+    proxy.kill().await;
+    assert_eq!(seen.len(), N, "lost messages");
+    assert_eq!(
+        sample(&scrape, "warren_broker_reconnects_total", &[]),
+        0.0,
+        "lapin's recovery did it"
+    );
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// Takes messages from `out` until `n` distinct message ids were seen; counts by id.
+async fn collect_ids(broker: &Broker, out: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    while seen.len() < n {
+        let m = broker.next(out).await;
+        let id = m.delivery.properties.message_id().as_ref().expect("id");
+        *seen.entry(id.to_string()).or_default() += 1;
+    }
+    seen
 }
 
 /// lapin only ever reconnects to the URL it was connected to. When that node is gone for good
@@ -405,12 +532,7 @@ prefetch = 10
             Duration::from_secs(40),
         )
         .await;
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    while seen.len() < N {
-        let m = broker.next(&out).await;
-        let id = m.delivery.properties.message_id().as_ref().expect("id");
-        *seen.entry(id.to_string()).or_default() += 1;
-    }
+    let seen = collect_ids(&broker, &out, N).await;
     eprintln!(
         "failover: moved to the next URL and finished {:.1} s after the node died",
         started.elapsed().as_secs_f64()
