@@ -1,4 +1,5 @@
-//! Logging: `tracing` to stderr, human-readable or JSON, filtered by `RUST_LOG` (default `info`).
+//! Logging: `tracing` to stderr, human-readable or JSON, filtered by `RUST_LOG` (default
+//! [`DEFAULT_FILTER`]).
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,9 +13,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// The filter without `RUST_LOG`: `info`, but lapin's line for each returned (unroutable)
+/// publish is dropped, because it prints the whole message, body included; warren logs the
+/// failed publish itself, without the body.
+pub const DEFAULT_FILTER: &str = "info,lapin::returned_messages=error";
+
 /// Installs the global subscriber. Plugins' `log` lines carry target `warren::plugin`.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -288,3 +288,76 @@ impl OutputWithInput for Command {
         child.wait_with_output().expect("wait")
     }
 }
+
+/// An unroutable republish is logged by warren (exchange, routing key, reply) but the message
+/// body never reaches the log, not even through lapin's own line for returned messages.
+#[tokio::test]
+async fn unroutable_publish_is_logged_without_the_body() {
+    let broker = Broker::connect().await;
+    let queue = unique("unroutable-log");
+    broker.forget_later_queue(&queue);
+    let nowhere = unique("nowhere");
+    let config = crate::harness::scripted_config(
+        &queue,
+        &format!(r#"mode = "republish", to = "{nowhere}""#),
+        "",
+    );
+    let (_dir, path) = write_config(&config);
+    let mut daemon = crate::harness::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", path.to_str().expect("utf-8")])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start warren run"),
+    );
+    let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let wait_for = |needle: &str| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                return;
+            }
+        }
+        panic!("warren never logged {needle:?}");
+    };
+    wait_for("warren ready");
+    let secret = "payload-that-must-not-be-logged";
+    broker
+        .publish(&queue, secret.as_bytes(), lapin::BasicProperties::default())
+        .await;
+    wait_for("unroutable");
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(daemon.wait().expect("wait").success());
+    let log = reader.join().expect("stderr reader");
+    assert!(
+        log.contains(&nowhere),
+        "the failed publish names its routing key: {log}"
+    );
+    // As text, or as the list of bytes a `Debug` print of the message shows.
+    let as_bytes = format!("{:?}", secret.as_bytes());
+    let as_bytes = as_bytes.trim_matches(|c| c == '[' || c == ']');
+    assert!(
+        !log.contains(secret) && !log.contains(as_bytes),
+        "the body leaked into the log: {log}"
+    );
+    assert_eq!(broker.ready(&queue).await, 0, "rejected (on_error)");
+    broker.cleanup().await;
+}
