@@ -24,8 +24,9 @@ struct Server {
     hits: Arc<AtomicUsize>,
 }
 
-/// Serves `/echo` (method, headers and body back as JSON), `/redirect?to=URL` (302) and
-/// `/slow` (answers after 5 s) on `bind`.
+/// Serves `/echo` (method, headers and body back as JSON), `/redirect?to=URL` (302),
+/// `/big?n=BYTES` (a body of that many bytes, with its `Content-Length`) and `/slow` (answers
+/// after 5 s) on `bind`.
 async fn serve(bind: &str) -> Server {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
@@ -46,6 +47,14 @@ async fn serve(bind: &str) -> Server {
                             String::new(),
                         )
                             .into_response()
+                    }
+                    "/big" => {
+                        let n: usize = uri
+                            .query()
+                            .and_then(|q| q.strip_prefix("n="))
+                            .and_then(|n| n.parse().ok())
+                            .unwrap_or(0);
+                        "x".repeat(n).into_response()
                     }
                     "/slow" => {
                         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -296,6 +305,43 @@ async fn transport_failures_are_retried_then_dead_lettered() {
         3,
         "three attempts at the slow server"
     );
+    daemon.stop().await.expect("clean stop");
+    s.broker.cleanup().await;
+}
+
+/// `max_response_bytes` caps what a plugin can receive: a response that announces a bigger
+/// body is refused by the host, and the executor dead-letters the request at once (one hit on
+/// the server, no retry) with an error reply; a response within the cap is delivered whole.
+#[tokio::test]
+async fn responses_over_the_cap_are_refused_not_retried() {
+    let server = serve("127.0.0.1:0").await;
+    let (s, daemon) = setup(
+        "http-cap",
+        &[server.addr.to_string()],
+        "max_response_bytes = 1000",
+    )
+    .await;
+    s.request(
+        json!({"url": format!("http://{}/big?n=1000", server.addr)}),
+        "fits",
+    )
+    .await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "fits");
+    assert_eq!(reply["status"], 200, "{reply}");
+    assert_eq!(reply["body"].as_str().map(str::len), Some(1000));
+    s.request(
+        json!({"url": format!("http://{}/big?n=1001", server.addr)}),
+        "too-big",
+    )
+    .await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "too-big");
+    let error = reply["error"].as_str().expect("an error reply");
+    assert!(error.contains("too large"), "{error}");
+    assert_eq!(reply["attempts"], 1, "not retried: {reply}");
+    s.broker.next(&s.dlq).await;
+    assert_eq!(server.hits.load(Ordering::SeqCst), 2, "one hit each");
     daemon.stop().await.expect("clean stop");
     s.broker.cleanup().await;
 }

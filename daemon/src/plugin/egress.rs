@@ -315,6 +315,18 @@ impl WasiHttpHooks for EgressHooks {
             let (response, io) =
                 super::http_client::send(request, target, &name, tls, options).await?;
             let limit = policy.max_response_bytes;
+            // A response that announces a body over the cap is refused before the plugin
+            // reads any of it, with the error code the plugin can tell apart (a cap hit while
+            // streaming reaches the guest only as a failed read).
+            if let Some(length) = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                && length > limit as u64
+            {
+                tracing::warn!(plugin = &*plugin, url = %uri, length, limit, "HTTP response body over max_response_bytes: refused");
+                return Err(HttpError::HttpResponseBodySize(Some(limit as u64)));
+            }
             let response = response.map(|body| {
                 Limited::new(body, limit)
                     .map_err(move |e| match e.downcast::<HttpError>() {

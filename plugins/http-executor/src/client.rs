@@ -34,7 +34,8 @@ pub struct Failure {
     /// For logs and the error reply.
     pub reason: String,
     /// True if trying again cannot help: the host's egress policy denied the
-    /// request, or the host found the request itself invalid.
+    /// request, the host found the request itself invalid, or the response
+    /// announced a body over the host's `max_response_bytes`.
     pub permanent: bool,
 }
 
@@ -65,6 +66,7 @@ impl From<ErrorCode> for Failure {
                 | ErrorCode::HttpRequestMethodInvalid
                 | ErrorCode::HttpRequestUriInvalid
                 | ErrorCode::HttpRequestBodySize(_)
+                | ErrorCode::HttpResponseBodySize(_)
         );
         Failure {
             reason: describe(&code),

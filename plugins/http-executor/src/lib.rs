@@ -46,6 +46,7 @@
 //! | transport failure, attempts left, other queues | `republish` to `""` / `message.queue` with `x-warren-attempt` + 1 | none |
 //! | transport failure, attempts used up | `reject` (dead-letter) | error |
 //! | denied by the host's egress policy, or invalid in the host's eyes | `reject` at once | error |
+//! | response whose `Content-Length` is over the host's `max_response_bytes` | `reject` at once | error |
 //! | body not a request (bad JSON, `url`, scheme, base64, header, …) | `reject` at once, warn log | error |
 //!
 //! The attempt number is `delivery_count + 1` where the broker counts
