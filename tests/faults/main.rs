@@ -71,7 +71,7 @@ async fn connect_patiently() -> Broker {
     }
 }
 
-fn republish_config(queue: &str, out: &str, grace_ms: u64) -> String {
+fn republish_config(queue: &str, out: &str, grace_ms: u64, concurrency: usize) -> String {
     format!(
         r#"shutdown_grace_ms = {grace_ms}
 
@@ -91,6 +91,7 @@ name = "faults"
 queue = "{queue}"
 plugin = "tagged"
 prefetch = 50
+concurrency = {concurrency}
 "#,
         url = broker_url(),
         plugin = test_plugin("tag_a").display(),
@@ -144,7 +145,9 @@ async fn broker_restart() {
             )
             .await;
     }
-    let daemon = start(&republish_config(&queue, &out, 5000)).await;
+    // Two at a time (each republish waits for its persistent confirm), so that most of the
+    // work is still to do when the broker stops.
+    let daemon = start(&republish_config(&queue, &out, 5000, 2)).await;
     // Let part of it through, then restart the broker under load.
     while broker.ready(&queue).await > (N as u32) * 2 / 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -154,9 +157,27 @@ async fn broker_restart() {
     assert!(rabbitmqctl(&["start_app"]), "rabbitmqctl start_app");
     let broker = connect_patiently().await;
     let seen = collect(&broker, &out, N).await;
+    // Either way is right: lapin recovers if the broker is back within its retries, else
+    // warren reconnects itself after RECOVERY_LIMIT.
+    let (recovered, reconnects) = loop {
+        let scrape = daemon.scrape();
+        let recovered = harness::sample(
+            &scrape,
+            "warren_broker_recoveries_total",
+            &[("connection", "consume")],
+        );
+        let reconnects = harness::sample(&scrape, "warren_broker_reconnects_total", &[]);
+        if recovered + reconnects >= 1.0 {
+            break (recovered, reconnects);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     daemon.stop().await.expect("clean stop");
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
-    eprintln!("broker restart: {N} messages, 0 lost, {duplicates} duplicates");
+    eprintln!(
+        "broker restart: {N} messages, 0 lost, {duplicates} duplicates; lapin recoveries {recovered}, warren reconnects {reconnects}"
+    );
+
     assert_eq!(seen.len(), N, "lost messages");
     assert_eq!(broker.ready(&queue).await, 0);
     let _ = tokio::process::Command::new("rabbitmqctl")
@@ -194,7 +215,7 @@ async fn memory_alarm() {
             .await;
     }
     assert!(rabbitmqctl(&["set_vm_memory_high_watermark", "0"]));
-    let daemon = start(&republish_config(&queue, &out, 5000)).await;
+    let daemon = start(&republish_config(&queue, &out, 5000, 50)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let listing = Command::new("rabbitmqctl")
         .args([
