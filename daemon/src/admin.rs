@@ -72,10 +72,12 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
         .metrics
         .broker_connected
         .set(i64::from(state.connection.load().is_connected()));
+    // prometheus-client writes OpenMetrics text (`# EOF`, counters as `..._total`), which
+    // Prometheus scrapes when told so by the content type.
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         state.metrics.render(),
     )

@@ -478,7 +478,14 @@ impl Daemon {
                         }
                     }
                 }
-                Some(()) = self.reloads.recv() => self.reload_config().await,
+                Some(()) = self.reloads.recv() => {
+                    // SIGHUP: the config, and every plugin file whose content changed.
+                    self.reload_config().await;
+                    let names: Vec<String> = self.plugins.keys().cloned().collect();
+                    for name in names {
+                        self.reload_plugin(&name).await;
+                    }
+                }
                 Some(paths) = self.changes.recv() => self.on_files_changed(paths).await,
             }
         };
@@ -575,6 +582,12 @@ impl Daemon {
             running.stop.cancel();
             running.done.abort();
         }
+        // Nothing is left to beat: the watchdog goes on pinging while warren reconnects (it
+        // is not wedged), and the pipelines beat again once restarted.
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
         self.links.consume.close().await;
         self.links.publish.close().await;
         // Failures reported by the pipelines just dropped are stale.
@@ -592,8 +605,8 @@ impl Daemon {
         let changed: BTreeSet<PathBuf> = paths.into_iter().collect();
         if changed.iter().any(|p| same_file(p, &self.config.path)) {
             self.reload_config().await;
-            return;
         }
+        // Plugin files that changed with it (or alone); unchanged content is not reloaded.
         let names: Vec<String> = self
             .plugins
             .iter()
@@ -647,6 +660,13 @@ impl Daemon {
                 );
             }
             Err(e) => {
+                // A file that changed since it was read is still being written (a slow copy):
+                // not a failure; the rest of the write brings another change event.
+                let now = tokio::fs::read(&path).await;
+                if now.is_ok_and(|now| crate::plugin::content_hash(&now) != hash) {
+                    tracing::debug!(plugin = name, path = %path.display(), "plugin file still being written; waiting for it");
+                    return;
+                }
                 entry.last_failed = Some(hash);
                 self.metrics.reload(name, false);
                 tracing::error!(
@@ -665,11 +685,17 @@ impl Daemon {
     async fn reload_config(&mut self) {
         systemd::reloading();
         match self.apply_config().await {
-            Ok(summary) => tracing::info!(%summary, "config reloaded"),
-            Err(e) => tracing::error!(
-                error = %format!("{e:#}"),
-                "config reload refused; the running configuration is unchanged"
-            ),
+            Ok(summary) => {
+                self.metrics.config_reload(true);
+                tracing::info!(%summary, "config reloaded");
+            }
+            Err(e) => {
+                self.metrics.config_reload(false);
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    "config reload refused; the running configuration is unchanged"
+                );
+            }
         }
         systemd::ready(&format!("{} pipelines consuming", self.pipelines.len()));
     }
@@ -736,11 +762,15 @@ impl Daemon {
         self.plugins
             .retain(|name, _| new.plugins.contains_key(name));
         self.config = new;
+        // The new config is in force from here: a pipeline that cannot start (its channel
+        // refused) is reported and left out, the others run.
         for settings in self.config.pipelines.clone() {
             if !self.pipelines.contains_key(&settings.name) {
                 let name = settings.name.clone();
-                self.start_pipeline(settings).await?;
-                if !summary.iter().any(|s| s == &format!("changed {name}")) {
+                if let Err(e) = self.start_pipeline(settings).await {
+                    tracing::error!(pipeline = name, error = %format!("{e:#}"), "pipeline could not start");
+                    summary.push(format!("failed to start {name}"));
+                } else if !summary.iter().any(|s| s == &format!("changed {name}")) {
                     summary.push(format!("added {name}"));
                 }
             }

@@ -249,6 +249,33 @@ impl fmt::Display for BrokerUrl {
     }
 }
 
+/// `text` with the password of every `scheme://user:password@` in it replaced by `***`.
+fn hide_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first character a URL's user info cannot hold.
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '/' | '`'))
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rfind('@').map(|at| &authority[..at]) {
+            Some(user_info) if user_info.contains(':') => {
+                let user = &user_info[..user_info.find(':').unwrap_or(0)];
+                out.push_str(user);
+                out.push_str(":***");
+                out.push_str(&authority[user_info.len()..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl BrokerSettings {
     /// The URLs, passwords hidden, for logs.
     pub fn shown(&self) -> String {
@@ -427,13 +454,21 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text, path)
+        // Absolute, so that its directory can be watched even for `--config warren.toml`.
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        Self::parse(&text, &path)
     }
 
     /// Validates `text` as if read from `path` (relative paths resolve against its directory).
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        // A TOML error quotes the offending line and value: hide any password in it.
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                hide_passwords(e.to_string().trim_end())
+            )
+        })?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -896,6 +931,24 @@ plugin = "missing"
         let err = error_of("[broker]\nurl = \"http://user:s3cret@host\"\n");
         assert!(err.contains("broker.url"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
+        // TOML's own errors quote the line: a URL where a list belongs, a stray key.
+        for text in [
+            "[broker]\nurls = \"amqp://user:s3cret@host/%2f\"\n",
+            "[broker]\nurl = \"amqp://user:s3cret@host/%2f\"\nurl2 = 1\n",
+            "[broker]\nurl = amqp://user:s3cret@host\n",
+        ] {
+            let err = error_of(text);
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_any_text() {
+        assert_eq!(
+            hide_passwords("bad: \"amqp://u:p@h:5672/%2f\" and amqps://x:y@z, amqp://h/v"),
+            "bad: \"amqp://u:***@h:5672/%2f\" and amqps://x:***@z, amqp://h/v"
+        );
+        assert_eq!(hide_passwords("no url here"), "no url here");
     }
 
     #[test]

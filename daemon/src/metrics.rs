@@ -30,6 +30,11 @@ struct FailureLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConnectionLabels {
     connection: &'static str,
 }
@@ -56,6 +61,7 @@ pub struct Metrics {
     stale_settlements: Family<PipelineLabels, Counter>,
     redeliveries: Family<PipelineLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    config_reloads: Family<ResultLabels, Counter>,
     recoveries: Family<ConnectionLabels, Counter>,
     /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
     pub broker_reconnects: Counter,
@@ -125,6 +131,12 @@ impl Metrics {
             "Plugin loads after start-up, by plugin and result (ok, failed)",
             reloads.clone(),
         );
+        let config_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (file change or SIGHUP), by result (ok, failed: refused whole)",
+            config_reloads.clone(),
+        );
         let recoveries = Family::<ConnectionLabels, Counter>::default();
         registry.register(
             "broker_recoveries",
@@ -155,6 +167,7 @@ impl Metrics {
             stale_settlements,
             redeliveries,
             reloads,
+            config_reloads,
             recoveries,
             broker_reconnects,
             broker_connected,
@@ -217,6 +230,15 @@ impl Metrics {
         self.reloads
             .get_or_create(&ReloadLabels {
                 plugin: plugin.to_owned(),
+                result: if ok { "ok" } else { "failed" },
+            })
+            .inc();
+    }
+
+    /// Counts a config reload, applied or refused.
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
+            .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "failed" },
             })
             .inc();

@@ -133,7 +133,18 @@ impl Pipeline {
         } else {
             Duration::ZERO
         };
-        if tokio::time::timeout(grace, tasks.wait()).await.is_err() && result.is_ok() {
+        // Draining is alive too: keep beating (a long grace period must not trip the watchdog).
+        let drained = async {
+            let wait = tasks.wait();
+            tokio::pin!(wait);
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    _ = beat.tick() => this.beat(),
+                }
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() && result.is_ok() {
             tracing::warn!(
                 pipeline = &*this.name,
                 grace_ms = grace.as_millis() as u64,

@@ -192,6 +192,29 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
         ready_at < ping_at,
         "READY before the first ping: {received:?}"
     );
+    // SIGHUP reloads: RELOADING=1 (with MONOTONIC_USEC, as Type=notify-reload wants), then
+    // READY=1 again.
+    let before = received.len();
+    Command::new("kill")
+        .args(["-HUP", &daemon.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    loop {
+        let message = next();
+        let ready = message.lines().any(|l| l == "READY=1");
+        received.push(message);
+        if ready && received[before..].iter().any(|m| m.contains("RELOADING=1")) {
+            break;
+        }
+    }
+    let reloading = received[before..]
+        .iter()
+        .find(|m| m.contains("RELOADING=1"))
+        .expect("RELOADING=1");
+    assert!(
+        reloading.contains("MONOTONIC_USEC="),
+        "RELOADING=1 carries MONOTONIC_USEC: {reloading:?}"
+    );
     Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()

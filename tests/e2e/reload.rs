@@ -2,20 +2,24 @@
 //! nothing handled twice, untouched pipelines undisturbed.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use lapin::BasicProperties;
 use lapin::types::AMQPValue;
 
 use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, header, replace_file, start_at, test_plugin, unique,
+    Broker, QUEUE_EXPIRES_MS, broker_url, header, replace_file, sample, start_at, test_plugin,
+    unique,
 };
 
 const MESSAGES: usize = 3000;
 
-/// Under continuous load, the plugin file is replaced ten times (atomic `mv`), alternating two
-/// builds that tag their output, with a broken file written in the middle: every message is
-/// handled exactly once, none is redelivered, all are acked, and the tag switches.
+/// Under continuous load, the plugin file is replaced ten times (atomic `mv` and in-place
+/// writes), alternating two builds that tag their output, with a broken file written in the
+/// middle: every message is handled exactly once, none is redelivered, all are acked, and the
+/// tag switches at every swap.
 #[tokio::test]
 async fn plugin_swaps_under_load_lose_and_duplicate_nothing() {
     let broker = Broker::connect().await;
@@ -59,38 +63,54 @@ concurrency = 20
     .expect("config");
     let daemon = start_at(dir, &config_path).await;
 
+    // The producer runs until the last swap is done, so every swap happens under load.
+    let swapping = Arc::new(AtomicBool::new(true));
     let producer = {
         let queue = queue.clone();
+        let swapping = swapping.clone();
         tokio::spawn(async move {
             let broker = Broker::connect().await;
-            for i in 0..MESSAGES {
+            let mut sent = 0;
+            while sent < MESSAGES || swapping.load(Ordering::Relaxed) {
                 broker
                     .publish(
                         &queue,
                         b"payload",
-                        BasicProperties::default().with_message_id(format!("m{i}").into()),
+                        BasicProperties::default().with_message_id(format!("m{sent}").into()),
                     )
                     .await;
-                if i % 25 == 0 {
+                sent += 1;
+                if sent % 10 == 0 {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
+            sent
         })
     };
-    for swap in 0..11 {
+    // Ten real swaps, a <-> b, by atomic rename and by writing in place (as `cp` does), with
+    // a broken deploy in the middle.
+    let mut live = 0;
+    for step in 0..11 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        if swap == 5 {
+        if step == 5 {
             // A broken deploy: not a component. The old version must keep serving.
             replace_file(&plugin, b"\0asm\x0d\0\x01\0 definitely not a component");
+            continue;
+        }
+        live = 1 - live;
+        if step % 2 == 0 {
+            replace_file(&plugin, &builds[live]);
         } else {
-            replace_file(&plugin, &builds[(swap + 1) % 2]);
+            std::fs::write(&plugin, &builds[live]).expect("write in place");
         }
     }
-    producer.await.expect("producer");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    swapping.store(false, Ordering::Relaxed);
+    let sent = producer.await.expect("producer");
 
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     let mut tags = Vec::new();
-    for _ in 0..MESSAGES {
+    for _ in 0..sent {
         let m = broker.next(&out).await;
         let p = &m.delivery.properties;
         let id = p
@@ -111,15 +131,21 @@ concurrency = 20
     }
     let metrics = daemon.metrics.clone();
     daemon.stop().await.expect("clean stop");
-    assert_eq!(seen.len(), MESSAGES, "every message handled");
+    assert_eq!(seen.len(), sent, "every message handled");
     assert!(
         seen.values().all(|&n| n == 1),
         "a message was handled twice"
     );
     assert!(broker.get(&out).await.is_none(), "no extra message");
     assert_eq!(broker.ready(&queue).await, 0, "all acked");
+    // Each of the ten swaps shows in the output (overlapping calls at a swap can add more).
     let switches = tags.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(switches >= 4, "the tag switched only {switches} times");
+    assert!(switches >= 10, "the tag switched only {switches} times");
+    assert_eq!(
+        tags.last().map(String::as_str),
+        Some("a"),
+        "the last build deployed serves"
+    );
     let metrics = metrics.render();
     assert!(
         metrics.contains(r#"warren_plugin_reloads_total{plugin="tagged",result="failed"} 1"#),
@@ -240,6 +266,15 @@ plugin = "tagged"
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(broker.consumers(&new).await, 1);
     assert_eq!(broker.consumers(&steady).await, 1);
+    let failed = [("result", "failed")];
+    let refused = sample(&daemon.scrape(), "warren_config_reloads_total", &failed);
+    assert!(refused >= 1.0, "the refused reload is counted");
+    // A reload request (what SIGHUP sends) re-reads the file the same way: refused again.
+    assert!(daemon.reload.reload());
+    daemon
+        .wait_metric("warren_config_reloads_total", &failed, refused + 1.0)
+        .await;
+    assert_eq!(broker.consumers(&new).await, 1);
 
     producer.await.expect("producer");
     let mut seen = std::collections::BTreeSet::new();
