@@ -235,7 +235,9 @@ async fn egress_policy_blocks_before_any_connection() {
     }
     for _ in &denied_urls {
         let (correlation, reply) = s.reply().await;
-        assert!(reply["error"].is_string(), "{correlation}: {reply}");
+        let error = reply["error"].as_str().unwrap_or_default();
+        assert!(error.contains("denied"), "{correlation}: {reply}");
+        assert_eq!(reply["attempts"], 1, "not retried: {correlation}: {reply}");
         assert!(reply.get("status").is_none(), "{correlation}: {reply}");
     }
     // Denied requests are rejected at once: all end in the dead-letter queue.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use lapin::BasicProperties;
 
-use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, start, test_plugin, unique};
+use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, sample, start, test_plugin, unique};
 
 /// Faulty messages end in the dead-letter queue while a healthy pipeline keeps acking, and the
 /// faulty pipeline itself goes on with the next message.
@@ -65,7 +65,17 @@ plugin = "healthy"
     );
     let daemon = start(&config).await;
     let oversized = "x".repeat(2000);
-    for body in ["loop", "alloc", "recurse", "trap", oversized.as_str()] {
+    // `sleep:` waits in a host call (WASI clocks), where epoch interruption cannot reach: the
+    // async deadline ends it.
+    let bodies = [
+        "loop",
+        "sleep:5000",
+        "alloc",
+        "recurse",
+        "trap",
+        oversized.as_str(),
+    ];
+    for body in bodies {
         broker
             .publish(&faulty, body.as_bytes(), BasicProperties::default())
             .await;
@@ -82,15 +92,26 @@ plugin = "healthy"
     broker.wait_ready(&healthy, 0).await;
 
     let mut dead = BTreeSet::new();
-    for _ in 0..5 {
+    for _ in bodies {
         let m = broker.next(&dlq).await;
         dead.insert(String::from_utf8_lossy(&m.delivery.data).into_owned());
     }
-    let expected: BTreeSet<String> = ["loop", "alloc", "recurse", "trap", oversized.as_str()]
-        .into_iter()
-        .map(String::from)
-        .collect();
+    let expected: BTreeSet<String> = bodies.into_iter().map(String::from).collect();
     assert_eq!(dead, expected);
+    // Each for its own reason: the loop and the sleep hit timeout_ms; the allocation hits
+    // memory_mb long before timeout_ms (a trap, not a timeout), as do the recursion and the
+    // panic; the oversized body is refused unread.
+    let scrape = daemon.scrape();
+    let reason = |reason| {
+        sample(
+            &scrape,
+            "warren_plugin_failures_total",
+            &[("pipeline", "faulty"), ("reason", reason)],
+        )
+    };
+    assert_eq!(reason("timeout"), 2.0, "loop and sleep");
+    assert_eq!(reason("trap"), 3.0, "alloc, recurse, trap");
+    assert_eq!(reason("too_large"), 1.0);
 
     // The faulty pipeline still works: its next message is handled normally.
     broker
