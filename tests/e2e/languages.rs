@@ -213,6 +213,10 @@ path = "{plugin}"
         stderr.contains("0.2.0") && stderr.contains("0.1.0"),
         "the error names both versions: {stderr}"
     );
+    assert!(
+        stderr.contains("rebuild the plugin") && !stderr.contains("linker"),
+        "a clear error, not a linker dump: {stderr}"
+    );
 }
 
 /// The complete examples in `plugin-sdk/README.md` are the example plugins' sources, verbatim.

@@ -209,26 +209,30 @@ fn check_contract(component: &Component) -> anyhow::Result<()> {
         bindings::CONTRACT_VERSION
     );
     let prefix = format!("{}/", bindings::CONTRACT_PACKAGE);
-    let mut found = None;
+    let version = format!("@{}", bindings::CONTRACT_VERSION);
+    let mut exports_handler = false;
+    let mut other = None;
     for (name, _) in ty.exports(engine) {
         if name == wanted {
-            return Ok(());
-        }
-        if name.starts_with(&prefix) {
-            found = Some(name.to_owned());
+            exports_handler = true;
+        } else if name.starts_with(&prefix) {
+            other.get_or_insert_with(|| name.to_owned());
         }
     }
+    // The host interface it imports must be of the same version too (a plugin may export
+    // this version's handler yet import another version's host).
     for (name, _) in ty.imports(engine) {
-        if name.starts_with(&prefix) && !name.ends_with(&format!("@{}", bindings::CONTRACT_VERSION))
-        {
-            found.get_or_insert_with(|| name.to_owned());
+        if name.starts_with(&prefix) && !name.ends_with(&version) {
+            other.get_or_insert_with(|| name.to_owned());
         }
     }
-    match found {
-        Some(other) => Err(anyhow!(
-            "built against contract {other}, but this warren speaks {wanted}; rebuild the plugin with a matching SDK"
+    match (other, exports_handler) {
+        (Some(other), _) => Err(anyhow!(
+            "built against contract {other}, but this warren speaks {}{version}; rebuild the plugin with a matching SDK",
+            bindings::CONTRACT_PACKAGE
         )),
-        None => Err(anyhow!(
+        (None, true) => Ok(()),
+        (None, false) => Err(anyhow!(
             "is not a warren plugin: it does not export {wanted}"
         )),
     }
