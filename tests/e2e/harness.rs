@@ -63,6 +63,14 @@ pub fn shipped_plugin(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
+/// Path of the Rust example plugin (`rust_router`), built if needed.
+pub fn rust_example_plugin(name: &str) -> PathBuf {
+    build_plugins();
+    repo_root()
+        .join("plugins/examples/dist")
+        .join(format!("{name}.wasm"))
+}
+
 /// Path of a test-only plugin (`scripted`), built if needed.
 pub fn test_plugin(name: &str) -> PathBuf {
     build_plugins();

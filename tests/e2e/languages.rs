@@ -1,6 +1,6 @@
 //! Plugins in other languages, through the daemon on the real broker: the Python and
-//! JavaScript example routers (`plugins/examples/`), and a plugin built against another
-//! contract version, which warren refuses.
+//! JavaScript example routers (`plugins/examples/`), the same router in Rust as the baseline,
+//! and a plugin built against another contract version, which warren refuses.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -10,7 +10,8 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, repo_root, start, test_plugin, unique, write_config,
+    Broker, QUEUE_EXPIRES_MS, broker_url, repo_root, rust_example_plugin, start, test_plugin,
+    unique, write_config,
 };
 
 /// Builds the example plugins once per test run (`plugins/examples/build`: installs
@@ -174,6 +175,13 @@ prefetch = 1
         "only the two bad bodies were dead-lettered"
     );
     broker.cleanup().await;
+}
+
+/// The same router in Rust (`plugins/examples/rust-router`, built by `plugins/build`): the
+/// baseline the other languages are measured against.
+#[tokio::test]
+async fn rust_router_routes_audits_and_dead_letters() {
+    routes_audits_and_dead_letters(rust_example_plugin("rust_router"), "rust-router").await;
 }
 
 /// The Python example (componentize-py) routes by the JSON body with its priority, publishes
