@@ -199,8 +199,34 @@ fn parse_rule(entry: &str) -> Option<Rule> {
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, where the network would deliver it there:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, deprecated but routable on
+/// some stacks), NAT64 (`64:ff9b::/96` and the local-use `64:ff9b:1::/48`) and 6to4
+/// (`2002:AABB:CCDD::/48`). Judged as that IPv4 address, so `64:ff9b::a9fe:a9fe` is the cloud
+/// metadata address it reaches through a NAT64 gateway.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    if let Some(mapped) = ip.to_ipv4_mapped() {
+        return Some(mapped);
+    }
+    match s {
+        // ::a.b.c.d, but not :: or ::1 (unspecified and loopback stay IPv6).
+        [0, 0, 0, 0, 0, 0, _, _] if s[6] != 0 => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 1, ..] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -227,12 +253,16 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
 }
 
 fn is_public_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let [first, second, ..] = ip.segments();
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80) // link-local
+        || (first & 0xffc0) == 0xfe80 // link-local
+        || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still private)
+        || (first == 0x2001 && second == 0x0db8) // documentation
+        || (first == 0x2001 && second == 0) // Teredo: tunnels to an address it does not show
+        || (first == 0x0100 && ip.segments()[1..4] == [0, 0, 0])) // discard-only 100::/64
 }
 
 /// The `wasi:http` hooks of one plugin instance: every request passes [`EgressPolicy::check`].
@@ -418,6 +448,15 @@ mod tests {
             "::ffff:169.254.169.254",
             "0.0.0.0",
             "100.64.0.1",
+            // IPv4 inside IPv6: compatible, NAT64 (well-known and local-use), 6to4.
+            "::a9fe:a9fe",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "2002:a9fe:a9fe::1",
+            // Site-local, documentation, Teredo.
+            "fec0::1",
+            "2001:db8::1",
+            "2001:0:4136:e378::1",
         ] {
             assert!(
                 matches!(
@@ -426,6 +465,19 @@ mod tests {
                 ),
                 "{inside} should be refused"
             );
+        }
+    }
+
+    #[test]
+    fn public_addresses_pass_in_any_spelling() {
+        for public in [
+            "93.184.216.34",
+            "2606:4700::1111",
+            "::ffff:93.184.216.34",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
+            assert!(is_public(ip(public)), "{public} is public");
         }
     }
 
