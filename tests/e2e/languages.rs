@@ -233,6 +233,7 @@ fn sdk_readme_shows_the_example_sources_verbatim() {
     let root = repo_root();
     let readme = std::fs::read_to_string(root.join("plugin-sdk/README.md")).expect("README");
     for source in [
+        "plugins/examples/rust-router/src/lib.rs",
         "plugins/examples/python-router/app.py",
         "plugins/examples/js-router/router.js",
     ] {
