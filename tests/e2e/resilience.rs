@@ -215,11 +215,17 @@ concurrency = 4
     daemon
         .wait_metric("warren_messages_total", &acks, 30.0)
         .await;
-    publish(b"sleep:1500").await;
+    // Long enough that `rabbitmqctl` (a second or two to start) closes while it sleeps.
+    publish(b"sleep:6000").await;
     daemon
         .wait_metric("warren_messages_in_flight", &[pipeline], 1.0)
         .await;
     assert_eq!(close_connections(&name).await, 2, "both connections closed");
+    // Still inside the plugin (and perhaps, redelivered, once more on the new channel).
+    assert!(
+        sample(&daemon.scrape(), "warren_messages_in_flight", &[pipeline]) >= 1.0,
+        "the connections closed while the slow message was inside the plugin"
+    );
     for connection in ["consume", "publish"] {
         daemon
             .wait_metric(

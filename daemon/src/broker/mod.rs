@@ -18,6 +18,7 @@ mod publish;
 mod settle;
 mod topology;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -57,9 +58,15 @@ pub const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(1);
 /// itself, to another node if `[broker] urls` has several.
 pub const RECOVERY_ATTEMPTS: usize = 3;
 
+/// How long a replaced connection that lapin is still recovering is watched (lapin's own
+/// schedule ends well before).
+const RETIRE_WATCH: Duration = Duration::from_secs(120);
+/// How often a replaced connection is checked.
+const RETIRE_POLL: Duration = Duration::from_millis(100);
+
 /// One AMQP connection.
 pub struct Connection {
-    inner: lapin::Connection,
+    inner: Arc<lapin::Connection>,
     watcher: tokio::task::JoinHandle<()>,
     url_index: usize,
 }
@@ -165,7 +172,7 @@ impl Connection {
             }
         });
         Self {
-            inner,
+            inner: Arc::new(inner),
             watcher,
             url_index: 0,
         }
@@ -215,13 +222,34 @@ impl Connection {
         status.reconnecting() || status.connecting()
     }
 
-    /// Closes the connection; unacked deliveries go back to their queues.
+    /// Closes the connection; unacked deliveries go back to their queues. A connection lapin
+    /// is still recovering is watched for [`RETIRE_WATCH`] and closed if it comes back, so
+    /// that no consumer lingers on a connection warren has replaced.
     pub async fn close(&self) {
         if self.is_connected() {
             let _ = self
                 .inner
                 .close(200, ShortString::from("warren stopping"))
                 .await;
+        } else if self.is_recovering() {
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + RETIRE_WATCH;
+                while tokio::time::Instant::now() < deadline {
+                    let status = inner.status();
+                    if status.connected() {
+                        tracing::info!("a replaced connection came back (lapin): closing it");
+                        let _ = inner
+                            .close(200, ShortString::from("replaced by another connection"))
+                            .await;
+                        return;
+                    }
+                    if status.closed() || status.errored() {
+                        return;
+                    }
+                    tokio::time::sleep(RETIRE_POLL).await;
+                }
+            });
         }
     }
 }
