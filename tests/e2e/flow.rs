@@ -1,11 +1,11 @@
 //! Flow control and what a plugin sees: prefetch, priority order, message fields.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::harness::{Broker, scripted_config, start, unique};
+use crate::harness::{Broker, sample, scripted_config, start, unique};
 
 /// With prefetch 3 and concurrency 10, the broker never has more than 3 messages out:
 /// while every delivered message sleeps in the plugin, exactly 9 of 12 stay ready.
@@ -207,13 +207,18 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
             .publish(&queue, body.as_bytes(), BasicProperties::default())
             .await;
     }
-    broker.wait_ready(&queue, 0).await;
     let mut dead = 0;
     while dead < rejects {
         broker.next(&dlq).await;
         dead += 1;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // all sleeps done and acked
+    // Every sleep done and its ack handed over; with a grace period of 0, the stop's flush is
+    // what sends the acks still held.
+    let acks = [("pipeline", queue.as_str()), ("verdict", "ack")];
+    daemon
+        .wait_metric("warren_messages_total", &acks, f64::from(60 - rejects))
+        .await;
+    settled_down_to(&daemon, &queue, 0.0).await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&queue).await,
@@ -235,8 +240,11 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
             .publish(&queue, b"ack", BasicProperties::default())
             .await;
     }
-    broker.wait_ready(&queue, 0).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the quick ones are done
+    let acks = [("pipeline", queue.as_str()), ("verdict", "ack")];
+    daemon
+        .wait_metric("warren_messages_total", &acks, 20.0)
+        .await;
+    settled_down_to(&daemon, &queue, 1.0).await; // the quick ones are settled
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&queue).await,
@@ -244,4 +252,21 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
         "only the unfinished message returns: the quick acks were sent, the slow one was not covered"
     );
     broker.cleanup().await;
+}
+
+/// Waits until `pipeline` has at most `left` messages in flight (received, not yet settled).
+async fn settled_down_to(daemon: &crate::harness::Running, pipeline: &str, left: f64) {
+    let start = Instant::now();
+    while sample(
+        &daemon.scrape(),
+        "warren_messages_in_flight",
+        &[("pipeline", pipeline)],
+    ) > left
+    {
+        assert!(
+            start.elapsed() < crate::harness::PATIENCE,
+            "{pipeline} did not settle down to {left} in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }

@@ -400,7 +400,13 @@ plugin = "p"
     broker
         .publish(&queue, b"m", BasicProperties::default())
         .await;
-    broker.wait_ready(&queue, 0).await;
+    daemon
+        .wait_metric(
+            "warren_messages_total",
+            &[("pipeline", "urls"), ("verdict", "ack")],
+            1.0,
+        )
+        .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
@@ -771,7 +777,10 @@ async fn graceful_stop_drains_within_the_grace_period_only() {
             .publish(&short, b"sleep:500", BasicProperties::default())
             .await;
     }
-    broker.wait_ready(&short, 0).await;
+    // All five inside the plugin (not merely delivered) when the stop comes.
+    daemon
+        .wait_metric("warren_messages_in_flight", &[("pipeline", "poison")], 5.0)
+        .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&short).await,
@@ -789,7 +798,9 @@ async fn graceful_stop_drains_within_the_grace_period_only() {
             .publish(&long, b"sleep:10000", BasicProperties::default())
             .await;
     }
-    broker.wait_ready(&long, 0).await;
+    daemon
+        .wait_metric("warren_messages_in_flight", &[("pipeline", "poison")], 5.0)
+        .await;
     let stopping = Instant::now();
     daemon.stop().await.expect("clean stop");
     assert!(

@@ -117,7 +117,13 @@ plugin = "healthy"
     broker
         .publish(&faulty, b"ack", BasicProperties::default())
         .await;
-    broker.wait_ready(&faulty, 0).await;
+    daemon
+        .wait_metric(
+            "warren_messages_total",
+            &[("pipeline", "faulty"), ("verdict", "ack")],
+            1.0,
+        )
+        .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(broker.ready(&faulty).await, 0, "the ack was acked");
     assert_eq!(broker.ready(&healthy).await, 0);

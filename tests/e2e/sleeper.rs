@@ -62,7 +62,13 @@ async fn sleepers_ack_after_sleeping_and_sleep_concurrently() {
 
     let started = Instant::now();
     let second = start(&sleeper_config(&queue, 30_000)).await;
-    broker.wait_ready(&queue, 0).await;
+    second
+        .wait_metric(
+            "warren_messages_in_flight",
+            &[("pipeline", "sleeper")],
+            20.0,
+        )
+        .await;
     second.stop().await.expect("clean stop"); // waits for the sleeping ones to ack
     let took = started.elapsed();
     assert_eq!(broker.ready(&queue).await, 0, "every message was acked");

@@ -21,7 +21,13 @@ async fn ack_empties_the_queue_and_leaves_nothing_unacked() {
             .await;
     }
     let daemon = start(&scripted_config(&queue, "mode = \"ack\"", "prefetch = 5")).await;
-    broker.wait_ready(&queue, 0).await;
+    daemon
+        .wait_metric(
+            "warren_messages_total",
+            &[("pipeline", queue.as_str()), ("verdict", "ack")],
+            25.0,
+        )
+        .await;
     daemon.stop().await.expect("clean stop");
     // Unacked messages would be requeued when the daemon's channel closed.
     assert_eq!(broker.ready(&queue).await, 0, "a message was left unacked");
