@@ -705,6 +705,15 @@ impl Daemon {
         if new.broker.urls != self.config.broker.urls {
             anyhow::bail!("broker.url changed: restart warren to connect elsewhere");
         }
+        let listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+        if listen(&new) != listen(&self.config) {
+            tracing::warn!("admin.listen changed: it takes effect when warren restarts");
+        }
+        if new.shutdown_grace != self.config.shutdown_grace {
+            tracing::warn!(
+                "shutdown_grace_ms changed: pipelines started from now on use it; running ones keep theirs until restarted"
+            );
+        }
         // Load every new or changed plugin first: a failure refuses the whole config.
         let mut fresh = BTreeMap::new();
         for (name, settings) in &new.plugins {

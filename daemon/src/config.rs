@@ -556,7 +556,12 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 &format!("{key}.memory_mb"),
                 problems,
             )),
-            max_body_bytes: p.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_body_bytes: positive(
+                p.max_body_bytes.map(|n| n as u64),
+                DEFAULT_MAX_BODY_BYTES as u64,
+                &format!("{key}.max_body_bytes"),
+                problems,
+            ) as usize,
         };
         let config = p
             .config
@@ -577,7 +582,12 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 &format!("{key}.http_timeout_ms"),
                 problems,
             )),
-            p.max_response_bytes.unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            positive(
+                p.max_response_bytes.map(|n| n as u64),
+                DEFAULT_MAX_RESPONSE_BYTES as u64,
+                &format!("{key}.max_response_bytes"),
+                problems,
+            ) as usize,
         )
         .unwrap_or_else(|e| {
             problems.push(format!("{key}.allowed_hosts: {e}"));

@@ -137,6 +137,10 @@ fn bad_configs_name_the_key() {
             "plugins.p",
         ),
         (base.replace("amqp://user", "http://user"), "broker.url"),
+        (
+            base.replace("mode = \"ack\" }", "mode = \"ack\" }\nmax_body_bytes = 0"),
+            "plugins.p.max_body_bytes",
+        ),
     ];
     for (config, key) in cases {
         let stderr = refused(&config);
