@@ -90,6 +90,94 @@ fn spawn_daemon(config: &std::path::Path) -> crate::harness::KillOnDrop {
     )
 }
 
+/// The number of threads of process `pid` (from `/proc`).
+fn threads(pid: u32) -> usize {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("/proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Threads line")
+}
+
+/// A sleeping plugin holds no thread: with 100 messages asleep in the sleeper at once, the
+/// daemon process has no more threads than when idle (a thread per sleep would add 100).
+#[tokio::test]
+async fn a_sleeping_message_holds_no_thread() {
+    let broker = Broker::connect().await;
+    let queue = unique("sleeper-threads");
+    broker.queue(&queue).await; // as warren declares it; there to be watched before it starts
+    let config = sleeper_config(&queue, 30_000)
+        .replace(
+            "prefetch = 20\nconcurrency = 20",
+            "prefetch = 100\nconcurrency = 100",
+        )
+        .replace("seconds_per_dot = \"1.0\"", "seconds_per_dot = \"2.0\"");
+    let (_dir, path) = write_config(&config);
+    let mut daemon = spawn_daemon(&path);
+    let stdout = BufReader::new(daemon.stdout.take().expect("stdout"));
+    broker.wait_consumers(&queue, 1).await;
+    let idle = threads(daemon.id());
+    for _ in 0..100 {
+        broker
+            .publish(&queue, b"task.", BasicProperties::default())
+            .await;
+    }
+    // All hundred have printed " [x] Received": they are asleep (2 s each) in the plugin.
+    let received = tokio::task::spawn_blocking(move || {
+        let mut lines = stdout.lines().map_while(Result::ok);
+        let received = lines
+            .by_ref()
+            .filter(|l| l.contains("[x] Received"))
+            .take(100)
+            .count();
+        (received, lines.count())
+    });
+    let pid = daemon.id();
+    let mut asleep = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while asleep < 100 {
+        assert!(Instant::now() < deadline, "the hundred did not all start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        asleep = broker_unacked(&queue).await;
+    }
+    let busy = threads(pid);
+    eprintln!("threads: {idle} idle, {busy} with 100 messages asleep in the plugin");
+    assert!(
+        busy <= idle + 4,
+        "{busy} threads with 100 sleeping messages, {idle} idle: sleeps hold threads"
+    );
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(daemon.wait().expect("exit").success());
+    let (received, _) = received.await.expect("reader");
+    assert_eq!(received, 100);
+    assert_eq!(broker.ready(&queue).await, 0, "all acked after their sleep");
+    broker.cleanup().await;
+}
+
+/// Messages delivered and not yet acked on `queue` (`rabbitmqctl`).
+async fn broker_unacked(queue: &str) -> usize {
+    let out = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages_unacknowledged",
+            "--no-table-headers",
+        ])
+        .output()
+        .await
+        .expect("rabbitmqctl list_queues");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{queue}\t")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// `kill -9` while messages sleep in the plugin: the broker redelivers them all, and a
 /// restarted daemon finishes every one.
 #[tokio::test]
