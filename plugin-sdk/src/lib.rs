@@ -50,8 +50,8 @@
 //!   or a republish ([`Verdict::republish`], [`Republish::to`]);
 //! - publish extra messages with [`publish`] (held until `handle` returns, and
 //!   dropped if it panics);
-//! - log through warren with [`log`]; `println!` and `eprintln!` also reach
-//!   warren's output.
+//! - log through warren with [`log`]; `println!` reaches warren's stdout,
+//!   and each `eprintln!` line becomes a warn log event of warren's.
 //!
 //! warren keeps several instances of a plugin and reuses each for many
 //! messages, so `self` may carry state between messages, but no instance sees

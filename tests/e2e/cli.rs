@@ -306,51 +306,14 @@ async fn unroutable_publish_is_logged_without_the_body() {
         &format!(r#"mode = "republish", to = "{nowhere}""#),
         "",
     );
-    let (_dir, path) = write_config(&config);
-    let mut daemon = crate::harness::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["run", "--config", path.to_str().expect("utf-8")])
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start warren run"),
-    );
-    let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
-    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line.clone());
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let wait_for = |needle: &str| {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Ok(line) = lines_rx.recv_timeout(Duration::from_millis(100))
-                && line.contains(needle)
-            {
-                return;
-            }
-        }
-        panic!("warren never logged {needle:?}");
-    };
-    wait_for("warren ready");
+    let mut daemon = LoggingDaemon::start(&config, &[]);
+    daemon.wait_for("warren ready");
     let secret = "payload-that-must-not-be-logged";
     broker
         .publish(&queue, secret.as_bytes(), lapin::BasicProperties::default())
         .await;
-    wait_for("unroutable");
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    assert!(daemon.wait().expect("wait").success());
-    let log = reader.join().expect("stderr reader");
+    daemon.wait_for("unroutable");
+    let log = daemon.stop();
     assert!(
         log.contains(&nowhere),
         "the failed publish names its routing key: {log}"
@@ -363,5 +326,119 @@ async fn unroutable_publish_is_logged_without_the_body() {
         "the body leaked into the log: {log}"
     );
     assert_eq!(broker.ready(&queue).await, 0, "rejected (on_error)");
+    broker.cleanup().await;
+}
+
+/// `warren run` as a process, its stderr (the log) read line by line as it comes.
+struct LoggingDaemon {
+    process: crate::harness::KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl LoggingDaemon {
+    /// Starts `warren run` on `config` with `args` after it, `RUST_LOG` unset (the default
+    /// filter).
+    fn start(config: &str, args: &[&str]) -> Self {
+        let (dir, path) = write_config(config);
+        let mut process = crate::harness::KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_warren"))
+                .args(["run", "--config", path.to_str().expect("utf-8")])
+                .args(args)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start warren run"),
+        );
+        let stderr = BufReader::new(process.stderr.take().expect("stderr"));
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        Self {
+            process,
+            lines,
+            reader,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (up to 30 s) for a log line containing `needle` and returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100))
+                && line.contains(needle)
+            {
+                return line;
+            }
+        }
+        panic!("warren never logged {needle:?}");
+    }
+
+    /// SIGTERM; asserts exit 0 and returns the whole log.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert!(self.process.wait().expect("wait").success(), "exit 0");
+        self.reader.join().expect("stderr reader")
+    }
+}
+
+/// `--log-format json`: one JSON object per line, the plugin's own panic message (its stderr)
+/// included; a failed message gets one line with its pipeline, plugin, plugin version, message
+/// id and error; the password never appears.
+#[tokio::test]
+async fn json_logs_name_the_failed_message() {
+    let broker = Broker::connect().await;
+    let queue = unique("json-log");
+    broker.forget_later_queue(&queue);
+    let config = crate::harness::scripted_config(&queue, r#"mode = "trap""#, "");
+    let mut daemon = LoggingDaemon::start(&config, &["--log-format", "json"]);
+    daemon.wait_for("warren ready");
+    broker
+        .publish(
+            &queue,
+            b"boom",
+            lapin::BasicProperties::default().with_message_id("m-42".into()),
+        )
+        .await;
+    let line = daemon.wait_for("plugin failed on a message");
+    let log = daemon.stop();
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    let fields = &event["fields"];
+    assert_eq!(fields["pipeline"], queue.as_str(), "{line}");
+    assert_eq!(fields["plugin"], "scripted", "{line}");
+    assert_eq!(fields["message_id"], "m-42", "{line}");
+    assert!(
+        fields["version"].as_str().is_some_and(|v| v.len() == 12),
+        "the plugin version (12 hex digits): {line}"
+    );
+    assert!(
+        fields["error"].as_str().is_some_and(|e| e.contains("trap")),
+        "{line}"
+    );
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["fields"]["stream"] == "stderr"
+            && e["fields"]["plugin"] == "scripted"
+            && e["fields"]["message"] == "scripted trap"),
+        "the plugin's panic message is a log event naming the plugin: {log}"
+    );
+    assert!(!log.contains(":guest@"), "the password leaked: {log}");
     broker.cleanup().await;
 }

@@ -39,7 +39,7 @@ impl HostState {
     pub fn new(plugin: Arc<str>, limits: StoreLimits, egress: Arc<EgressPolicy>) -> Self {
         let wasi = WasiCtxBuilder::new()
             .inherit_stdout()
-            .inherit_stderr()
+            .stderr(PluginStderr(plugin.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -100,5 +100,83 @@ impl host::Host for HostState {
         }
         self.pending.push(message);
         Ok(())
+    }
+}
+
+/// A plugin's stderr: each line becomes a log event of warren's (target `warren::plugin`,
+/// level warn, with the plugin's name), so that a panic message says which plugin it came
+/// from and `--log-format json` stays one JSON object per line. (stdout stays the process's
+/// stdout: printing is what the printer plugin is for.)
+struct PluginStderr(Arc<str>);
+
+impl wasmtime_wasi::cli::IsTerminal for PluginStderr {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for PluginStderr {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(StderrLines {
+            plugin: self.0.clone(),
+            partial: Vec::new(),
+        })
+    }
+}
+
+/// Longest stderr line kept before it is logged anyway (a plugin printing without newlines).
+const STDERR_LINE_MAX: usize = 8192;
+
+struct StderrLines {
+    plugin: Arc<str>,
+    partial: Vec<u8>,
+}
+
+impl StderrLines {
+    fn emit(&mut self) {
+        let line = String::from_utf8_lossy(&self.partial);
+        let line = line.trim_end_matches(['\r', '\n']);
+        if !line.is_empty() {
+            tracing::warn!(target: "warren::plugin", plugin = &*self.plugin, stream = "stderr", "{line}");
+        }
+        self.partial.clear();
+    }
+}
+
+impl tokio::io::AsyncWrite for StderrLines {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        for &byte in buf {
+            this.partial.push(byte);
+            if byte == b'\n' || this.partial.len() >= STDERR_LINE_MAX {
+                this.emit();
+            }
+        }
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        self.get_mut().emit();
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for StderrLines {
+    fn drop(&mut self) {
+        self.emit();
     }
 }
