@@ -442,3 +442,62 @@ async fn json_logs_name_the_failed_message() {
     assert!(!log.contains(":guest@"), "the password leaked: {log}");
     broker.cleanup().await;
 }
+
+/// `warren publish` sets what its flags say: exchange and routing key (through a fanout
+/// exchange bound to the queue), priority, reply-to, correlation id, content type, and
+/// persistent unless `--transient`.
+#[tokio::test]
+async fn publish_flags_reach_the_message() {
+    let broker = Broker::connect().await;
+    let queue = unique("publish-flags");
+    let exchange = unique("publish-flags-x");
+    broker.queue(&queue).await;
+    broker.fanout_to(&exchange, &queue).await;
+    let publish = |extra: &[&str], body: &[u8]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["publish", "--url", &broker_url()])
+            .args(extra)
+            .stdin(Stdio::piped())
+            .output_with_input(body);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    publish(
+        &[
+            "--exchange",
+            &exchange,
+            "--routing-key",
+            "ignored-by-fanout",
+            "--priority",
+            "7",
+            "--reply-to",
+            "answers",
+            "--correlation-id",
+            "c-1",
+            "--content-type",
+            "application/json",
+        ],
+        b"{}\n",
+    );
+    let m = broker.next(&queue).await;
+    let p = &m.delivery.properties;
+    assert_eq!(m.delivery.data, b"{}");
+    assert_eq!(m.delivery.exchange.as_str(), exchange);
+    assert_eq!(m.delivery.routing_key.as_str(), "ignored-by-fanout");
+    assert_eq!(*p.priority(), Some(7));
+    assert_eq!(p.reply_to().as_ref().map(|s| s.as_str()), Some("answers"));
+    assert_eq!(p.correlation_id().as_ref().map(|s| s.as_str()), Some("c-1"));
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(*p.delivery_mode(), Some(2), "persistent by default");
+    publish(&["--queue", &queue, "--transient"], b"light\n");
+    let m = broker.next(&queue).await;
+    assert_eq!(m.delivery.data, b"light");
+    assert_eq!(*m.delivery.properties.delivery_mode(), Some(1));
+    broker.cleanup().await;
+}

@@ -191,7 +191,8 @@ async fn broker_restart() {
 }
 
 /// A broker memory alarm while the plugin republishes: publishes block, so nothing is acked
-/// (all stay unacknowledged); once the alarm clears every message is republished and acked.
+/// (all stay unacknowledged), while a pipeline that only acks goes on; once the alarm clears
+/// every message is republished and acked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_alarm_blocks_publishes_and_nothing_is_acked_early() {
     bounded(memory_alarm()).await;
@@ -202,8 +203,10 @@ async fn memory_alarm() {
     let broker = Broker::connect().await;
     let queue = unique("alarm");
     let out = unique("alarm-out");
+    let plain = unique("alarm-plain");
     broker.queue(&out).await;
     broker.queue(&queue).await;
+    broker.queue(&plain).await;
     const N: usize = 40;
     for i in 0..N {
         broker
@@ -213,34 +216,42 @@ async fn memory_alarm() {
                 BasicProperties::default().with_message_id(format!("a{i}").into()),
             )
             .await;
+        broker
+            .publish(&plain, b"ack", BasicProperties::default())
+            .await;
     }
     assert!(rabbitmqctl(&["set_vm_memory_high_watermark", "0"]));
-    let daemon = start(&republish_config(&queue, &out, 5000, 50)).await;
+    // Beside the republishing pipeline, one whose plugin only acks: its acks go out on the
+    // consuming connection, which the alarm does not block.
+    let config = format!(
+        r#"{}
+[plugins.plain]
+path = "{plugin}"
+config = {{ mode = "ack" }}
+
+[[queues]]
+name = "{plain}"
+arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
+
+[[pipelines]]
+name = "plain"
+queue = "{plain}"
+plugin = "plain"
+"#,
+        republish_config(&queue, &out, 5000, 50),
+        plugin = test_plugin("scripted").display(),
+    );
+    let daemon = start(&config).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let listing = Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_queues",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "--no-table-headers",
-        ])
-        .output()
-        .expect("list_queues");
-    let listing = String::from_utf8_lossy(&listing.stdout);
-    let row = listing
-        .lines()
-        .find(|l| l.starts_with(&format!("{queue}\t")))
-        .expect("the queue is listed");
-    let unacked: usize = row
-        .split('\t')
-        .nth(2)
-        .and_then(|n| n.trim().parse().ok())
-        .expect("count");
+    let (_, unacked) = counts(&queue);
     assert_eq!(
         unacked, N,
-        "under the alarm every message stays unacked: {row}"
+        "under the alarm every republished message stays unacked"
+    );
+    assert_eq!(
+        counts(&plain),
+        (0, 0),
+        "acks are not blocked by the alarm: the plain pipeline finished"
     );
     assert!(
         broker.get(&out).await.is_none(),
@@ -256,6 +267,33 @@ async fn memory_alarm() {
         "all acked after the alarm cleared"
     );
     broker.cleanup().await;
+}
+
+/// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
+fn counts(queue: &str) -> (usize, usize) {
+    let listing = Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "--no-table-headers",
+        ])
+        .output()
+        .expect("list_queues");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{queue}\t")))
+        .unwrap_or_else(|| panic!("{queue} is not listed"));
+    let number = |i: usize| {
+        row.split('\t')
+            .nth(i)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a count in {row:?}"))
+    };
+    (number(1), number(2))
 }
 
 /// A three-node RabbitMQ cluster on this machine (`tests/cluster/cluster.sh`: nodes on ports
