@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -354,6 +355,62 @@ pub async fn start_at(dir: tempfile::TempDir, path: &Path) -> Running {
         task: tokio::spawn(daemon.wait()),
         _dir: dir,
     }
+}
+
+/// Takes messages from `out` until `n` distinct message ids were seen, then whatever else is
+/// there; returns how often each id came.
+pub async fn collect_ids(broker: &Broker, out: &str, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    while seen.len() < n {
+        count_id(&mut seen, &broker.next(out).await);
+    }
+    drain_ids(broker, out, &mut seen).await;
+    seen
+}
+
+/// Takes what is left in `out` into `seen` (counts by message id).
+pub async fn drain_ids(broker: &Broker, out: &str, seen: &mut BTreeMap<String, usize>) {
+    while let Some(m) = broker.get(out).await {
+        count_id(seen, &m);
+    }
+}
+
+fn count_id(seen: &mut BTreeMap<String, usize>, m: &lapin::message::BasicGetMessage) {
+    let id = m
+        .delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .expect("message id");
+    *seen.entry(id.to_string()).or_default() += 1;
+}
+
+/// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
+pub async fn queue_counts(queue: &str) -> (usize, usize) {
+    let listing = tokio::process::Command::new("rabbitmqctl")
+        .args([
+            "-q",
+            "list_queues",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+            "--no-table-headers",
+        ])
+        .output()
+        .await
+        .expect("rabbitmqctl list_queues");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let row = listing
+        .lines()
+        .find(|l| l.starts_with(&format!("{queue}\t")))
+        .unwrap_or_else(|| panic!("{queue} is not listed"));
+    let number = |i: usize| {
+        row.split('\t')
+            .nth(i)
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("a count in {row:?}"))
+    };
+    (number(1), number(2))
 }
 
 /// The value of the sample `name` with `labels` in a parsed Prometheus scrape.

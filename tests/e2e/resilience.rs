@@ -2,14 +2,16 @@
 //! ours; a silent network; a node gone for good), `kill -9` under load, several broker URLs,
 //! graceful stop within and beyond the grace period, and poison messages.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, sample, start, test_plugin, unique};
+use crate::harness::{
+    Broker, QUEUE_EXPIRES_MS, broker_url, collect_ids, drain_ids, sample, start, test_plugin,
+    unique,
+};
 use crate::operations::{free_port, http_get};
 
 /// Closes every broker connection whose client-given name starts with `prefix` (`rabbitmqctl`).
@@ -128,29 +130,9 @@ prefetch = 20
     );
     producer.await.expect("producer");
 
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    while seen.len() < N {
-        let m = broker.next(&out).await;
-        let id = m
-            .delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .expect("id");
-        *seen.entry(id).or_default() += 1;
-    }
+    let mut seen = collect_ids(&broker, &out, N).await;
     daemon.stop().await.expect("clean stop");
-    while let Some(m) = broker.get(&out).await {
-        let id = m
-            .delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .expect("id");
-        *seen.entry(id).or_default() += 1;
-    }
+    drain_ids(&broker, &out, &mut seen).await;
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
         "reconnect: {N} messages, 0 lost, {duplicates} duplicates (redelivered after the close)"
@@ -343,18 +325,14 @@ concurrency = 4
     let left = broker.ready(&queue).await as usize;
     assert!(left > 0, "killed under load: messages were still waiting");
     let mut again = spawn();
-    let seen = collect_ids(&broker, &out, N).await;
+    let mut seen = collect_ids(&broker, &out, N).await;
     let status = std::process::Command::new("kill")
         .args(["-TERM", &again.id().to_string()])
         .status()
         .expect("kill -TERM");
     assert!(status.success());
     assert!(again.wait().expect("exit").success(), "exit 0 on SIGTERM");
-    let mut seen = seen;
-    while let Some(m) = broker.get(&out).await {
-        let id = m.delivery.properties.message_id().as_ref().expect("id");
-        *seen.entry(id.to_string()).or_default() += 1;
-    }
+    drain_ids(&broker, &out, &mut seen).await;
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
         "kill -9: {N} messages, 0 lost, {duplicates} duplicates ({left} still queued at the kill)"
@@ -559,17 +537,6 @@ prefetch = 10
     );
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
-}
-
-/// Takes messages from `out` until `n` distinct message ids were seen; counts by id.
-async fn collect_ids(broker: &Broker, out: &str, n: usize) -> BTreeMap<String, usize> {
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    while seen.len() < n {
-        let m = broker.next(out).await;
-        let id = m.delivery.properties.message_id().as_ref().expect("id");
-        *seen.entry(id.to_string()).or_default() += 1;
-    }
-    seen
 }
 
 /// lapin only ever reconnects to the URL it was connected to. When that node is gone for good

@@ -139,7 +139,7 @@ async fn a_sleeping_message_holds_no_thread() {
     while asleep < 100 {
         assert!(Instant::now() < deadline, "the hundred did not all start");
         tokio::time::sleep(Duration::from_millis(20)).await;
-        asleep = broker_unacked(&queue).await;
+        asleep = crate::harness::queue_counts(&queue).await.1;
     }
     let busy = threads(pid);
     eprintln!("threads: {idle} idle, {busy} with 100 messages asleep in the plugin");
@@ -156,26 +156,6 @@ async fn a_sleeping_message_holds_no_thread() {
     assert_eq!(received, 100);
     assert_eq!(broker.ready(&queue).await, 0, "all acked after their sleep");
     broker.cleanup().await;
-}
-
-/// Messages delivered and not yet acked on `queue` (`rabbitmqctl`).
-async fn broker_unacked(queue: &str) -> usize {
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_queues",
-            "name",
-            "messages_unacknowledged",
-            "--no-table-headers",
-        ])
-        .output()
-        .await
-        .expect("rabbitmqctl list_queues");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{queue}\t")))
-        .and_then(|n| n.trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// `kill -9` while messages sleep in the plugin: the broker redelivers them all, and a

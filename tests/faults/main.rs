@@ -6,13 +6,14 @@
 #[path = "../e2e/harness.rs"]
 mod harness;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 
-use harness::{Broker, QUEUE_EXPIRES_MS, broker_url, start, test_plugin, unique};
+use harness::{
+    Broker, QUEUE_EXPIRES_MS, broker_url, collect_ids, queue_counts, start, test_plugin, unique,
+};
 
 /// Time for quorum queues to elect new leaders after a node stops.
 const QUORUM_ELECTION: Duration = Duration::from_secs(10);
@@ -99,26 +100,6 @@ concurrency = {concurrency}
     )
 }
 
-/// Takes every message from `out` until `n` distinct ids were seen; returns counts by id.
-async fn collect(broker: &Broker, out: &str, n: usize) -> BTreeMap<String, usize> {
-    fn id(m: &lapin::message::BasicGetMessage) -> String {
-        m.delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|s| s.to_string())
-            .expect("message id")
-    }
-    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-    while seen.len() < n {
-        *seen.entry(id(&broker.next(out).await)).or_default() += 1;
-    }
-    while let Some(m) = broker.get(out).await {
-        *seen.entry(id(&m)).or_default() += 1;
-    }
-    seen
-}
-
 /// `stop_app` / `start_app` under load, with a durable queue and persistent messages: warren
 /// reconnects and finishes; no message is lost, duplicates only from redelivery (reported).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,7 +137,7 @@ async fn broker_restart() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(rabbitmqctl(&["start_app"]), "rabbitmqctl start_app");
     let broker = connect_patiently().await;
-    let seen = collect(&broker, &out, N).await;
+    let seen = collect_ids(&broker, &out, N).await;
     // Either way is right: lapin recovers if the broker is back within its retries, else
     // warren reconnects itself after RECOVERY_LIMIT.
     let (recovered, reconnects) = loop {
@@ -243,13 +224,13 @@ plugin = "plain"
     );
     let daemon = start(&config).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (_, unacked) = counts(&queue);
+    let (_, unacked) = queue_counts(&queue).await;
     assert_eq!(
         unacked, N,
         "under the alarm every republished message stays unacked"
     );
     assert_eq!(
-        counts(&plain),
+        queue_counts(&plain).await,
         (0, 0),
         "acks are not blocked by the alarm: the plain pipeline finished"
     );
@@ -258,7 +239,7 @@ plugin = "plain"
         "nothing was published under the alarm"
     );
     assert!(rabbitmqctl(&["set_vm_memory_high_watermark", "0.4"]));
-    let seen = collect(&broker, &out, N).await;
+    let seen = collect_ids(&broker, &out, N).await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(seen.len(), N);
     assert_eq!(
@@ -267,33 +248,6 @@ plugin = "plain"
         "all acked after the alarm cleared"
     );
     broker.cleanup().await;
-}
-
-/// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
-fn counts(queue: &str) -> (usize, usize) {
-    let listing = Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_queues",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "--no-table-headers",
-        ])
-        .output()
-        .expect("list_queues");
-    let listing = String::from_utf8_lossy(&listing.stdout);
-    let row = listing
-        .lines()
-        .find(|l| l.starts_with(&format!("{queue}\t")))
-        .unwrap_or_else(|| panic!("{queue} is not listed"));
-    let number = |i: usize| {
-        row.split('\t')
-            .nth(i)
-            .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("a count in {row:?}"))
-    };
-    (number(1), number(2))
 }
 
 /// A three-node RabbitMQ cluster on this machine (`tests/cluster/cluster.sh`: nodes on ports
@@ -397,7 +351,7 @@ concurrency = 1
     // reads from node 2 once that is done (a get during the election is a hard error).
     tokio::time::sleep(QUORUM_ELECTION).await;
     let broker = Broker::connect_to(&node(2)).await;
-    let seen = collect(&broker, &out, N).await;
+    let seen = collect_ids(&broker, &out, N).await;
     let moved = Instant::now();
     let scrape = daemon.scrape();
     daemon.stop().await.expect("clean stop");
