@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 use anyhow::Context;
@@ -15,12 +15,15 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::ConnectionHealth;
+use crate::broker::{ConnectionHealth, Publisher};
 use crate::metrics::SharedMetrics;
 use crate::pipeline::PluginSlot;
 
 /// Plugins by name, with the pipelines using each.
 pub type PluginTable = BTreeMap<String, (PluginSlot, Vec<String>)>;
+
+/// Each running pipeline's publisher, by pipeline name.
+pub type Publishers = Arc<Mutex<BTreeMap<String, Publisher>>>;
 
 /// What the endpoint reports on.
 pub struct AdminState {
@@ -32,12 +35,27 @@ pub struct AdminState {
     pub connection: Arc<ArcSwap<ConnectionHealth>>,
     /// Plugins by name, with the pipelines using each; replaced on config reload.
     pub plugins: Arc<ArcSwap<PluginTable>>,
+    /// Each pipeline's publisher: ready needs every publishing channel open.
+    pub publishers: Publishers,
 }
 
 impl AdminState {
     /// Connected and consuming.
     pub fn ready(&self) -> bool {
-        self.consuming.load(Ordering::Relaxed) && self.connection.load().is_connected()
+        self.consuming.load(Ordering::Relaxed)
+            && self.connection.load().is_connected()
+            && self.closed_publishers().is_empty()
+    }
+
+    /// The pipelines whose publishing channel is closed (it is reopened by the next publish).
+    pub fn closed_publishers(&self) -> Vec<String> {
+        self.publishers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(_, p)| !p.is_open())
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 }
 
@@ -72,6 +90,14 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
         .metrics
         .broker_connected
         .set(i64::from(state.connection.load().is_connected()));
+    for (name, publisher) in state
+        .publishers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        state.metrics.set_channel_open(name, publisher.is_open());
+    }
     // prometheus-client writes OpenMetrics text (`# EOF`, counters as `..._total`), which
     // Prometheus scrapes when told so by the content type.
     (
@@ -85,10 +111,18 @@ async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     if state.ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        return (StatusCode::OK, "ready\n".to_owned());
     }
+    let closed = state.closed_publishers();
+    let why = if closed.is_empty() {
+        "not ready\n".to_owned()
+    } else {
+        format!(
+            "not ready: publishing channel closed for pipeline {}\n",
+            closed.join(", ")
+        )
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, why)
 }
 
 async fn plugins(State(state): State<Arc<AdminState>>) -> impl IntoResponse {

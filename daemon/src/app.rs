@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::Publishers;
 use crate::admin::{self, AdminState, PluginTable};
-use crate::broker::{self, Connection, Publisher, Role};
+use crate::broker::{self, Connection, Role};
 use crate::config::{Config, PipelineSettings, PluginSettings};
 use crate::metrics::{Heartbeat, Metrics, SharedMetrics};
 use crate::pipeline::{HEARTBEAT_INTERVAL, Pipeline, PluginSlot};
@@ -36,11 +37,11 @@ pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 /// moves warren on, to the next of `[broker] urls` if the node stays down.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
-/// The broker side of a running daemon: both connections and the confirm-mode publisher.
+/// The broker side of a running daemon: both connections (each pipeline opens its own
+/// channels on them).
 struct Links {
     consume: Connection,
     publish: Connection,
-    publisher: Publisher,
 }
 
 /// Connects both connections, declares the topology and opens the publisher, retrying with
@@ -67,12 +68,7 @@ async fn connect_all(
             let consume = connect(Role::Consume, first).await?;
             let publish = connect(Role::Publish, consume.url_index()).await?;
             consume.declare(config).await.map_err(Retry::Fatal)?;
-            let publisher = publish.publisher().await.map_err(Retry::Again)?;
-            Ok::<_, Retry>(Links {
-                consume,
-                publish,
-                publisher,
-            })
+            Ok::<_, Retry>(Links { consume, publish })
         }
         .await;
         match result {
@@ -204,6 +200,8 @@ pub struct Daemon {
     heartbeats: Arc<Mutex<BTreeMap<String, Heartbeat>>>,
     epoch: Instant,
     admin_plugins: Arc<ArcSwap<PluginTable>>,
+    /// Each running pipeline's publisher, for `/readyz` and the metrics.
+    publishers: Publishers,
     connection_health: Arc<ArcSwap<broker::ConnectionHealth>>,
     background: JoinSet<()>,
     background_stop: CancellationToken,
@@ -261,6 +259,7 @@ impl Daemon {
             heartbeats: Arc::default(),
             epoch: Instant::now(),
             admin_plugins: Arc::new(ArcSwap::from_pointee(PluginTable::new())),
+            publishers: Publishers::default(),
             connection_health: Arc::new(ArcSwap::from_pointee(health)),
             background: JoinSet::new(),
             background_stop: CancellationToken::new(),
@@ -296,6 +295,7 @@ impl Daemon {
                 consuming: self.consuming.clone(),
                 connection: self.connection_health.clone(),
                 plugins: self.admin_plugins.clone(),
+                publishers: self.publishers.clone(),
             };
             let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
             self.background.spawn(async move {
@@ -330,6 +330,15 @@ impl Daemon {
                 )
             })?;
         let tag = format!("warren.{}", settings.name);
+        let reopens = self.metrics.channel_reopens(&settings.name);
+        let publisher = self
+            .links
+            .publish
+            .publisher(move || {
+                reopens.inc();
+            })
+            .await
+            .with_context(|| format!("pipeline {}", settings.name))?;
         let consumer = self
             .links
             .consume
@@ -338,9 +347,14 @@ impl Daemon {
                 settings.prefetch.get(),
                 &tag,
                 settings.coalesce_acks,
+                settings.quorum,
             )
             .await
             .with_context(|| format!("pipeline {}", settings.name))?;
+        self.publishers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(settings.name.clone(), publisher.clone());
         let heartbeat: Heartbeat = Arc::new(AtomicU64::new(
             u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(0),
         ));
@@ -351,7 +365,8 @@ impl Daemon {
         let pipeline = Pipeline::new(
             settings.clone(),
             slot,
-            self.links.publisher.clone(),
+            publisher,
+            Arc::from(self.links.publish.user()),
             self.metrics.pipeline(&settings.name),
             heartbeat,
             self.epoch,
@@ -391,6 +406,10 @@ impl Daemon {
             running.stop.cancel();
             let _ = running.done.await;
             self.heartbeats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(name);
+            self.publishers
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(name);
@@ -585,6 +604,10 @@ impl Daemon {
         // Nothing is left to beat: the watchdog goes on pinging while warren reconnects (it
         // is not wedged), and the pipelines beat again once restarted.
         self.heartbeats
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.publishers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -810,6 +833,7 @@ fn same_plugin(a: &PluginSettings, b: &PluginSettings) -> bool {
         && a.allowed_hosts == b.allowed_hosts
         && a.egress.timeout == b.egress.timeout
         && a.egress.max_response_bytes == b.egress.max_response_bytes
+        && a.publish == b.publish
 }
 
 /// Refreshes the systemd status line: pipelines and messages handled.

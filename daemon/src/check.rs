@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::app::load_plugins;
-use crate::config::Config;
+use crate::config::{Config, DeadLetter};
 use crate::plugin::Runtime;
 
 /// Checks everything that can be checked without the broker; returns a summary of what would run.
@@ -45,11 +45,30 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         );
     }
     for p in &config.pipelines {
+        let rejected = match &p.dead_letter {
+            DeadLetter::Broker => "the queue's dead_letter_exchange".to_owned(),
+            DeadLetter::Queue(name) => name.clone(),
+            DeadLetter::Drop => "dropped".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "pipeline {}: queue {} -> plugin {} (prefetch {}, concurrency {}, on_error {:?})",
+            "pipeline {}: queue {} -> plugin {} (prefetch {}, concurrency {}, on_error {:?}, rejected -> {rejected})",
             p.name, p.queue, p.plugin, p.prefetch, p.concurrency, p.on_error
         );
+        if p.dead_letter == DeadLetter::Drop {
+            let _ = writeln!(
+                out,
+                "warning  pipeline {}: dead_letter_queue = false and queue {} has no dead_letter_exchange: rejected messages will be dropped",
+                p.name, p.queue
+            );
+        }
+        if p.max_deliveries.is_none() {
+            let _ = writeln!(
+                out,
+                "note     pipeline {}: no max_deliveries: a message that is requeued, or that crashes warren, comes back for ever",
+                p.name
+            );
+        }
     }
     Ok(out)
 }

@@ -34,6 +34,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub const BROKER_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `shutdown_grace_ms` when not set: how long in-flight messages may take to finish on stop.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// `max_publish_bytes` when a plugin does not set it: the bytes (bodies) that all the publishes
+/// made for one message may carry together.
+pub const DEFAULT_MAX_PUBLISH_BYTES: usize = 16 * 1024 * 1024;
+/// The suffix of the dead-letter queue warren declares for a queue without a dead-letter exchange.
+pub const DEAD_LETTER_SUFFIX: &str = ".dead";
 
 // ---------------------------------------------------------------------------------------------
 // The file, as written.
@@ -106,6 +111,13 @@ struct RawPlugin {
     http_timeout_ms: Option<u64>,
     /// Largest HTTP response body the plugin may read. Default [`DEFAULT_MAX_RESPONSE_BYTES`].
     max_response_bytes: Option<usize>,
+    /// Bytes all the publishes made for one message may carry together. Default [`DEFAULT_MAX_PUBLISH_BYTES`].
+    max_publish_bytes: Option<usize>,
+    /// Exchanges the plugin may publish to. Default: any (unless `allowed_queues` is set).
+    allowed_exchanges: Option<Vec<String>>,
+    /// Queues the plugin may publish to through the default exchange. Default: any (unless
+    /// `allowed_exchanges` is set).
+    allowed_queues: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -119,7 +131,8 @@ struct RawQueue {
     auto_delete: bool,
     /// `x-max-priority`, 1 to 255. Default: not a priority queue.
     max_priority: Option<u8>,
-    /// `x-dead-letter-exchange`. Default: none (rejected messages are dropped).
+    /// `x-dead-letter-exchange`. Default: none (a pipeline on the queue then moves rejected
+    /// messages to `<queue>.dead`).
     dead_letter_exchange: Option<String>,
     /// `x-dead-letter-routing-key`. Default: the message's own routing key.
     dead_letter_routing_key: Option<String>,
@@ -174,6 +187,9 @@ struct RawPipeline {
     retry_delay_ms: Option<u64>,
     /// Coalesce acks into `multiple` acks. Default true.
     coalesce_acks: Option<bool>,
+    /// For a queue without a dead-letter exchange: declare `<queue>.dead` and move rejected
+    /// messages there (true), or let the broker drop them (false). Default true.
+    dead_letter_queue: Option<bool>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,6 +328,44 @@ pub struct PluginSettings {
     pub allowed_hosts: Vec<String>,
     /// The HTTP egress policy built from `allowed_hosts` and the HTTP limits.
     pub egress: Arc<EgressPolicy>,
+    /// Where and how much the plugin may publish.
+    pub publish: PublishRules,
+}
+
+/// What a plugin may publish: checked on every message it publishes, before the broker sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRules {
+    /// Bytes (bodies) that all the publishes made for one message may carry together.
+    pub max_bytes: usize,
+    /// Named exchanges it may publish to; `None`: any.
+    pub exchanges: Option<BTreeSet<String>>,
+    /// Queues it may publish to through the default exchange; `None`: any.
+    pub queues: Option<BTreeSet<String>>,
+}
+
+impl Default for PublishRules {
+    fn default() -> Self {
+        Self {
+            max_bytes: DEFAULT_MAX_PUBLISH_BYTES,
+            exchanges: None,
+            queues: None,
+        }
+    }
+}
+
+impl PublishRules {
+    fn new(max_bytes: usize, exchanges: Option<Vec<String>>, queues: Option<Vec<String>>) -> Self {
+        let restricted = exchanges.is_some() || queues.is_some();
+        let set = |list: Option<Vec<String>>| {
+            list.map(|l| l.into_iter().collect())
+                .or_else(|| restricted.then(BTreeSet::new))
+        };
+        Self {
+            max_bytes,
+            exchanges: set(exchanges),
+            queues: set(queues),
+        }
+    }
 }
 
 /// The sandbox limits of one plugin.
@@ -368,6 +422,28 @@ pub struct QueueSettings {
     pub arguments: Arguments,
 }
 
+impl QueueSettings {
+    /// True if declared as a quorum queue (`x-queue-type = "quorum"`).
+    pub fn is_quorum(&self) -> bool {
+        matches!(self.arguments.get("x-queue-type"), Some(ArgValue::Text(t)) if t == "quorum")
+    }
+
+    /// True if the queue has a dead-letter exchange.
+    pub fn has_dead_letter_exchange(&self) -> bool {
+        self.arguments.contains_key("x-dead-letter-exchange")
+    }
+
+    /// The arguments a queue derived from this one (retry, dead-letter) takes to be of the
+    /// same type: `x-queue-type`, and for a quorum queue what makes its dead-lettering safe.
+    fn same_type_arguments(&self) -> Arguments {
+        let mut arguments = Arguments::new();
+        if let Some(kind) = self.arguments.get("x-queue-type") {
+            arguments.insert("x-queue-type".into(), kind.clone());
+        }
+        arguments
+    }
+}
+
 /// The kind of an exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExchangeKind {
@@ -418,6 +494,19 @@ pub enum OnError {
     Reject,
 }
 
+/// Where a pipeline's rejected messages go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetter {
+    /// The queue has a dead-letter exchange: `basic.reject`, and the broker moves the message
+    /// (with its `x-death` history).
+    Broker,
+    /// warren publishes the message, unchanged but for `x-warren-*` headers, to this queue
+    /// (`<queue>.dead`), waits for the confirm, then acks.
+    Queue(String),
+    /// Opted out (`dead_letter_queue = false`): `basic.reject`, and the broker drops it.
+    Drop,
+}
+
 /// One pipeline: a queue consumed by a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineSettings {
@@ -439,6 +528,10 @@ pub struct PipelineSettings {
     pub retry_queues: Vec<String>,
     /// Coalesce acks into `multiple` acks.
     pub coalesce_acks: bool,
+    /// Where rejected messages go.
+    pub dead_letter: DeadLetter,
+    /// The queue is a quorum queue: its `x-delivery-count` header is the broker's and trusted.
+    pub quorum: bool,
 }
 
 /// How many delay steps `retry_delay_ms` gets: the delay doubles at each (1×, 2×, 4×, 8×).
@@ -601,6 +694,16 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 limits.timeout.as_millis()
             );
         }
+        let publish = PublishRules::new(
+            positive(
+                p.max_publish_bytes.map(|n| n as u64),
+                DEFAULT_MAX_PUBLISH_BYTES as u64,
+                &format!("{key}.max_publish_bytes"),
+                problems,
+            ) as usize,
+            p.allowed_exchanges,
+            p.allowed_queues,
+        );
         plugins.insert(
             name.clone(),
             PluginSettings {
@@ -610,6 +713,7 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 limits,
                 allowed_hosts: p.allowed_hosts,
                 egress: Arc::new(egress),
+                publish,
             },
         );
     }
@@ -765,19 +869,22 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 NonZeroU32::MIN
             })
         });
+        let source = queues.iter().find(|q| q.name == p.queue).cloned();
+        let durable = source.as_ref().is_none_or(|q| q.durable);
+        let quorum = source.as_ref().is_some_and(QueueSettings::is_quorum);
+        let same_type = source
+            .as_ref()
+            .map(QueueSettings::same_type_arguments)
+            .unwrap_or_default();
         let mut retry_queues = Vec::new();
         if let Some(delay) = p.retry_delay_ms {
             if delay == 0 {
                 problems.push(format!("{key}.retry_delay_ms: must be at least 1"));
             }
-            let durable = queues
-                .iter()
-                .find(|q: &&QueueSettings| q.name == p.queue)
-                .is_none_or(|q| q.durable);
             for step in 0..RETRY_STEPS {
                 let delay_ms = delay.saturating_mul(1 << step);
                 let name = retry_queue_name(&p.queue, delay_ms);
-                let mut arguments = Arguments::new();
+                let mut arguments = same_type.clone();
                 arguments.insert(
                     "x-message-ttl".into(),
                     ArgValue::Int(i64::try_from(delay_ms).unwrap_or(i64::MAX)),
@@ -790,6 +897,15 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                     "x-dead-letter-routing-key".into(),
                     ArgValue::Text(p.queue.clone()),
                 );
+                if quorum {
+                    // A delayed retry must survive a node loss: dead-lettered back at least
+                    // once, and a full source queue refuses rather than drops.
+                    arguments.insert(
+                        "x-dead-letter-strategy".into(),
+                        ArgValue::Text("at-least-once".into()),
+                    );
+                    arguments.insert("x-overflow".into(), ArgValue::Text("reject-publish".into()));
+                }
                 if !queues.iter().any(|q| q.name == name) {
                     queues.push(QueueSettings {
                         name: name.clone(),
@@ -801,6 +917,31 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
                 retry_queues.push(name);
             }
         }
+        let dead_letter = if source
+            .as_ref()
+            .is_some_and(QueueSettings::has_dead_letter_exchange)
+        {
+            if p.dead_letter_queue == Some(false) {
+                problems.push(format!(
+                    "{key}.dead_letter_queue: queue {:?} has a dead_letter_exchange, which takes its rejected messages; remove dead_letter_queue = false",
+                    p.queue
+                ));
+            }
+            DeadLetter::Broker
+        } else if p.dead_letter_queue == Some(false) {
+            DeadLetter::Drop
+        } else {
+            let name = format!("{}{DEAD_LETTER_SUFFIX}", p.queue);
+            if !queues.iter().any(|q| q.name == name) {
+                queues.push(QueueSettings {
+                    name: name.clone(),
+                    durable,
+                    auto_delete: false,
+                    arguments: same_type.clone(),
+                });
+            }
+            DeadLetter::Queue(name)
+        };
         pipelines.push(PipelineSettings {
             name: p.name,
             queue: p.queue,
@@ -811,6 +952,8 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
             max_deliveries,
             retry_queues,
             coalesce_acks: p.coalesce_acks.unwrap_or(true),
+            dead_letter,
+            quorum,
         });
     }
 
@@ -984,5 +1127,92 @@ arguments = { "x-queue-type" = "quorum" }
             Some(&ArgValue::Text("quorum".into()))
         );
         assert!(config.queues[0].durable);
+    }
+
+    #[test]
+    fn derived_queues_take_the_source_queue_type() {
+        let text = r#"
+[[queues]]
+name = "q"
+arguments = { "x-queue-type" = "quorum" }
+[[queues]]
+name = "c"
+[[queues]]
+name = "d"
+dead_letter_exchange = "dlx"
+[[pipelines]]
+name = "p"
+queue = "q"
+plugin = "x"
+retry_delay_ms = 100
+[[pipelines]]
+name = "pc"
+queue = "c"
+plugin = "x"
+dead_letter_queue = false
+[[pipelines]]
+name = "pd"
+queue = "d"
+plugin = "x"
+[plugins.x]
+path = "x.wasm"
+"#;
+        let mut problems = Vec::new();
+        let raw: RawConfig = toml::from_str(text).expect("toml");
+        let config = validate(
+            raw,
+            Path::new("/w/warren.toml"),
+            Path::new("/w"),
+            &mut problems,
+        );
+        assert_eq!(
+            problems.len(),
+            1,
+            "only the missing plugin file: {problems:?}"
+        );
+        let queue = |name: &str| {
+            config
+                .queues
+                .iter()
+                .find(|q| q.name == name)
+                .unwrap_or_else(|| panic!("{name} declared"))
+        };
+        let retry = queue("q.warren-retry.100ms");
+        assert!(retry.is_quorum());
+        assert_eq!(
+            retry.arguments.get("x-dead-letter-strategy"),
+            Some(&ArgValue::Text("at-least-once".into()))
+        );
+        assert_eq!(
+            retry.arguments.get("x-overflow"),
+            Some(&ArgValue::Text("reject-publish".into()))
+        );
+        assert!(queue("q.dead").is_quorum() && queue("q.dead").durable);
+        let by_name = |name: &str| {
+            config
+                .pipelines
+                .iter()
+                .find(|p| p.name == name)
+                .expect("pipeline")
+        };
+        assert!(by_name("p").quorum);
+        assert_eq!(by_name("p").dead_letter, DeadLetter::Queue("q.dead".into()));
+        assert_eq!(by_name("pc").dead_letter, DeadLetter::Drop);
+        assert_eq!(by_name("pd").dead_letter, DeadLetter::Broker);
+        assert!(
+            !config
+                .queues
+                .iter()
+                .any(|q| q.name == "c.dead" || q.name == "d.dead")
+        );
+    }
+
+    #[test]
+    fn publish_allowlists_restrict_once_either_is_set() {
+        let open = PublishRules::new(10, None, None);
+        assert_eq!((open.exchanges, open.queues), (None, None));
+        let rules = PublishRules::new(10, None, Some(vec!["replies".into()]));
+        assert_eq!(rules.exchanges, Some(BTreeSet::new()), "no exchange then");
+        assert_eq!(rules.queues, Some(BTreeSet::from(["replies".to_owned()])));
     }
 }

@@ -3,29 +3,8 @@
 use std::num::NonZeroU32;
 
 use crate::config::OnError;
-use crate::message::{Header, HeaderValue, Message, Outgoing, Verdict};
+use crate::message::{Message, Outgoing, Verdict, header_int, int_header};
 use crate::plugin::{Outcome, PluginError};
-
-/// How a delivery is finally settled on the broker. Exactly one per delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Settlement {
-    /// `basic.ack`.
-    Ack,
-    /// `basic.reject(requeue = false)`: dead-lettered if the queue has a dead-letter exchange.
-    Reject,
-    /// `basic.nack(requeue = true)`.
-    Requeue,
-}
-
-impl Settlement {
-    /// The settlement a pipeline's `on_error` policy calls for.
-    pub fn on_error(policy: OnError) -> Self {
-        match policy {
-            OnError::Requeue => Settlement::Requeue,
-            OnError::Reject => Settlement::Reject,
-        }
-    }
-}
 
 /// What the plugin said, as counted in metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +34,115 @@ impl Kind {
     }
 }
 
-/// Messages to publish (all confirmed before settling), then how to settle the delivery.
+/// Why a message is dead-lettered: the text of its `x-warren-reason` header, and a short
+/// code for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// The plugin's verdict was `reject`.
+    Rejected,
+    /// It was delivered `max_deliveries` times.
+    DeliveryLimit {
+        /// Which delivery this was.
+        delivery: u32,
+        /// The pipeline's `max_deliveries`.
+        max: u32,
+    },
+    /// The plugin failed (trap, timeout, limit) and `on_error` is `reject`.
+    Plugin(String),
+    /// A message the plugin asked to publish is invalid; `on_error` is `reject`.
+    InvalidPublish(String),
+    /// The broker definitively refused a publish (unroutable, nacked, channel closed for
+    /// it); `on_error` is `reject`.
+    PublishRefused(String),
+    /// warren itself failed on the message (a bug: a panic), and `on_error` is `reject`.
+    Panic(String),
+}
+
+impl Reason {
+    /// A short code, for metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Reason::Rejected => "rejected",
+            Reason::DeliveryLimit { .. } => "delivery_limit",
+            Reason::Plugin(_) => "plugin_error",
+            Reason::InvalidPublish(_) => "invalid_publish",
+            Reason::PublishRefused(_) => "publish_refused",
+            Reason::Panic(_) => "panic",
+        }
+    }
+
+    /// Every code, in a fixed order (the index of [`Reason::index`]).
+    pub const CODES: [&'static str; 6] = [
+        "rejected",
+        "delivery_limit",
+        "plugin_error",
+        "invalid_publish",
+        "publish_refused",
+        "panic",
+    ];
+
+    /// The position of this reason's code in [`Reason::CODES`].
+    pub fn index(&self) -> usize {
+        match self {
+            Reason::Rejected => 0,
+            Reason::DeliveryLimit { .. } => 1,
+            Reason::Plugin(_) => 2,
+            Reason::InvalidPublish(_) => 3,
+            Reason::PublishRefused(_) => 4,
+            Reason::Panic(_) => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Rejected => f.write_str("rejected by the plugin"),
+            Reason::DeliveryLimit { delivery, max } => {
+                write!(
+                    f,
+                    "delivery limit: delivery {delivery} of max_deliveries {max}"
+                )
+            }
+            Reason::Plugin(e) => write!(f, "plugin failed: {e}"),
+            Reason::InvalidPublish(e) => write!(f, "invalid publish: {e}"),
+            Reason::PublishRefused(e) => write!(f, "publish refused: {e}"),
+            Reason::Panic(e) => write!(f, "warren failed on the message (panic): {e}"),
+        }
+    }
+}
+
+/// What finally becomes of a delivery, once every publish made for it is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// `basic.ack`.
+    Ack,
+    /// Back to the queue: `basic.reject(requeue = true)`.
+    Requeue,
+    /// Rejected for good: to the pipeline's dead-letter queue or exchange (or dropped, if the
+    /// pipeline opted out).
+    DeadLetter(Reason),
+}
+
+impl Fate {
+    /// The fate a pipeline's `on_error` policy calls for, for a failure described by `reason`.
+    pub fn on_error(policy: OnError, reason: Reason) -> Self {
+        match policy {
+            OnError::Requeue => Fate::Requeue,
+            OnError::Reject => Fate::DeadLetter(reason),
+        }
+    }
+}
+
+/// Messages to publish (all confirmed before settling), then what becomes of the delivery.
 #[derive(Debug)]
 pub struct Decision {
     /// Publishes, in order: the plugin's extra publishes, then a republished message.
     pub publishes: Vec<Outgoing>,
-    /// How to settle once every publish is confirmed.
-    pub settlement: Settlement,
+    /// How many of `publishes` are the plugin's (the rest are warren's own retry publish).
+    pub from_plugin: usize,
+    /// What becomes of the delivery once every publish is confirmed.
+    pub fate: Fate,
     /// What the plugin said.
     pub kind: Kind,
 }
@@ -71,6 +152,9 @@ pub const PERSISTENT: u8 = 2;
 
 /// The header in which warren counts deliveries of a message it requeued by republishing.
 pub const DELIVERIES_HEADER: &str = "x-warren-deliveries";
+
+/// The header in which quorum queues count earlier deliveries.
+pub const BROKER_COUNT_HEADER: &str = "x-delivery-count";
 
 /// How a pipeline requeues: plainly, or counted and possibly delayed.
 #[derive(Debug, Clone, Default)]
@@ -89,48 +173,65 @@ impl RetryPolicy {
         !self.retry_queues.is_empty()
             || (self.max_deliveries.is_some() && message.delivery_count.is_none())
     }
+
+    /// The reason a message on its `delivery`-th delivery may not be requeued again, if so.
+    fn spent(&self, delivery: u32) -> Option<Reason> {
+        let max = self.max_deliveries?.get();
+        (delivery >= max).then_some(Reason::DeliveryLimit { delivery, max })
+    }
+
+    /// The reason a message on its `delivery`-th delivery may not even reach the plugin: it
+    /// is past `max_deliveries`.
+    pub fn exceeded(&self, delivery: u32) -> Option<Reason> {
+        let max = self.max_deliveries?.get();
+        (delivery > max).then_some(Reason::DeliveryLimit { delivery, max })
+    }
 }
 
 /// Which delivery of the message this is, 1 for the first: the broker's count
-/// (`x-delivery-count`) plus warren's own (`x-warren-deliveries`) from requeues by republish.
-/// A classic queue's redelivery after a crash is not counted (only `redelivered` shows it).
+/// (`x-delivery-count`, read only from quorum queues) plus warren's own
+/// (`x-warren-deliveries`) from requeues by republish.
 pub fn attempt(message: &Message) -> u32 {
-    let republished = message
-        .properties
-        .headers
-        .iter()
-        .find(|h| h.key == DELIVERIES_HEADER)
-        .and_then(|h| match h.value {
-            HeaderValue::Integer(n) => u32::try_from(n).ok(),
-            _ => None,
-        })
+    let republished = header_int(&message.properties.headers, DELIVERIES_HEADER)
+        .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(0);
     republished
         .saturating_add(message.delivery_count.unwrap_or(0))
         .saturating_add(1)
 }
 
-/// The decision for a message that has already been delivered more than `max_deliveries`
-/// times: rejected (dead-lettered) without reaching the plugin.
-pub fn over_limit(policy: &RetryPolicy, message: &Message) -> Option<Decision> {
-    let max = policy.max_deliveries?;
-    (attempt(message) > max.get()).then(|| Decision {
-        publishes: Vec::new(),
-        settlement: Settlement::Reject,
-        kind: Kind::Error,
-    })
+/// A copy of `message` for its own queue, with `deliveries` (deliveries made so far) in
+/// [`DELIVERIES_HEADER`]: how a requeue is counted where the broker does not count.
+pub fn counted_copy(message: &Message, routing_key: String, deliveries: u32) -> Outgoing {
+    let mut properties = message.properties.clone();
+    properties.headers.retain(|h| h.key != DELIVERIES_HEADER);
+    properties
+        .headers
+        .push(int_header(DELIVERIES_HEADER, i64::from(deliveries)));
+    Outgoing {
+        exchange: String::new(),
+        routing_key,
+        body: message.body.clone(),
+        properties,
+    }
 }
 
-/// Turns a plugin's result into a decision. Takes the message by value so a republish
-/// moves its body and properties instead of copying them.
+/// Turns a plugin's result into a decision.
 ///
-/// A requeue (by verdict or by `on_error`) follows `retry`: past `max_deliveries` it becomes a
-/// reject; when it must be counted or delayed it becomes a republish, with the delivery count in
-/// [`DELIVERIES_HEADER`], to the retry queue for this attempt (or the pipeline's own queue),
-/// and an ack.
+/// The message is only borrowed: it stays whole until the delivery is settled, so that it
+/// can be dead-lettered unchanged if a publish made for it fails. A republish therefore
+/// copies what it takes from it.
+///
+/// Counter headers (`x-warren-deliveries`, `x-delivery-count`) are removed from what the
+/// plugin publishes: retries counted in this pipeline do not count against the next one.
+///
+/// A requeue (by verdict or by `on_error`) follows `retry`: at `max_deliveries` it becomes a
+/// dead-letter; when it must be counted or delayed it becomes a republish, with the delivery
+/// count in [`DELIVERIES_HEADER`], to the retry queue for this attempt (or the pipeline's own
+/// queue), and an ack.
 pub fn decide(
     result: Result<Outcome, PluginError>,
-    message: Message,
+    message: &Message,
     on_error: OnError,
     retry: &RetryPolicy,
 ) -> Decision {
@@ -139,59 +240,70 @@ pub fn decide(
         mut publishes,
     } = match result {
         Ok(outcome) => outcome,
-        Err(_) => {
+        Err(error) => {
             let decision = Decision {
                 publishes: Vec::new(),
-                settlement: Settlement::on_error(on_error),
+                from_plugin: 0,
+                fate: Fate::on_error(on_error, Reason::Plugin(error.to_string())),
                 kind: Kind::Error,
             };
             return apply_retry(decision, message, retry);
         }
     };
-    let (settlement, kind) = match verdict {
-        Verdict::Ack => (Settlement::Ack, Kind::Ack),
-        Verdict::Reject => (Settlement::Reject, Kind::Reject),
-        Verdict::Requeue => (Settlement::Requeue, Kind::Requeue),
+    for p in &mut publishes {
+        strip_counters(&mut p.properties.headers);
+    }
+    let (fate, kind) = match verdict {
+        Verdict::Ack => (Fate::Ack, Kind::Ack),
+        Verdict::Reject => (Fate::DeadLetter(Reason::Rejected), Kind::Reject),
+        Verdict::Requeue => (Fate::Requeue, Kind::Requeue),
         Verdict::Republish(to) => {
-            let mut properties = message.properties;
+            let mut properties = message.properties.clone();
             if to.priority.is_some() {
                 properties.priority = to.priority;
             }
             if let Some(headers) = to.headers {
                 properties.headers = headers;
             }
+            strip_counters(&mut properties.headers);
             properties.delivery_mode = Some(PERSISTENT);
             publishes.push(Outgoing {
                 exchange: to.exchange,
                 routing_key: to.routing_key,
-                body: to.body.unwrap_or(message.body),
+                body: to.body.unwrap_or_else(|| message.body.clone()),
                 properties,
             });
             return Decision {
+                from_plugin: publishes.len(),
                 publishes,
-                settlement: Settlement::Ack,
+                fate: Fate::Ack,
                 kind: Kind::Republish,
             };
         }
     };
     let decision = Decision {
+        from_plugin: publishes.len(),
         publishes,
-        settlement,
+        fate,
         kind,
     };
     apply_retry(decision, message, retry)
 }
 
-fn apply_retry(mut decision: Decision, message: Message, retry: &RetryPolicy) -> Decision {
-    if decision.settlement != Settlement::Requeue {
+fn strip_counters(headers: &mut Vec<crate::message::Header>) {
+    headers.retain(|h| h.key != DELIVERIES_HEADER && h.key != BROKER_COUNT_HEADER);
+}
+
+fn apply_retry(mut decision: Decision, message: &Message, retry: &RetryPolicy) -> Decision {
+    if decision.fate != Fate::Requeue {
         return decision;
     }
-    let attempt = attempt(&message);
-    if retry.max_deliveries.is_some_and(|max| attempt >= max.get()) {
-        decision.settlement = Settlement::Reject;
+    let attempt = attempt(message);
+    if let Some(reason) = retry.spent(attempt) {
+        decision.fate = Fate::DeadLetter(reason);
         return decision;
     }
-    if !retry.republishes(&message) {
+    if !retry.republishes(message) {
         return decision;
     }
     let step = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -199,25 +311,17 @@ fn apply_retry(mut decision: Decision, message: Message, retry: &RetryPolicy) ->
         [] => retry.queue.clone(),
         queues => queues[step.min(queues.len() - 1)].clone(),
     };
-    let mut properties = message.properties;
-    properties.headers.retain(|h| h.key != DELIVERIES_HEADER);
-    properties.headers.push(Header {
-        key: DELIVERIES_HEADER.to_owned(),
-        value: HeaderValue::Integer(i64::from(attempt)),
-    });
-    decision.publishes.push(Outgoing {
-        exchange: String::new(),
-        routing_key,
-        body: message.body,
-        properties,
-    });
-    decision.settlement = Settlement::Ack;
+    decision
+        .publishes
+        .push(counted_copy(message, routing_key, attempt));
+    decision.fate = Fate::Ack;
     decision
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::{Header, HeaderValue, Republish, empty_properties, text_header};
 
     fn limited(max: u32, retry_queues: &[&str]) -> RetryPolicy {
         RetryPolicy {
@@ -226,63 +330,6 @@ mod tests {
             retry_queues: retry_queues.iter().map(|s| s.to_string()).collect(),
         }
     }
-
-    #[test]
-    fn counted_requeue_republishes_with_the_count_then_rejects_at_the_limit() {
-        let policy = limited(3, &[]);
-        let mut m = message();
-        for expected in 1..3 {
-            let d = decide(outcome(Verdict::Requeue), m, OnError::Reject, &policy);
-            assert_eq!(d.settlement, Settlement::Ack);
-            let out = d.publishes.into_iter().next().expect("republished");
-            assert_eq!(out.routing_key, "in");
-            m = message();
-            m.properties.headers = out.properties.headers;
-            assert_eq!(attempt(&m), expected + 1);
-        }
-        let d = decide(outcome(Verdict::Requeue), m, OnError::Reject, &policy);
-        assert_eq!(
-            d.settlement,
-            Settlement::Reject,
-            "the third delivery is the last"
-        );
-    }
-
-    #[test]
-    fn quorum_count_is_used_and_requeue_stays_a_nack() {
-        let policy = limited(5, &[]);
-        let mut m = message();
-        m.delivery_count = Some(2);
-        assert_eq!(attempt(&m), 3);
-        let d = decide(outcome(Verdict::Requeue), m, OnError::Reject, &policy);
-        assert_eq!(d.settlement, Settlement::Requeue);
-        let mut m = message();
-        m.delivery_count = Some(5);
-        assert!(over_limit(&policy, &m).is_some());
-    }
-
-    #[test]
-    fn delayed_retry_steps_through_the_retry_queues() {
-        let policy = limited(10, &["d1", "d2"]);
-        let mut m = message();
-        m.delivery_count = Some(0);
-        let d = decide(
-            Err(PluginError::Trap("x".into())),
-            m,
-            OnError::Requeue,
-            &policy,
-        );
-        assert_eq!(d.publishes[0].routing_key, "d1");
-        let mut m = message();
-        m.delivery_count = Some(4);
-        let d = decide(outcome(Verdict::Requeue), m, OnError::Reject, &policy);
-        assert_eq!(
-            d.publishes[0].routing_key, "d2",
-            "the longest delay is the last step"
-        );
-        assert_eq!(d.settlement, Settlement::Ack);
-    }
-    use crate::message::{Header, HeaderValue, Republish, empty_properties};
 
     fn message() -> Message {
         let mut properties = empty_properties();
@@ -308,22 +355,82 @@ mod tests {
     }
 
     #[test]
+    fn counted_requeue_republishes_with_the_count_then_dead_letters_at_the_limit() {
+        let policy = limited(3, &[]);
+        let mut m = message();
+        for expected in 1..3 {
+            let d = decide(outcome(Verdict::Requeue), &m, OnError::Reject, &policy);
+            assert_eq!(d.fate, Fate::Ack);
+            assert_eq!(d.from_plugin, 0, "the retry publish is warren's own");
+            let out = d.publishes.into_iter().next().expect("republished");
+            assert_eq!(out.routing_key, "in");
+            m = message();
+            m.properties.headers = out.properties.headers;
+            assert_eq!(attempt(&m), expected + 1);
+        }
+        let d = decide(outcome(Verdict::Requeue), &m, OnError::Reject, &policy);
+        assert_eq!(
+            d.fate,
+            Fate::DeadLetter(Reason::DeliveryLimit {
+                delivery: 3,
+                max: 3
+            }),
+            "the third delivery is the last"
+        );
+    }
+
+    #[test]
+    fn quorum_count_is_used_and_requeue_stays_a_requeue() {
+        let policy = limited(5, &[]);
+        let mut m = message();
+        m.delivery_count = Some(2);
+        assert_eq!(attempt(&m), 3);
+        let d = decide(outcome(Verdict::Requeue), &m, OnError::Reject, &policy);
+        assert_eq!(d.fate, Fate::Requeue);
+        assert!(policy.exceeded(6).is_some());
+        assert!(policy.exceeded(5).is_none());
+    }
+
+    #[test]
+    fn delayed_retry_steps_through_the_retry_queues() {
+        let policy = limited(10, &["d1", "d2"]);
+        let mut m = message();
+        m.delivery_count = Some(0);
+        let trap = PluginError::Trap("x".into());
+        let d = decide(Err(trap), &m, OnError::Requeue, &policy);
+        assert_eq!(d.publishes[0].routing_key, "d1");
+        let mut m = message();
+        m.delivery_count = Some(4);
+        let d = decide(outcome(Verdict::Requeue), &m, OnError::Reject, &policy);
+        assert_eq!(
+            d.publishes[0].routing_key, "d2",
+            "the longest delay is the last step"
+        );
+        assert_eq!(d.fate, Fate::Ack);
+    }
+
+    #[test]
     fn failure_follows_on_error() {
+        let timeout = PluginError::Timeout(5);
         let d = decide(
-            Err(PluginError::Timeout(5)),
-            message(),
+            Err(timeout),
+            &message(),
             OnError::Requeue,
             &RetryPolicy::default(),
         );
-        assert_eq!(d.settlement, Settlement::Requeue);
+        assert_eq!(d.fate, Fate::Requeue);
         assert_eq!(d.kind, Kind::Error);
+        let trap = PluginError::Trap("x".into());
         let d = decide(
-            Err(PluginError::Trap("x".into())),
-            message(),
+            Err(trap),
+            &message(),
             OnError::Reject,
             &RetryPolicy::default(),
         );
-        assert_eq!(d.settlement, Settlement::Reject);
+        assert_eq!(
+            d.fate,
+            Fate::DeadLetter(Reason::Plugin("plugin trapped: x".into()))
+        );
         assert!(d.publishes.is_empty());
     }
 
@@ -339,13 +446,14 @@ mod tests {
                 value: HeaderValue::Integer(3),
             }]),
         });
+        let m = message();
         let d = decide(
             outcome(verdict),
-            message(),
+            &m,
             OnError::Reject,
             &RetryPolicy::default(),
         );
-        assert_eq!(d.settlement, Settlement::Ack);
+        assert_eq!(d.fate, Fate::Ack);
         assert_eq!(d.kind, Kind::Republish);
         let out = &d.publishes[0];
         assert_eq!(
@@ -357,6 +465,32 @@ mod tests {
         assert_eq!(out.properties.delivery_mode, Some(PERSISTENT));
         assert_eq!(out.properties.correlation_id.as_deref(), Some("c-1"));
         assert_eq!(out.properties.headers.len(), 1);
+        assert_eq!(m.body, b"hello", "the source message is kept whole");
+    }
+
+    #[test]
+    fn counters_do_not_follow_a_message_to_another_queue() {
+        let mut m = message();
+        m.properties.headers = vec![
+            int_header(DELIVERIES_HEADER, 4),
+            int_header(BROKER_COUNT_HEADER, 9),
+            text_header("keep", "me"),
+        ];
+        let verdict = Verdict::Republish(Republish {
+            exchange: "ex".into(),
+            routing_key: "out".into(),
+            priority: None,
+            body: None,
+            headers: None,
+        });
+        let d = decide(outcome(verdict), &m, OnError::Reject, &limited(5, &[]));
+        let keys: Vec<&str> = d.publishes[0]
+            .properties
+            .headers
+            .iter()
+            .map(|h| h.key.as_str())
+            .collect();
+        assert_eq!(keys, ["keep"]);
     }
 
     #[test]
@@ -372,11 +506,12 @@ mod tests {
                 verdict: Verdict::Reject,
                 publishes: vec![extra],
             }),
-            message(),
+            &message(),
             OnError::Requeue,
             &RetryPolicy::default(),
         );
-        assert_eq!(d.settlement, Settlement::Reject);
+        assert_eq!(d.fate, Fate::DeadLetter(Reason::Rejected));
         assert_eq!(d.publishes.len(), 1);
+        assert_eq!(d.from_plugin, 1);
     }
 }

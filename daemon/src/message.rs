@@ -25,3 +25,30 @@ pub fn empty_properties() -> Properties {
         delivery_mode: None,
     }
 }
+
+/// A header holding a UTF-8 text value.
+pub fn text_header(key: &str, value: &str) -> Header {
+    Header {
+        key: key.to_owned(),
+        value: HeaderValue::Text(value.to_owned()),
+    }
+}
+
+/// A header holding a 64-bit integer.
+pub fn int_header(key: &str, value: i64) -> Header {
+    Header {
+        key: key.to_owned(),
+        value: HeaderValue::Integer(value),
+    }
+}
+
+/// The integer value of the first header named `key`, of any integer width.
+pub fn header_int(headers: &[Header], key: &str) -> Option<i64> {
+    headers
+        .iter()
+        .find(|h| h.key == key)
+        .and_then(|h| match h.value {
+            HeaderValue::Integer(n) => Some(n),
+            _ => None,
+        })
+}

@@ -63,6 +63,11 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
     recoveries: Family<ConnectionLabels, Counter>,
+    dead_lettered: Family<FailureLabels, Counter>,
+    invalid_publishes: Family<PipelineLabels, Counter>,
+    panics: Family<PipelineLabels, Counter>,
+    channel_reopens: Family<PipelineLabels, Counter>,
+    channel_open: Family<PipelineLabels, Gauge>,
     /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
     pub broker_reconnects: Counter,
     /// 1 while the consuming connection is open.
@@ -155,8 +160,43 @@ impl Metrics {
             "1 while the consuming connection to the broker is open",
             broker_connected.clone(),
         );
+        let dead_lettered = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "dead_lettered",
+            "Messages rejected for good (to the dead-letter queue or exchange, or dropped if the pipeline opted out), by pipeline and reason",
+            dead_lettered.clone(),
+        );
+        let invalid_publishes = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "invalid_publishes",
+            "Messages whose plugin asked to publish something invalid (too long a name, bad expiration, too many bytes, not allowed), by pipeline",
+            invalid_publishes.clone(),
+        );
+        let panics = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "panics",
+            "Messages on which warren itself failed (a bug), settled by on_error, by pipeline",
+            panics.clone(),
+        );
+        let channel_reopens = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "publish_channel_reopens",
+            "Times a pipeline's publishing channel was reopened after the broker closed it",
+            channel_reopens.clone(),
+        );
+        let channel_open = Family::<PipelineLabels, Gauge>::default();
+        registry.register(
+            "publish_channel_open",
+            "1 while a pipeline's publishing channel is open",
+            channel_open.clone(),
+        );
         let handled = Counter::default();
         Self {
+            dead_lettered,
+            invalid_publishes,
+            panics,
+            channel_reopens,
+            channel_open,
             handled,
             registry,
             messages,
@@ -222,7 +262,35 @@ impl Metrics {
             publish_failures: self.publish_failures.get_or_create(&p()).clone(),
             stale_settlements: self.stale_settlements.get_or_create(&p()).clone(),
             redeliveries: self.redeliveries.get_or_create(&p()).clone(),
+            dead_lettered: crate::decision::Reason::CODES.map(|reason| {
+                self.dead_lettered
+                    .get_or_create(&FailureLabels {
+                        pipeline: name.to_owned(),
+                        reason,
+                    })
+                    .clone()
+            }),
+            invalid_publishes: self.invalid_publishes.get_or_create(&p()).clone(),
+            panics: self.panics.get_or_create(&p()).clone(),
         }
+    }
+
+    /// The counter of reopens of a pipeline's publishing channel.
+    pub fn channel_reopens(&self, pipeline: &str) -> Counter {
+        self.channel_reopens
+            .get_or_create(&PipelineLabels {
+                pipeline: pipeline.to_owned(),
+            })
+            .clone()
+    }
+
+    /// Records whether a pipeline's publishing channel is open (set when metrics are read).
+    pub fn set_channel_open(&self, pipeline: &str, open: bool) {
+        self.channel_open
+            .get_or_create(&PipelineLabels {
+                pipeline: pipeline.to_owned(),
+            })
+            .set(i64::from(open));
     }
 
     /// Counts a plugin load after start-up.
@@ -269,6 +337,12 @@ pub struct PipelineMetrics {
     pub stale_settlements: Counter,
     /// Redelivered messages received.
     pub redeliveries: Counter,
+    /// Messages rejected for good, by [`crate::decision::Reason::index`].
+    pub dead_lettered: [Counter; 6],
+    /// Messages whose plugin asked to publish something invalid.
+    pub invalid_publishes: Counter,
+    /// Messages on which warren panicked.
+    pub panics: Counter,
 }
 
 impl PipelineMetrics {

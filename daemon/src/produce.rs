@@ -44,7 +44,7 @@ pub async fn publish_lines(
     input: impl AsyncBufRead + Unpin,
 ) -> anyhow::Result<u64> {
     let connection = broker::connect(broker, 0, Role::Publish, || {}).await?;
-    let publisher = connection.publisher().await?;
+    let publisher = connection.publisher(|| ()).await?;
     let mut lines = input.lines();
     let mut in_flight = FuturesUnordered::new();
     let mut confirmed = 0u64;

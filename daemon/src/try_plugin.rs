@@ -38,6 +38,7 @@ pub async fn run(trial: Trial, message: Message) -> anyhow::Result<Value> {
         limits: trial.limits,
         allowed_hosts: Vec::new(),
         egress: Arc::new(trial.egress),
+        publish: Default::default(),
     };
     let runtime = Runtime::new()?;
     let plugin = runtime.load(&settings).await?;

@@ -295,7 +295,9 @@ impl Broker {
     /// Deletes every queue and exchange the test used.
     pub async fn cleanup(&self) {
         let queues = std::mem::take(&mut *self.queues.lock().expect("lock"));
-        for q in queues {
+        // With each queue, the dead-letter queue warren may have declared for it (deleting a
+        // queue that does not exist is not an error).
+        for q in queues.iter().flat_map(|q| [q.clone(), format!("{q}.dead")]) {
             let _ = self
                 .channel
                 .queue_delete(ShortString::from(q), QueueDeleteOptions::default())

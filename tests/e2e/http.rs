@@ -19,15 +19,15 @@ use crate::harness::{
 };
 
 /// An HTTP server on loopback that counts every request it gets.
-struct Server {
-    addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
+pub(crate) struct Server {
+    pub(crate) addr: SocketAddr,
+    pub(crate) hits: Arc<AtomicUsize>,
 }
 
 /// Serves `/echo` (method, headers and body back as JSON), `/redirect?to=URL` (302),
 /// `/big?n=BYTES` (a body of that many bytes, with its `Content-Length`) and `/slow` (answers
 /// after 5 s) on `bind`.
-async fn serve(bind: &str) -> Server {
+pub(crate) async fn serve(bind: &str) -> Server {
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let app = Router::new().fallback(any(

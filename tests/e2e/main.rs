@@ -34,3 +34,6 @@ mod resilience;
 
 // Plugins in Python and JavaScript (the examples), and a refused contract version.
 mod languages;
+
+// Delivery hardening: hostile messages, plugin outputs and broker refusals, counted by id.
+mod hardening;

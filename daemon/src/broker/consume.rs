@@ -20,6 +20,8 @@ pub struct Consumer {
     settler: Option<Settler>,
     /// The delivery tag of the last delivery received.
     last_tag: u64,
+    /// Read `x-delivery-count` (a quorum queue's own count).
+    quorum: bool,
 }
 
 impl Consumer {
@@ -29,6 +31,7 @@ impl Consumer {
         prefetch: u16,
         tag: &str,
         coalesce_acks: bool,
+        quorum: bool,
     ) -> anyhow::Result<Self> {
         let channel = connection
             .create_channel()
@@ -59,6 +62,7 @@ impl Consumer {
             coalesce_acks,
             settler: coalesce_acks.then(Settler::start),
             last_tag: 0,
+            quorum,
         })
     }
 
@@ -73,7 +77,11 @@ impl Consumer {
             routing_key: delivery.routing_key.as_str().to_owned(),
             queue: self.queue.clone(),
             redelivered: delivery.redelivered,
-            delivery_count: delivery_count(&delivery.properties),
+            delivery_count: if self.quorum {
+                delivery_count(&delivery.properties)
+            } else {
+                None
+            },
             properties: properties_from_amqp(&delivery.properties),
             body: delivery.data,
         };

@@ -17,6 +17,7 @@ mod convert;
 mod publish;
 mod settle;
 mod topology;
+pub mod validate;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use lapin::{ConnectionProperties, types::ShortString};
 
 pub use consume::Consumer;
 pub use publish::{CONFIRM_TIMEOUT, PublishError, Publisher};
-pub use settle::Acker;
+pub use settle::{Acker, Settlement};
 
 use crate::config::{BrokerSettings, Config};
 
@@ -69,6 +70,7 @@ pub struct Connection {
     inner: Arc<lapin::Connection>,
     watcher: tokio::task::JoinHandle<()>,
     url_index: usize,
+    user: String,
 }
 
 impl Drop for Connection {
@@ -120,6 +122,7 @@ pub async fn connect(
             Ok(inner) => {
                 let mut connection = Connection::watched(inner, url.to_string(), role, recovered);
                 connection.url_index = index;
+                connection.user = url_user(url.expose());
                 return Ok(connection);
             }
             Err(e) => {
@@ -175,7 +178,14 @@ impl Connection {
             inner: Arc::new(inner),
             watcher,
             url_index: 0,
+            user: String::new(),
         }
+    }
+
+    /// The broker user this connection logged in as (the only `user_id` the broker lets it
+    /// publish).
+    pub fn user(&self) -> &str {
+        &self.user
     }
 
     /// Which of `[broker] urls` this connection uses (its index).
@@ -189,20 +199,27 @@ impl Connection {
     }
 
     /// Opens a channel with `basic.qos(prefetch)` and starts a manual-ack consumer on `queue`;
-    /// with `coalesce_acks`, its acks are coalesced into `multiple` acks.
+    /// with `coalesce_acks`, its acks are coalesced into `multiple` acks. The
+    /// `x-delivery-count` header is read as the broker's count only if `quorum` (on other
+    /// queues a producer may have set it).
     pub async fn consume(
         &self,
         queue: &str,
         prefetch: u16,
         tag: &str,
         coalesce_acks: bool,
+        quorum: bool,
     ) -> anyhow::Result<Consumer> {
-        Consumer::start(&self.inner, queue, prefetch, tag, coalesce_acks).await
+        Consumer::start(&self.inner, queue, prefetch, tag, coalesce_acks, quorum).await
     }
 
-    /// Opens a channel in confirm mode for publishing.
-    pub async fn publisher(&self) -> anyhow::Result<Publisher> {
-        Publisher::open(&self.inner).await
+    /// Opens a channel in confirm mode for publishing; `reopened` is called each time the
+    /// publisher has to reopen it after the broker closed it.
+    pub async fn publisher(
+        &self,
+        reopened: impl Fn() + Send + Sync + 'static,
+    ) -> anyhow::Result<Publisher> {
+        Publisher::open(self.inner.clone(), reopened).await
     }
 
     /// True while the connection is open.
@@ -252,6 +269,13 @@ impl Connection {
             });
         }
     }
+}
+
+/// The user name in an AMQP URL, decoded (`guest` when the URL has none, as lapin does).
+fn url_user(url: &str) -> String {
+    url.parse::<lapin::uri::AMQPUri>()
+        .map(|uri| uri.authority.userinfo.username)
+        .unwrap_or_else(|_| "guest".to_owned())
 }
 
 /// A cheap handle that tells whether a connection is open.

@@ -11,12 +11,21 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::options::{BasicAckOptions, BasicRejectOptions};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::decision::Settlement;
+/// How a delivery is settled on the broker. Exactly one per delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// `basic.ack`.
+    Ack,
+    /// `basic.reject(requeue = false)`: dead-lettered if the queue has a dead-letter exchange.
+    Reject,
+    /// `basic.reject(requeue = true)`: back to the queue (counted by quorum queues).
+    Requeue,
+}
 
 /// How long a finished ack may wait behind an unfinished delivery before it is sent alone.
 pub const STRAGGLER_DELAY: Duration = Duration::from_millis(5);
@@ -72,14 +81,7 @@ async fn send(acker: &lapin::Acker, settlement: Settlement) -> lapin::Result<boo
     match settlement {
         Settlement::Ack => acker.ack(BasicAckOptions::default()).await,
         Settlement::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
-        Settlement::Requeue => {
-            acker
-                .nack(BasicNackOptions {
-                    multiple: false,
-                    requeue: true,
-                })
-                .await
-        }
+        Settlement::Requeue => acker.reject(BasicRejectOptions { requeue: true }).await,
     }
 }
 

@@ -43,10 +43,16 @@ pub enum PluginError {
     Start(String),
 }
 
+/// Handles an instance may hold beyond those it held after `init` (a stream a language's
+/// runtime opens on first use and keeps) before it is replaced.
+const LEAKED_HANDLES_MAX: usize = 16;
+
 /// One instance of a plugin: its store and its exports.
 pub(super) struct Instance {
     store: Store<HostState>,
     bindings: bindings::Plugin,
+    /// Resource handles open once `init` returned.
+    handles_after_init: usize,
 }
 
 impl Plugin {
@@ -78,6 +84,7 @@ impl Plugin {
         let state = instance.store.data_mut();
         state.deadline = Instant::now() + timeout;
         state.pipeline = pipeline.clone();
+        state.new_call();
         instance.store.set_epoch_deadline(1);
 
         let call = instance
@@ -87,8 +94,19 @@ impl Plugin {
         let result = tokio::time::timeout(timeout + ASYNC_DEADLINE_SLACK, call).await;
         match result {
             Ok(Ok(verdict)) => {
-                let publishes = std::mem::take(&mut instance.store.data_mut().pending);
-                self.release(instance);
+                let state = instance.store.data_mut();
+                let publishes = std::mem::take(&mut state.pending);
+                // An instance that keeps handles open from call to call (a leak: streams,
+                // HTTP requests or responses never dropped) is not reused, so that what it
+                // holds (sockets above all) is freed.
+                if state.open_handles() <= instance.handles_after_init + LEAKED_HANDLES_MAX {
+                    self.release(instance);
+                } else {
+                    tracing::debug!(
+                        plugin = &*self.name,
+                        "plugin instance keeps resource handles open between messages; replaced"
+                    );
+                }
                 Ok(Outcome { verdict, publishes })
             }
             // The instance is dropped: after a trap its state cannot be trusted.
@@ -103,13 +121,24 @@ impl Plugin {
 
     /// Creates a store and instance and runs `init` with the plugin's config.
     pub(super) async fn instantiate(&self) -> Result<Instance, PluginError> {
+        // Tables, instances and memories bounded too: a componentize-py plugin uses about 14
+        // core instances, so these leave room for any real plugin and none for a runaway one.
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
+            .table_elements(1_000_000)
+            .instances(200)
+            .tables(200)
+            .memories(200)
             .trap_on_grow_failure(true)
             .build();
         let mut store = Store::new(
             &self.engine,
-            HostState::new(self.name.clone(), limits, self.egress.clone()),
+            HostState::new(
+                self.name.clone(),
+                limits,
+                self.egress.clone(),
+                self.log.clone(),
+            ),
         );
         store.limiter(|state| &mut state.limits);
         store.epoch_deadline_callback(|ctx| {
@@ -131,7 +160,14 @@ impl Plugin {
             Ok::<_, wasmtime::Error>((bindings, init))
         };
         match tokio::time::timeout(self.limits.timeout + ASYNC_DEADLINE_SLACK, start).await {
-            Ok(Ok((bindings, Ok(())))) => Ok(Instance { store, bindings }),
+            Ok(Ok((bindings, Ok(())))) => {
+                let handles_after_init = store.data_mut().open_handles();
+                Ok(Instance {
+                    store,
+                    bindings,
+                    handles_after_init,
+                })
+            }
             Ok(Ok((_, Err(refused)))) => Err(PluginError::Start(format!(
                 "init refused the configuration: {refused}"
             ))),

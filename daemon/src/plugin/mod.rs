@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config as EngineConfig, Engine};
 
-use crate::config::{Limits, PluginSettings};
+use crate::config::{Limits, PluginSettings, PublishRules};
 pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
 pub use invoke::{Outcome, PluginError};
 
@@ -130,6 +130,8 @@ impl Runtime {
             config: settings.config.clone(),
             limits: settings.limits.clone(),
             egress: settings.egress.clone(),
+            publish: settings.publish.clone(),
+            log: Arc::default(),
             idle: Mutex::new(Vec::new()),
         });
         // One instance now, so a plugin whose `init` fails is refused before it gets a message.
@@ -153,6 +155,8 @@ pub struct Plugin {
     config: Vec<(String, String)>,
     limits: Limits,
     egress: Arc<egress::EgressPolicy>,
+    publish: PublishRules,
+    log: Arc<host::LogLimiter>,
     idle: Mutex<Vec<invoke::Instance>>,
 }
 
@@ -180,6 +184,11 @@ impl Plugin {
     /// Its sandbox limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Where and how much it may publish.
+    pub fn publish_rules(&self) -> &PublishRules {
+        &self.publish
     }
 }
 
