@@ -3,7 +3,7 @@
 use std::num::NonZeroU32;
 
 use crate::config::OnError;
-use crate::message::{Header, HeaderValue, Message, Outgoing, Verdict};
+use crate::message::{Message, Outgoing, Verdict, header_int, int_header};
 use crate::plugin::{Outcome, PluginError};
 
 /// How a delivery is finally settled on the broker. Exactly one per delivery.
@@ -95,15 +95,8 @@ impl RetryPolicy {
 /// (`x-delivery-count`) plus warren's own (`x-warren-deliveries`) from requeues by republish.
 /// A classic queue's redelivery after a crash is not counted (only `redelivered` shows it).
 pub fn attempt(message: &Message) -> u32 {
-    let republished = message
-        .properties
-        .headers
-        .iter()
-        .find(|h| h.key == DELIVERIES_HEADER)
-        .and_then(|h| match h.value {
-            HeaderValue::Integer(n) => u32::try_from(n).ok(),
-            _ => None,
-        })
+    let republished = header_int(&message.properties.headers, DELIVERIES_HEADER)
+        .and_then(|n| u32::try_from(n).ok())
         .unwrap_or(0);
     republished
         .saturating_add(message.delivery_count.unwrap_or(0))
@@ -201,10 +194,9 @@ fn apply_retry(mut decision: Decision, message: Message, retry: &RetryPolicy) ->
     };
     let mut properties = message.properties;
     properties.headers.retain(|h| h.key != DELIVERIES_HEADER);
-    properties.headers.push(Header {
-        key: DELIVERIES_HEADER.to_owned(),
-        value: HeaderValue::Integer(i64::from(attempt)),
-    });
+    properties
+        .headers
+        .push(int_header(DELIVERIES_HEADER, i64::from(attempt)));
     decision.publishes.push(Outgoing {
         exchange: String::new(),
         routing_key,
@@ -282,7 +274,7 @@ mod tests {
         );
         assert_eq!(d.settlement, Settlement::Ack);
     }
-    use crate::message::{Header, HeaderValue, Republish, empty_properties};
+    use crate::message::{Republish, empty_properties};
 
     fn message() -> Message {
         let mut properties = empty_properties();
@@ -334,10 +326,7 @@ mod tests {
             routing_key: "out".into(),
             priority: Some(7),
             body: None,
-            headers: Some(vec![Header {
-                key: "k".into(),
-                value: HeaderValue::Integer(3),
-            }]),
+            headers: Some(vec![int_header("k", 3)]),
         });
         let d = decide(
             outcome(verdict),

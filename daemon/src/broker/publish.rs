@@ -34,6 +34,10 @@ pub enum PublishError {
         /// The broker's reply text.
         reply: String,
     },
+    /// The message cannot be published as given (a header breaking the contract's rules, a
+    /// property too long for AMQP); nothing was sent.
+    #[error("invalid message: {0}")]
+    Invalid(String),
     /// The broker refused it.
     #[error("the broker nacked the publish to exchange {0:?}")]
     Nacked(String),
@@ -101,6 +105,7 @@ impl Publisher {
     }
 
     async fn publish_once(&self, message: &Outgoing) -> Result<(), PublishError> {
+        let properties = properties_to_amqp(&message.properties).map_err(PublishError::Invalid)?;
         let confirm = self
             .channel
             .basic_publish(
@@ -111,7 +116,7 @@ impl Publisher {
                     ..BasicPublishOptions::default()
                 },
                 &message.body,
-                properties_to_amqp(&message.properties),
+                properties,
             )
             .await
             .map_err(|e| PublishError::Broker(e.to_string()))?;
