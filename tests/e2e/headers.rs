@@ -23,7 +23,7 @@ fn table(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
 /// array of strings naming `cc` (queues that do not exist, so the copies go nowhere), floats
 /// of both widths, a decimal, a timestamp, a byte array, a long string that is not UTF-8,
 /// void, and every integer width.
-fn every_type(cc: &[String]) -> FieldTable {
+pub fn every_type(cc: &[String]) -> FieldTable {
     let death = |queue: &str, count: i64| {
         AMQPValue::FieldTable(table(vec![
             ("count", AMQPValue::LongLongInt(count)),

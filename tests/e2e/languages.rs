@@ -61,8 +61,10 @@ const TIMED_MESSAGES: u32 = 50;
 
 /// Runs one example router in the daemon, with config `audit` set, on a queue that
 /// dead-letters, and checks what reaches the broker:
-/// - `{"route": OUT, "priority": 7}` arrives on OUT (`x-max-priority` 10) with priority 7,
-///   persistent, body unchanged, and `routed:OUT` arrives on the audit queue;
+/// - `{"route": OUT, "priority": 7}`, with headers of every AMQP type (nested too), arrives
+///   on OUT (`x-max-priority` 10) with priority 7, persistent, body and headers unchanged,
+///   and `routed:OUT` arrives on the audit queue with the same headers, copied by the plugin
+///   in its own language, plus `x-routed-to: OUT`;
 /// - a body that is not JSON, and a JSON body without `route`, are dead-lettered;
 /// - nothing is left in the source queue.
 ///
@@ -110,11 +112,14 @@ prefetch = 1
     .await;
 
     let body = format!(r#"{{"route": "{out}", "priority": 7, "order": 42}}"#);
+    let headers = crate::headers::every_type(&[]);
     broker
         .publish(
             &queue,
             body.as_bytes(),
-            BasicProperties::default().with_delivery_mode(1),
+            BasicProperties::default()
+                .with_delivery_mode(1)
+                .with_headers(headers.clone()),
         )
         .await;
     let routed = broker.next(&out).await;
@@ -129,10 +134,25 @@ prefetch = 1
         Some(2),
         "republished messages are persistent"
     );
+    assert_eq!(
+        routed.delivery.properties.headers().as_ref(),
+        Some(&headers),
+        "headers kept type for type"
+    );
     let audited = broker.next(&audit).await;
     assert_eq!(
         String::from_utf8_lossy(&audited.delivery.data),
         format!("routed:{out}")
+    );
+    let mut audit_headers = headers.clone();
+    audit_headers.insert(
+        "x-routed-to".into(),
+        AMQPValue::LongString(out.as_str().into()),
+    );
+    assert_eq!(
+        audited.delivery.properties.headers().as_ref(),
+        Some(&audit_headers),
+        "the plugin copied every header, type for type, and added x-routed-to"
     );
 
     broker
