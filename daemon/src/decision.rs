@@ -321,7 +321,7 @@ fn apply_retry(mut decision: Decision, message: &Message, retry: &RetryPolicy) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Header, HeaderValue, Republish, empty_properties, text_header};
+    use crate::message::{Republish, empty_properties, text_header};
 
     fn limited(max: u32, retry_queues: &[&str]) -> RetryPolicy {
         RetryPolicy {
@@ -441,10 +441,7 @@ mod tests {
             routing_key: "out".into(),
             priority: Some(7),
             body: None,
-            headers: Some(vec![Header {
-                key: "k".into(),
-                value: HeaderValue::Integer(3),
-            }]),
+            headers: Some(vec![int_header("k", 3)]),
         });
         let m = message();
         let d = decide(

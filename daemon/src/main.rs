@@ -256,7 +256,7 @@ async fn on_signals(shutdown: CancellationToken, reload: warren::app::ReloadHand
 }
 async fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
     use tokio::io::AsyncReadExt;
-    use warren::message::{Header, HeaderValue, Message, empty_properties};
+    use warren::message::{Message, empty_properties, text_header};
 
     let body = match args.body {
         Some(body) => body.into_bytes(),
@@ -270,10 +270,7 @@ async fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
     properties.headers = args
         .headers
         .into_iter()
-        .map(|(key, value)| Header {
-            key,
-            value: HeaderValue::Text(value),
-        })
+        .map(|(key, value)| text_header(&key, &value))
         .collect();
     properties.priority = args.priority;
     properties.reply_to = args.reply_to;

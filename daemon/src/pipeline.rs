@@ -14,7 +14,7 @@ use std::panic::AssertUnwindSafe;
 use futures_util::FutureExt;
 
 use crate::broker::validate::{check_plugin_publishes, check_properties};
-use crate::broker::{Acker, Consumer, Publisher, Settlement};
+use crate::broker::{Acker, Consumer, PublishError, Publisher, Settlement};
 use crate::config::{DeadLetter, PipelineSettings};
 use crate::decision::{Fate, Kind, Reason, RetryPolicy, attempt, counted_copy, decide};
 use crate::message::{Message, Outgoing, text_header};
@@ -270,6 +270,9 @@ impl Pipeline {
                 metrics.publish_failures.inc();
                 let fate = if error.is_transient() {
                     Fate::Requeue
+                } else if let PublishError::Invalid(problem) = &error {
+                    metrics.invalid_publishes.inc();
+                    Fate::on_error(on_error, Reason::InvalidPublish(problem.clone()))
                 } else {
                     Fate::on_error(on_error, Reason::PublishRefused(error.to_string()))
                 };

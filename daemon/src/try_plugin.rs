@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::config::{Limits, PluginSettings};
-use crate::message::{Header, HeaderValue, Message, Outgoing, Properties, Verdict};
+use crate::message::{Field, Header, HeaderValue, Message, Outgoing, Properties, Verdict, resolve};
 use crate::plugin::Runtime;
 use crate::plugin::egress::EgressPolicy;
 
@@ -63,23 +63,66 @@ fn body_json(body: &[u8]) -> (&'static str, Value) {
     }
 }
 
+/// Headers as a JSON object: each value as plain JSON (numbers, strings, arrays, objects;
+/// bytes as text if UTF-8, else hex; a decimal as its digits, `"12.34"`; void as `null`).
+/// A header whose flat encoding is broken shows `{"invalid": why}`.
 fn header_json(headers: &[Header]) -> Value {
     let map: serde_json::Map<String, Value> = headers
         .iter()
         .map(|h| {
-            let value = match &h.value {
-                HeaderValue::Text(s) => json!(s),
-                HeaderValue::Integer(i) => json!(i),
-                HeaderValue::Float(f) => json!(f),
-                HeaderValue::Boolean(b) => json!(b),
-                HeaderValue::Timestamp(t) => json!(t),
-                HeaderValue::Bytes(b) => body_json(b).1,
-                HeaderValue::Void => Value::Null,
+            let value = match resolve(h) {
+                Ok(field) => field_json(&field),
+                Err(e) => json!({ "invalid": e }),
             };
             (h.key.clone(), value)
         })
         .collect();
     Value::Object(map)
+}
+
+fn field_json(field: &Field<'_>) -> Value {
+    match field {
+        Field::Scalar(v) => scalar_json(v),
+        Field::Array(values) => values.iter().map(field_json).collect(),
+        Field::Table(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), field_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn scalar_json(value: &HeaderValue) -> Value {
+    match value {
+        HeaderValue::Text(s) => json!(s),
+        HeaderValue::TextBytes(b) | HeaderValue::Bytes(b) => body_json(b).1,
+        HeaderValue::Boolean(b) => json!(b),
+        HeaderValue::Int8(i) => json!(i),
+        HeaderValue::Uint8(i) => json!(i),
+        HeaderValue::Int16(i) => json!(i),
+        HeaderValue::Uint16(i) => json!(i),
+        HeaderValue::Int32(i) => json!(i),
+        HeaderValue::Uint32(i) => json!(i),
+        HeaderValue::Int64(i) => json!(i),
+        HeaderValue::Float32(f) => json!(f),
+        HeaderValue::Float64(f) => json!(f),
+        HeaderValue::Decimal(d) => json!(decimal_text(d.scale, d.value)),
+        HeaderValue::Timestamp(t) => json!(t),
+        HeaderValue::Void | HeaderValue::Array(_) | HeaderValue::Table(_) => Value::Null,
+    }
+}
+
+/// `value` / 10^`scale` in decimal digits: (2, 1234) is `12.34`, (3, 5) is `0.005`.
+fn decimal_text(scale: u8, value: u32) -> String {
+    let digits = value.to_string();
+    let scale = usize::from(scale);
+    if scale == 0 {
+        return digits;
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    format!("{whole}.{fraction}")
 }
 
 fn properties_json(p: &Properties) -> Value {
@@ -124,4 +167,37 @@ fn outgoing_json(o: &Outgoing) -> Value {
     });
     out[key] = value;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Container, text_header};
+
+    #[test]
+    fn decimals_are_written_with_their_scale() {
+        assert_eq!(decimal_text(0, 7), "7");
+        assert_eq!(decimal_text(2, 1234), "12.34");
+        assert_eq!(decimal_text(3, 5), "0.005");
+    }
+
+    #[test]
+    fn nested_headers_are_json_trees() {
+        let cc = Header {
+            key: "CC".into(),
+            value: HeaderValue::Array(0),
+            nested: vec![Container::Array(vec![
+                HeaderValue::Text("a".into()),
+                HeaderValue::Table(1),
+            ])],
+        };
+        let json = header_json(&[text_header("t", "x"), cc]);
+        assert_eq!(json["t"], "x");
+        assert!(
+            json["CC"]["invalid"]
+                .as_str()
+                .is_some_and(|e| e.contains("out of range")),
+            "{json}"
+        );
+    }
 }

@@ -2,8 +2,11 @@
 //!
 //! warren consumes RabbitMQ queues and hands every message to a plugin, a
 //! WebAssembly component that decides what becomes of it: a [`Verdict`].
-//! This crate owns the contract (the WIT package `warren:plugin@0.1.0` in
+//! This crate owns the contract (the WIT package `warren:plugin@0.2.0` in
 //! `plugin-sdk/wit/`) and hides the generated bindings behind plain Rust types.
+//! warren refuses a plugin built against another contract version (0.1.0
+//! plugins included) with an error naming both versions: rebuild it with the
+//! SDK of the warren you run.
 //!
 //! # A complete plugin
 //!
@@ -51,7 +54,37 @@
 //! - publish extra messages with [`publish`] (held until `handle` returns, and
 //!   dropped if it panics);
 //! - log through warren with [`log`]; `println!` reaches warren's stdout,
-//!   and each `eprintln!` line becomes a warn log event of warren's.
+//!   and each `eprintln!` line becomes a warn log event of warren's;
+//! - read and write headers of every AMQP type, nested arrays and tables
+//!   included ([`Message::header`], [`Header::new`] with a [`Value`]): a
+//!   message republished with its own headers keeps them type for type.
+//!
+//! # Headers
+//!
+//! A header value keeps its exact AMQP type: `Value::Int16(3)` stays a
+//! 16-bit integer, a float stays 32-bit, `x-death` stays an array of tables.
+//! The contract stores arrays and tables flat (a [`Header`]'s `nested` list,
+//! indexed by [`HeaderValue::Array`] / [`HeaderValue::Table`]); [`Value`] is
+//! the same value as a tree, and [`Header::new`] / [`Header::value`] convert.
+//!
+//! ```
+//! use warren_plugin::{Header, Message, Value};
+//!
+//! fn deaths(message: &Message) -> i64 {
+//!     // x-death: an array of tables, each with a `count`.
+//!     let Some(Value::Array(deaths)) = message.header("x-death") else {
+//!         return 0;
+//!     };
+//!     deaths.iter().filter_map(|d| d.get("count")?.as_int()).sum()
+//! }
+//!
+//! let mut headers = vec![
+//!     Header::text("tenant", "acme"),
+//!     Header::int("attempt", 2),
+//!     Header::new("CC", vec![Value::from("audit")]),
+//! ];
+//! # let _ = (deaths, &mut headers);
+//! ```
 //!
 //! warren keeps several instances of a plugin and reuses each for many
 //! messages, so `self` may carry state between messages, but no instance sees
@@ -62,9 +95,14 @@
 mod config;
 pub mod log;
 mod types;
+mod value;
 
 pub use config::Config;
-pub use types::{Header, HeaderValue, Level, Message, Outgoing, Properties, Republish, Verdict};
+pub use types::{
+    Container, Decimal, Header, HeaderValue, Level, Message, Outgoing, Properties, Republish,
+    Verdict,
+};
+pub use value::{MAX_DEPTH, Value};
 
 /// A warren plugin: an instance created from its config, then given messages.
 ///
@@ -153,7 +191,7 @@ pub mod __bindings {
         export_macro_name: "__export_plugin",
         additional_derives: [PartialEq],
         additional_type_attributes: {
-            "warren:plugin/types@0.1.0/properties": [#[derive(Default)]],
+            "warren:plugin/types@0.2.0/properties": [#[derive(Default)]],
         },
     });
 }

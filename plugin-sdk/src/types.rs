@@ -1,8 +1,11 @@
 //! The types that cross the plugin boundary, and small helpers on them.
 
 pub use crate::__bindings::warren::plugin::types::{
-    Header, HeaderValue, Level, Message, Outgoing, Properties, Republish, Verdict,
+    Container, Decimal, Header, HeaderValue, Level, Message, Outgoing, Properties, Republish,
+    Verdict,
 };
+
+use crate::Value;
 
 impl Message {
     /// The body as text, if it is valid UTF-8.
@@ -10,23 +13,48 @@ impl Message {
         std::str::from_utf8(&self.body).ok()
     }
 
-    /// The value of the first header named `key`.
-    pub fn header(&self, key: &str) -> Option<&HeaderValue> {
+    /// The value of the first header named `key`, arrays and tables included. (Headers
+    /// warren gives are always well formed, so this is `None` only when there is no such
+    /// header.)
+    pub fn header(&self, key: &str) -> Option<Value> {
+        self.raw_header(key)?.value().ok()
+    }
+
+    /// The value of the first header named `key`, if it is an integer of any width.
+    pub fn header_int(&self, key: &str) -> Option<i64> {
+        self.raw_header(key)?.value.as_int()
+    }
+
+    /// The value of the first header named `key`, if it is UTF-8 text.
+    pub fn header_str(&self, key: &str) -> Option<&str> {
+        match &self.raw_header(key)?.value {
+            HeaderValue::Text(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// The first header named `key`, in the contract's flat form.
+    pub fn raw_header(&self, key: &str) -> Option<&Header> {
         self.properties
             .headers
             .iter()
             .find(|header| header.key == key)
-            .map(|header| &header.value)
     }
 }
 
-impl Header {
-    /// A header named `key` with `value`.
-    pub fn new(key: impl Into<String>, value: HeaderValue) -> Header {
-        Header {
-            key: key.into(),
-            value,
-        }
+impl HeaderValue {
+    /// The value as an `i64`, if it is an integer of any width (a timestamp is not).
+    pub fn as_int(&self) -> Option<i64> {
+        Some(match *self {
+            HeaderValue::Int8(i) => i64::from(i),
+            HeaderValue::Uint8(i) => i64::from(i),
+            HeaderValue::Int16(i) => i64::from(i),
+            HeaderValue::Uint16(i) => i64::from(i),
+            HeaderValue::Int32(i) => i64::from(i),
+            HeaderValue::Uint32(i) => i64::from(i),
+            HeaderValue::Int64(i) => i,
+            _ => return None,
+        })
     }
 }
 
@@ -124,14 +152,23 @@ mod tests {
     fn header_finds_the_first_with_that_key() {
         let message = message(
             vec![
-                Header::new("a", HeaderValue::Integer(1)),
-                Header::new("b", HeaderValue::Boolean(true)),
-                Header::new("a", HeaderValue::Integer(2)),
+                Header::new("a", 1i32),
+                Header::new("b", true),
+                Header::new("a", 2i64),
+                Header::text("t", "x"),
+                Header::new("cc", vec![Value::from("q1"), Value::from("q2")]),
             ],
             b"",
         );
-        assert_eq!(message.header("a"), Some(&HeaderValue::Integer(1)));
-        assert_eq!(message.header("b"), Some(&HeaderValue::Boolean(true)));
+        assert_eq!(message.header("a"), Some(Value::Int32(1)));
+        assert_eq!(message.header_int("a"), Some(1));
+        assert_eq!(message.header("b"), Some(Value::Boolean(true)));
+        assert_eq!(message.header_int("b"), None);
+        assert_eq!(message.header_str("t"), Some("x"));
+        assert_eq!(
+            message.header("cc"),
+            Some(Value::Array(vec!["q1".into(), "q2".into()]))
+        );
         assert_eq!(message.header("c"), None);
     }
 

@@ -40,6 +40,32 @@ fn shipped_config_passes_check() {
         !stdout.contains("guest:guest"),
         "the password is never printed: {stdout}"
     );
+    assert!(
+        stdout.contains("rejected -> hello.dead") && stdout.contains("queue    hello.dead"),
+        "rejected messages of hello go to hello.dead, which is declared: {stdout}"
+    );
+    assert!(!stdout.contains("will be dropped"), "{stdout}");
+}
+
+/// Opting out of the dead-letter queue is said out loud by `check`.
+#[test]
+fn check_warns_when_rejected_messages_would_be_dropped() {
+    let config = valid_config().replace("prefetch = 5", "prefetch = 5\ndead_letter_queue = false");
+    let (_dir, path) = write_config(&config);
+    let out = check(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(
+            "warning  pipeline pipe: dead_letter_queue = false and queue q has no dead_letter_exchange: rejected messages will be dropped"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rejected -> dropped"), "{stdout}");
 }
 
 fn valid_config() -> String {

@@ -748,3 +748,101 @@ async fn the_readme_http_quick_start_reply_lands_in_replies() {
     assert_eq!(queue_counts(&names["replies"]).await, (0, 0));
     broker.cleanup().await;
 }
+
+/// Open file descriptors of process `pid`.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// Waits (up to `patience`) until the server has had `n` requests and `queue` is empty.
+async fn wait_handled(server: &crate::http::Server, queue: &str, n: usize, patience: Duration) {
+    let start_at = Instant::now();
+    loop {
+        let hits = server.hits.load(std::sync::atomic::Ordering::SeqCst);
+        if hits >= n && queue_counts(queue).await == (0, 0) {
+            return;
+        }
+        assert!(
+            start_at.elapsed() < patience,
+            "{hits} of {n} requests made within {patience:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A plugin that leaks an HTTP response (and its connection: the body of 256 KiB is never
+/// read) on every message does not make the daemon's open file descriptors grow: after 10,000
+/// such messages they are where they were after 1,000 (an instance holding leaked handles is
+/// replaced, not reused). One message at a time, so that the count is the same at any moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaked_handles_do_not_pile_up() {
+    let server = crate::http::serve("127.0.0.1:0").await;
+    let broker = Broker::connect().await;
+    let queue = unique("leak");
+    // Declared first (as the config declares it), so that its consumer can be awaited.
+    broker.queue(&queue).await;
+    let config = format!(
+        r#"shutdown_grace_ms = 5000
+
+[broker]
+url = "{url}"
+
+[plugins.leaky]
+path = "{plugin}"
+config = {{ authority = "{addr}", path = "/big?n=262144" }}
+allowed_hosts = ["{addr}"]
+
+[[queues]]
+name = "{queue}"
+arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
+
+[[pipelines]]
+name = "leak"
+queue = "{queue}"
+plugin = "leaky"
+prefetch = 1
+"#,
+        url = broker_url(),
+        plugin = test_plugin("leaky").display(),
+        addr = server.addr,
+    );
+    let (_dir, path) = crate::harness::write_config(&config);
+    // Its own process, so that its descriptors are its alone.
+    let daemon = crate::harness::KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", path.to_str().expect("utf-8")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start warren run"),
+    );
+    broker.wait_consumers(&queue, 1).await;
+    let pid = daemon.id();
+    let mut sent = 0;
+    let mut fds = Vec::new();
+    for target in [1_000, 10_000] {
+        while sent < target {
+            broker
+                .publish(&queue, b"leak", BasicProperties::default())
+                .await;
+            sent += 1;
+        }
+        wait_handled(&server, &queue, target, Duration::from_secs(120)).await;
+        fds.push(open_fds(pid));
+    }
+    eprintln!(
+        "leaky plugin: open fds after 1,000 messages {}, after 10,000 {}",
+        fds[0], fds[1]
+    );
+    assert!(fds[0] > 0, "cannot read /proc/{pid}/fd");
+    assert!(
+        fds[1] <= fds[0] + 20,
+        "open fds grew from {} to {} between 1,000 and 10,000 leaking messages",
+        fds[0],
+        fds[1]
+    );
+    drop(daemon);
+    broker.cleanup().await;
+}

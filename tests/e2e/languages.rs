@@ -61,8 +61,10 @@ const TIMED_MESSAGES: u32 = 50;
 
 /// Runs one example router in the daemon, with config `audit` set, on a queue that
 /// dead-letters, and checks what reaches the broker:
-/// - `{"route": OUT, "priority": 7}` arrives on OUT (`x-max-priority` 10) with priority 7,
-///   persistent, body unchanged, and `routed:OUT` arrives on the audit queue;
+/// - `{"route": OUT, "priority": 7}`, with headers of every AMQP type (nested too), arrives
+///   on OUT (`x-max-priority` 10) with priority 7, persistent, body and headers unchanged,
+///   and `routed:OUT` arrives on the audit queue with the same headers, copied by the plugin
+///   in its own language, plus `x-routed-to: OUT`;
 /// - a body that is not JSON, and a JSON body without `route`, are dead-lettered;
 /// - nothing is left in the source queue.
 ///
@@ -110,11 +112,14 @@ prefetch = 1
     .await;
 
     let body = format!(r#"{{"route": "{out}", "priority": 7, "order": 42}}"#);
+    let headers = crate::headers::every_type(&[]);
     broker
         .publish(
             &queue,
             body.as_bytes(),
-            BasicProperties::default().with_delivery_mode(1),
+            BasicProperties::default()
+                .with_delivery_mode(1)
+                .with_headers(headers.clone()),
         )
         .await;
     let routed = broker.next(&out).await;
@@ -129,10 +134,25 @@ prefetch = 1
         Some(2),
         "republished messages are persistent"
     );
+    assert_eq!(
+        routed.delivery.properties.headers().as_ref(),
+        Some(&headers),
+        "headers kept type for type"
+    );
     let audited = broker.next(&audit).await;
     assert_eq!(
         String::from_utf8_lossy(&audited.delivery.data),
         format!("routed:{out}")
+    );
+    let mut audit_headers = headers.clone();
+    audit_headers.insert(
+        "x-routed-to".into(),
+        AMQPValue::LongString(out.as_str().into()),
+    );
+    assert_eq!(
+        audited.delivery.properties.headers().as_ref(),
+        Some(&audit_headers),
+        "the plugin copied every header, type for type, and added x-routed-to"
     );
 
     broker
@@ -197,33 +217,53 @@ async fn js_router_routes_audits_and_dead_letters() {
     routes_audits_and_dead_letters(example_plugin("js_router"), "js-router").await;
 }
 
-/// `warren check` refuses a plugin built against `warren:plugin@0.2.0`: non-zero exit, and
-/// the error names both the plugin's contract version and the one warren speaks.
-#[test]
-fn check_refuses_a_plugin_of_another_contract_version() {
+/// Runs `warren check` on a config with `plugin` and returns its stderr, asserting it failed.
+fn check_refuses(plugin: &str) -> String {
     let (_dir, path) = write_config(&format!(
         r#"[broker]
 url = "{url}"
 
-[plugins.future]
+[plugins.other]
 path = "{plugin}"
 "#,
         url = broker_url(),
-        plugin = test_plugin("contract_v2").display(),
+        plugin = test_plugin(plugin).display(),
     ));
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["check", "--config", path.to_str().expect("utf-8 path")])
         .output()
         .expect("run warren check");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!out.status.success(), "check accepted it: {stderr}");
     assert!(
-        stderr.contains("0.2.0") && stderr.contains("0.1.0"),
+        stderr.contains("rebuild the plugin against the SDK of this warren")
+            && !stderr.contains("linker"),
+        "a clear error, not a linker dump: {stderr}"
+    );
+    stderr
+}
+
+/// `warren check` refuses a plugin built against `warren:plugin@0.9.0`: non-zero exit, and
+/// the error names both the plugin's contract version and the one warren speaks.
+#[test]
+fn check_refuses_a_plugin_of_another_contract_version() {
+    let stderr = check_refuses("contract_v2");
+    assert!(
+        stderr.contains("built against contract warren:plugin@0.9.0")
+            && stderr.contains("speaks warren:plugin@0.2.0"),
         "the error names both versions: {stderr}"
     );
+}
+
+/// A plugin built for contract 0.1.0 (headers before they were lossless), not rebuilt, is
+/// refused the same way: both versions named, and the fix.
+#[test]
+fn check_refuses_a_plugin_built_for_contract_0_1_0() {
+    let stderr = check_refuses("contract_v1");
     assert!(
-        stderr.contains("rebuild the plugin") && !stderr.contains("linker"),
-        "a clear error, not a linker dump: {stderr}"
+        stderr.contains("built against contract warren:plugin@0.1.0")
+            && stderr.contains("speaks warren:plugin@0.2.0"),
+        "the error names both versions: {stderr}"
     );
 }
 

@@ -32,8 +32,11 @@ mod reload;
 // Resilience: reconnects, several URLs, graceful stop, poison messages.
 mod resilience;
 
-// Plugins in Python and JavaScript (the examples), and a refused contract version.
+// Plugins in Python and JavaScript (the examples), and refused contract versions.
 mod languages;
 
 // Delivery hardening: hostile messages, plugin outputs and broker refusals, counted by id.
 mod hardening;
+
+// Headers of every AMQP type, nested ones included, survive a plugin unchanged.
+mod headers;

@@ -1,7 +1,7 @@
 // Shared source of the `tag-a` and `tag-b` test plugins, which differ only in `TAG`: the
 // hot-reload tests swap one for the other under load and read the tag off every message.
 
-use warren_plugin::{Config, Header, HeaderValue, Message, Plugin, Republish, Verdict};
+use warren_plugin::{Config, Header, Message, Plugin, Republish, Verdict};
 
 struct Tagged {
     to: String,
@@ -18,11 +18,8 @@ impl Plugin for Tagged {
     /// `was-redelivered` (the message's redelivered flag).
     fn handle(&mut self, message: Message) -> Verdict {
         let mut headers = message.properties.headers;
-        headers.push(Header::new("tag", HeaderValue::Text(TAG.into())));
-        headers.push(Header::new(
-            "was-redelivered",
-            HeaderValue::Boolean(message.redelivered),
-        ));
+        headers.push(Header::text("tag", TAG));
+        headers.push(Header::new("was-redelivered", message.redelivered));
         Republish::to("", self.to.as_str()).headers(headers).into()
     }
 }

@@ -1,11 +1,13 @@
 //! Converts between lapin's AMQP types and the plugin contract's plain types.
 
 use lapin::BasicProperties;
-use lapin::types::{AMQPValue, ByteArray, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldTable, LongString, ShortString};
 
 use crate::config::ArgValue;
 use crate::decision::PERSISTENT;
-use crate::message::{Header, HeaderValue, Properties};
+use crate::message::{
+    Container, Decimal, Field, Header, HeaderValue, Properties, quote_key, resolve,
+};
 
 /// The header in which quorum queues count earlier deliveries.
 pub const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
@@ -38,103 +40,202 @@ pub fn properties_from_amqp(p: &BasicProperties) -> Properties {
 }
 
 /// The contract's properties as AMQP properties. An absent delivery mode means persistent.
-pub fn properties_to_amqp(p: &Properties) -> BasicProperties {
+///
+/// Fails, saying which property or header, if a header breaks the flat encoding's rules (see
+/// [`headers_to_amqp`]) or a short-string property is longer than 255 bytes.
+pub fn properties_to_amqp(p: &Properties) -> Result<BasicProperties, String> {
     let mut out =
         BasicProperties::default().with_delivery_mode(p.delivery_mode.unwrap_or(PERSISTENT));
-    let short = |s: &String| ShortString::from(s.as_str());
+    let short = |name: &str, s: &String| {
+        ShortString::try_new(s.as_str()).map_err(|e| format!("property {name}: {e}"))
+    };
     if let Some(v) = &p.content_type {
-        out = out.with_content_type(short(v));
+        out = out.with_content_type(short("content-type", v)?);
     }
     if let Some(v) = &p.content_encoding {
-        out = out.with_content_encoding(short(v));
+        out = out.with_content_encoding(short("content-encoding", v)?);
     }
     if !p.headers.is_empty() {
-        out = out.with_headers(headers_to_amqp(&p.headers));
+        out = out.with_headers(headers_to_amqp(&p.headers)?);
     }
     if let Some(v) = p.priority {
         out = out.with_priority(v);
     }
     if let Some(v) = &p.correlation_id {
-        out = out.with_correlation_id(short(v));
+        out = out.with_correlation_id(short("correlation-id", v)?);
     }
     if let Some(v) = &p.reply_to {
-        out = out.with_reply_to(short(v));
+        out = out.with_reply_to(short("reply-to", v)?);
     }
     if let Some(v) = &p.expiration {
-        out = out.with_expiration(short(v));
+        out = out.with_expiration(short("expiration", v)?);
     }
     if let Some(v) = &p.message_id {
-        out = out.with_message_id(short(v));
+        out = out.with_message_id(short("message-id", v)?);
     }
     if let Some(v) = p.timestamp {
         out = out.with_timestamp(v);
     }
     if let Some(v) = &p.kind {
-        out = out.with_type(short(v));
+        out = out.with_type(short("type", v)?);
     }
     if let Some(v) = &p.user_id {
-        out = out.with_user_id(short(v));
+        out = out.with_user_id(short("user-id", v)?);
     }
     if let Some(v) = &p.app_id {
-        out = out.with_app_id(short(v));
+        out = out.with_app_id(short("app-id", v)?);
     }
-    out
+    Ok(out)
 }
 
-/// An AMQP field table as a list of headers.
+/// An AMQP field table as a list of headers, in the table's (key) order, every value with its
+/// exact type and its arrays and tables flattened into `nested`, parent first.
 pub fn headers_from_amqp(table: &FieldTable) -> Vec<Header> {
     table
         .inner()
         .iter()
-        .map(|(k, v)| Header {
-            key: k.as_str().to_owned(),
-            value: value_from_amqp(v),
+        .map(|(k, v)| {
+            let mut nested = Vec::new();
+            let value = value_from_amqp(v, &mut nested);
+            Header {
+                key: k.as_str().to_owned(),
+                value,
+                nested,
+            }
         })
         .collect()
 }
 
-fn value_from_amqp(v: &AMQPValue) -> HeaderValue {
+/// One value, its containers appended to `nested` (each before the containers inside it).
+fn value_from_amqp(v: &AMQPValue, nested: &mut Vec<Container>) -> HeaderValue {
     match v {
         AMQPValue::Boolean(b) => HeaderValue::Boolean(*b),
-        AMQPValue::ShortShortInt(i) => HeaderValue::Integer(i64::from(*i)),
-        AMQPValue::ShortShortUInt(i) => HeaderValue::Integer(i64::from(*i)),
-        AMQPValue::ShortInt(i) => HeaderValue::Integer(i64::from(*i)),
-        AMQPValue::ShortUInt(i) => HeaderValue::Integer(i64::from(*i)),
-        AMQPValue::LongInt(i) => HeaderValue::Integer(i64::from(*i)),
-        AMQPValue::LongUInt(i) => HeaderValue::Integer(i64::from(*i)),
-        AMQPValue::LongLongInt(i) => HeaderValue::Integer(*i),
-        AMQPValue::Float(f) => HeaderValue::Float(f64::from(*f)),
-        AMQPValue::Double(f) => HeaderValue::Float(*f),
+        AMQPValue::ShortShortInt(i) => HeaderValue::Int8(*i),
+        AMQPValue::ShortShortUInt(i) => HeaderValue::Uint8(*i),
+        AMQPValue::ShortInt(i) => HeaderValue::Int16(*i),
+        AMQPValue::ShortUInt(i) => HeaderValue::Uint16(*i),
+        AMQPValue::LongInt(i) => HeaderValue::Int32(*i),
+        AMQPValue::LongUInt(i) => HeaderValue::Uint32(*i),
+        AMQPValue::LongLongInt(i) => HeaderValue::Int64(*i),
+        AMQPValue::Float(f) => HeaderValue::Float32(*f),
+        AMQPValue::Double(f) => HeaderValue::Float64(*f),
+        AMQPValue::DecimalValue(d) => HeaderValue::Decimal(Decimal {
+            scale: d.scale,
+            value: d.value,
+        }),
+        // Never read off the wire (RabbitMQ has no short-string field value): only a value
+        // built in memory can be one. It is text, published back as a long string.
         AMQPValue::ShortString(s) => HeaderValue::Text(s.as_str().to_owned()),
         AMQPValue::LongString(s) => match std::str::from_utf8(s.as_bytes()) {
             Ok(t) => HeaderValue::Text(t.to_owned()),
-            Err(_) => HeaderValue::Bytes(s.as_bytes().to_vec()),
+            Err(_) => HeaderValue::TextBytes(s.as_bytes().to_vec()),
         },
         AMQPValue::ByteArray(b) => HeaderValue::Bytes(b.as_slice().to_vec()),
         AMQPValue::Timestamp(t) => HeaderValue::Timestamp(*t),
         AMQPValue::Void => HeaderValue::Void,
-        other @ (AMQPValue::DecimalValue(_)
-        | AMQPValue::FieldArray(_)
-        | AMQPValue::FieldTable(_)) => HeaderValue::Text(format!("{other:?}")),
+        AMQPValue::FieldArray(a) => {
+            let index = reserve(nested);
+            let values = a
+                .as_slice()
+                .iter()
+                .map(|v| value_from_amqp(v, nested))
+                .collect();
+            fill(nested, index, Container::Array(values));
+            HeaderValue::Array(index)
+        }
+        AMQPValue::FieldTable(t) => {
+            let index = reserve(nested);
+            let entries = t
+                .inner()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), value_from_amqp(v, nested)))
+                .collect();
+            fill(nested, index, Container::Table(entries));
+            HeaderValue::Table(index)
+        }
     }
 }
 
-/// A list of headers as an AMQP field table.
-pub fn headers_to_amqp(headers: &[Header]) -> FieldTable {
+/// Appends a placeholder for a container whose contents come next; returns its index.
+fn reserve(nested: &mut Vec<Container>) -> u32 {
+    // A header of 4 billion containers cannot reach here: frames are far smaller.
+    let index = u32::try_from(nested.len()).unwrap_or(u32::MAX);
+    nested.push(Container::Array(Vec::new()));
+    index
+}
+
+fn fill(nested: &mut [Container], index: u32, container: Container) {
+    if let Some(slot) = usize::try_from(index).ok().and_then(|i| nested.get_mut(i)) {
+        *slot = container;
+    }
+}
+
+/// A list of headers as an AMQP field table; a key given twice: the last one counts.
+///
+/// Fails with an error naming the header if its flat encoding breaks the contract's rules
+/// (an index out of range or of the wrong kind, a container used twice, nesting deeper than
+/// [`MAX_HEADER_DEPTH`](crate::message::MAX_HEADER_DEPTH)) or a key is longer than 255 bytes.
+/// Never panics, and its work is linear in the size of the headers.
+pub fn headers_to_amqp(headers: &[Header]) -> Result<FieldTable, String> {
     let mut table = FieldTable::default();
     for h in headers {
-        let value = match &h.value {
-            HeaderValue::Text(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
-            HeaderValue::Integer(i) => AMQPValue::LongLongInt(*i),
-            HeaderValue::Float(f) => AMQPValue::Double(*f),
-            HeaderValue::Boolean(b) => AMQPValue::Boolean(*b),
-            HeaderValue::Bytes(b) => AMQPValue::ByteArray(ByteArray::from(b.clone())),
-            HeaderValue::Timestamp(t) => AMQPValue::Timestamp(*t),
-            HeaderValue::Void => AMQPValue::Void,
-        };
-        table.insert(ShortString::from(h.key.as_str()), value);
+        let named = |e: String| format!("header {}: {e}", quote_key(&h.key));
+        let key = short_key(&h.key).map_err(named)?;
+        let value = field_to_amqp(&resolve(h)?).map_err(named)?;
+        table.insert(key, value);
     }
-    table
+    Ok(table)
+}
+
+fn short_key(key: &str) -> Result<ShortString, String> {
+    ShortString::try_new(key).map_err(|e| format!("key: {e}"))
+}
+
+fn field_to_amqp(field: &Field<'_>) -> Result<AMQPValue, String> {
+    Ok(match field {
+        Field::Scalar(v) => scalar_to_amqp(v),
+        Field::Array(values) => AMQPValue::FieldArray(
+            values
+                .iter()
+                .map(field_to_amqp)
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
+        ),
+        Field::Table(entries) => {
+            let mut table = FieldTable::default();
+            for (k, v) in entries {
+                let key = short_key(k).map_err(|e| format!("table entry {}: {e}", quote_key(k)))?;
+                table.insert(key, field_to_amqp(v)?);
+            }
+            AMQPValue::FieldTable(table)
+        }
+    })
+}
+
+fn scalar_to_amqp(v: &HeaderValue) -> AMQPValue {
+    match v {
+        HeaderValue::Text(s) => AMQPValue::LongString(LongString::from(s.as_bytes())),
+        HeaderValue::TextBytes(b) => AMQPValue::LongString(LongString::from(b.as_slice())),
+        HeaderValue::Bytes(b) => AMQPValue::ByteArray(ByteArray::from(b.as_slice())),
+        HeaderValue::Boolean(b) => AMQPValue::Boolean(*b),
+        HeaderValue::Int8(i) => AMQPValue::ShortShortInt(*i),
+        HeaderValue::Uint8(i) => AMQPValue::ShortShortUInt(*i),
+        HeaderValue::Int16(i) => AMQPValue::ShortInt(*i),
+        HeaderValue::Uint16(i) => AMQPValue::ShortUInt(*i),
+        HeaderValue::Int32(i) => AMQPValue::LongInt(*i),
+        HeaderValue::Uint32(i) => AMQPValue::LongUInt(*i),
+        HeaderValue::Int64(i) => AMQPValue::LongLongInt(*i),
+        HeaderValue::Float32(f) => AMQPValue::Float(*f),
+        HeaderValue::Float64(f) => AMQPValue::Double(*f),
+        HeaderValue::Decimal(d) => AMQPValue::DecimalValue(DecimalValue {
+            scale: d.scale,
+            value: d.value,
+        }),
+        HeaderValue::Timestamp(t) => AMQPValue::Timestamp(*t),
+        HeaderValue::Void => AMQPValue::Void,
+        // `resolve` turns every array and table into `Field::Array` / `Field::Table`.
+        HeaderValue::Array(_) | HeaderValue::Table(_) => AMQPValue::Void,
+    }
 }
 
 /// The broker's delivery count, if it gives one.
@@ -174,7 +275,131 @@ pub fn arguments_to_amqp(args: &crate::config::Arguments) -> FieldTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::empty_properties;
+    use crate::message::{Container, MAX_HEADER_DEPTH, empty_properties, int_header, text_header};
+    use lapin::types::FieldArray;
+    use proptest::prelude::*;
+
+    /// A table holding every field type RabbitMQ has, nested as `x-death` and `CC` are.
+    fn every_type() -> FieldTable {
+        let mut death = FieldTable::default();
+        death.insert("count".into(), AMQPValue::LongLongInt(2));
+        death.insert("reason".into(), AMQPValue::LongString("rejected".into()));
+        death.insert(
+            "routing-keys".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::LongString("rk".into())].into()),
+        );
+        death.insert("time".into(), AMQPValue::Timestamp(1_700_000_000));
+        let mut t = FieldTable::default();
+        t.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(vec![AMQPValue::FieldTable(death)].into()),
+        );
+        t.insert(
+            "CC".into(),
+            AMQPValue::FieldArray(
+                vec![
+                    AMQPValue::LongString("a".into()),
+                    AMQPValue::LongString("b".into()),
+                ]
+                .into(),
+            ),
+        );
+        t.insert("t".into(), AMQPValue::Boolean(true));
+        t.insert("b".into(), AMQPValue::ShortShortInt(-8));
+        t.insert("B".into(), AMQPValue::ShortShortUInt(250));
+        t.insert("s".into(), AMQPValue::ShortInt(-16_000));
+        t.insert("u".into(), AMQPValue::ShortUInt(65_000));
+        t.insert("I".into(), AMQPValue::LongInt(-2_000_000_000));
+        t.insert("i".into(), AMQPValue::LongUInt(4_000_000_000));
+        t.insert("l".into(), AMQPValue::LongLongInt(i64::MIN));
+        t.insert("f".into(), AMQPValue::Float(1.5));
+        t.insert("d".into(), AMQPValue::Double(-2.25e300));
+        t.insert(
+            "D".into(),
+            AMQPValue::DecimalValue(DecimalValue {
+                scale: 2,
+                value: 1234,
+            }),
+        );
+        t.insert("S".into(), AMQPValue::LongString("héllo".into()));
+        t.insert(
+            "S-bin".into(),
+            AMQPValue::LongString(vec![0xff, 0xfe].into()),
+        );
+        t.insert("x".into(), AMQPValue::ByteArray(vec![0, 1, 2].into()));
+        t.insert("T".into(), AMQPValue::Timestamp(42));
+        t.insert("V".into(), AMQPValue::Void);
+        t.insert("F".into(), AMQPValue::FieldTable(FieldTable::default()));
+        t.insert("A".into(), AMQPValue::FieldArray(FieldArray::default()));
+        t
+    }
+
+    #[test]
+    fn every_type_survives_amqp_to_wit_to_amqp() {
+        let table = every_type();
+        let headers = headers_from_amqp(&table);
+        assert_eq!(headers_to_amqp(&headers), Ok(table));
+        let cc = headers.iter().find(|h| h.key == "CC").expect("CC");
+        assert_eq!(cc.value, HeaderValue::Array(0));
+        assert_eq!(
+            cc.nested,
+            vec![Container::Array(vec![
+                HeaderValue::Text("a".into()),
+                HeaderValue::Text("b".into())
+            ])]
+        );
+        let death = headers
+            .iter()
+            .find(|h| h.key == "x-death")
+            .expect("x-death");
+        assert_eq!(death.nested.len(), 3, "array, table, routing-keys array");
+        let binary = headers.iter().find(|h| h.key == "S-bin").expect("S-bin");
+        assert_eq!(binary.value, HeaderValue::TextBytes(vec![0xff, 0xfe]));
+    }
+
+    #[test]
+    fn nan_bits_survive() {
+        let mut t = FieldTable::default();
+        t.insert("f".into(), AMQPValue::Float(f32::from_bits(0x7fc0_1234)));
+        t.insert(
+            "d".into(),
+            AMQPValue::Double(f64::from_bits(0xfff8_0000_0000_0042)),
+        );
+        let back = headers_to_amqp(&headers_from_amqp(&t)).expect("valid");
+        let bits = |k: &str| match back.inner().get(k) {
+            Some(AMQPValue::Float(f)) => u64::from(f.to_bits()),
+            Some(AMQPValue::Double(d)) => d.to_bits(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((bits("f"), bits("d")), (0x7fc0_1234, 0xfff8_0000_0000_0042));
+    }
+
+    #[test]
+    fn bad_headers_are_refused_naming_the_key() {
+        let long = "k".repeat(256);
+        let error = headers_to_amqp(&[text_header(&long, "v")]).expect_err("long key");
+        assert!(error.contains("kkkk") && error.contains("256"), "{error}");
+        let mut nested = Header {
+            key: "CC".into(),
+            value: HeaderValue::Table(0),
+            nested: vec![Container::Table(vec![(long, HeaderValue::Void)])],
+        };
+        let error = headers_to_amqp(std::slice::from_ref(&nested)).expect_err("long key");
+        assert!(error.starts_with("header \"CC\": table entry"), "{error}");
+        nested.value = HeaderValue::Array(7);
+        let error = headers_to_amqp(&[nested]).expect_err("bad index");
+        assert!(error.starts_with("header \"CC\": "), "{error}");
+        let mut p = empty_properties();
+        p.content_type = Some("c".repeat(300));
+        let error = properties_to_amqp(&p).expect_err("long content type");
+        assert!(error.contains("content-type"), "{error}");
+    }
+
+    #[test]
+    fn the_last_of_two_equal_keys_counts() {
+        let table = headers_to_amqp(&[int_header("a", 1), int_header("a", 2)]).expect("valid");
+        assert_eq!(table.inner().get("a"), Some(&AMQPValue::LongLongInt(2)));
+    }
 
     #[test]
     fn properties_round_trip() {
@@ -185,25 +410,12 @@ mod tests {
         p.reply_to = Some("r".into());
         p.timestamp = Some(1_700_000_000);
         p.kind = Some("t".into());
-        p.headers = vec![
-            Header {
-                key: "a".into(),
-                value: HeaderValue::Text("x".into()),
-            },
-            Header {
-                key: "b".into(),
-                value: HeaderValue::Integer(-3),
-            },
-            Header {
-                key: "c".into(),
-                value: HeaderValue::Boolean(true),
-            },
-        ];
-        let amqp = properties_to_amqp(&p);
+        p.headers = headers_from_amqp(&every_type());
+        let amqp = properties_to_amqp(&p).expect("valid");
         assert_eq!(*amqp.delivery_mode(), Some(PERSISTENT));
         let back = properties_from_amqp(&amqp);
         p.delivery_mode = Some(PERSISTENT);
-        assert_eq!(format!("{back:?}"), format!("{p:?}"));
+        assert_eq!(back, p);
     }
 
     #[test]
@@ -213,5 +425,115 @@ mod tests {
         let p = BasicProperties::default().with_headers(t);
         assert_eq!(delivery_count(&p), Some(4));
         assert_eq!(delivery_count(&BasicProperties::default()), None);
+    }
+
+    /// Any AMQP value RabbitMQ can send (no short string: it has none on the wire), floats
+    /// without NaN so that `==` compares them; arrays and tables nested up to 4 levels.
+    fn amqp_value() -> impl Strategy<Value = AMQPValue> {
+        let leaf = prop_oneof![
+            any::<bool>().prop_map(AMQPValue::Boolean),
+            any::<i8>().prop_map(AMQPValue::ShortShortInt),
+            any::<u8>().prop_map(AMQPValue::ShortShortUInt),
+            any::<i16>().prop_map(AMQPValue::ShortInt),
+            any::<u16>().prop_map(AMQPValue::ShortUInt),
+            any::<i32>().prop_map(AMQPValue::LongInt),
+            any::<u32>().prop_map(AMQPValue::LongUInt),
+            any::<i64>().prop_map(AMQPValue::LongLongInt),
+            any::<f32>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(AMQPValue::Float),
+            any::<f64>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(AMQPValue::Double),
+            (any::<u8>(), any::<u32>())
+                .prop_map(|(scale, value)| AMQPValue::DecimalValue(DecimalValue { scale, value })),
+            ".{0,12}".prop_map(|s| AMQPValue::LongString(s.into())),
+            proptest::collection::vec(any::<u8>(), 0..12)
+                .prop_map(|b| AMQPValue::LongString(b.into())),
+            proptest::collection::vec(any::<u8>(), 0..12)
+                .prop_map(|b| AMQPValue::ByteArray(b.into())),
+            any::<u64>().prop_map(AMQPValue::Timestamp),
+            Just(AMQPValue::Void),
+        ];
+        leaf.prop_recursive(4, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6)
+                    .prop_map(|v| AMQPValue::FieldArray(v.into())),
+                proptest::collection::vec((key(), inner), 0..6)
+                    .prop_map(|entries| AMQPValue::FieldTable(table(entries))),
+            ]
+        })
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        ".{0,10}"
+    }
+
+    fn table(entries: Vec<(String, AMQPValue)>) -> FieldTable {
+        let mut t = FieldTable::default();
+        for (k, v) in entries {
+            t.insert(k.into(), v);
+        }
+        t
+    }
+
+    /// Any flat header a plugin could return: indices in and out of range, cycles, shared
+    /// branches, kind mismatches, keys too long for AMQP.
+    fn wit_header() -> impl Strategy<Value = Header> {
+        let value = prop_oneof![
+            4 => (0u32..8).prop_map(HeaderValue::Array),
+            4 => (0u32..8).prop_map(HeaderValue::Table),
+            1 => any::<u32>().prop_map(HeaderValue::Array),
+            1 => any::<u32>().prop_map(HeaderValue::Table),
+            2 => any::<i64>().prop_map(HeaderValue::Int64),
+            2 => any::<f32>().prop_map(HeaderValue::Float32),
+            1 => ".{0,4}".prop_map(HeaderValue::Text),
+            1 => Just(HeaderValue::Void),
+        ];
+        let wit_key = prop_oneof![9 => key(), 1 => "k{250,260}"];
+        let container = prop_oneof![
+            proptest::collection::vec(value.clone(), 0..4).prop_map(Container::Array),
+            proptest::collection::vec((wit_key.clone(), value.clone()), 0..4)
+                .prop_map(Container::Table),
+        ];
+        (wit_key, value, proptest::collection::vec(container, 0..8))
+            .prop_map(|(key, value, nested)| Header { key, value, nested })
+    }
+
+    proptest! {
+        #[test]
+        fn amqp_to_wit_to_amqp_is_the_identity(
+            entries in proptest::collection::vec((key(), amqp_value()), 0..8)
+        ) {
+            let sent = table(entries);
+            let headers = headers_from_amqp(&sent);
+            prop_assert_eq!(headers_to_amqp(&headers), Ok(sent));
+        }
+
+        #[test]
+        fn wit_to_amqp_never_panics(headers in proptest::collection::vec(wit_header(), 0..4)) {
+            match headers_to_amqp(&headers) {
+                // What is accepted is kept: it converts back to the same table.
+                Ok(table) => prop_assert_eq!(headers_to_amqp(&headers_from_amqp(&table)), Ok(table)),
+                Err(error) => prop_assert!(error.starts_with("header \""), "{}", error),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_chains_are_refused_not_recursed() {
+        let nested = (1..=100_000)
+            .map(|i| Container::Array(vec![HeaderValue::Array(i)]))
+            .collect();
+        let deep = Header {
+            key: "deep".into(),
+            value: HeaderValue::Array(0),
+            nested,
+        };
+        let error = headers_to_amqp(&[deep]).expect_err("too deep");
+        assert!(
+            error.contains(&format!("{MAX_HEADER_DEPTH} levels")),
+            "{error}"
+        );
     }
 }

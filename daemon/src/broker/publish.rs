@@ -56,6 +56,10 @@ pub enum PublishError {
         /// The broker's reply text.
         reply: String,
     },
+    /// The message cannot be published as given (a header breaking the contract's rules, a
+    /// property too long for AMQP); nothing was sent.
+    #[error("invalid message: {0}")]
+    Invalid(String),
     /// The broker refused it.
     #[error("the broker nacked the publish to exchange {0:?}")]
     Nacked(String),
@@ -221,6 +225,10 @@ impl Publisher {
             Ok(channel) => channel,
             Err(e) => return Attempt::Done(Err(e)),
         };
+        let properties = match properties_to_amqp(&message.properties) {
+            Ok(properties) => properties,
+            Err(problem) => return Attempt::Done(Err(PublishError::Invalid(problem))),
+        };
         let confirm = match channel
             .basic_publish(
                 ShortString::from(message.exchange.as_str()),
@@ -230,7 +238,7 @@ impl Publisher {
                     ..BasicPublishOptions::default()
                 },
                 &message.body,
-                properties_to_amqp(&message.properties),
+                properties,
             )
             .await
         {

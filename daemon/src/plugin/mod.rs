@@ -208,7 +208,8 @@ pub fn content_hash(bytes: &[u8]) -> String {
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Refuses a component built against another version of the contract, naming both versions.
+/// Refuses a component built against another version of the contract, naming both versions
+/// and saying to rebuild it against this warren's SDK.
 fn check_contract(component: &Component) -> anyhow::Result<()> {
     let engine = component.engine();
     let ty = component.component_type();
@@ -236,13 +237,45 @@ fn check_contract(component: &Component) -> anyhow::Result<()> {
         }
     }
     match (other, exports_handler) {
-        (Some(other), _) => Err(anyhow!(
-            "built against contract {other}, but this warren speaks {}{version}; rebuild the plugin with a matching SDK",
-            bindings::CONTRACT_PACKAGE
-        )),
+        (Some(other), _) => Err(anyhow!("{}", contract_mismatch(&other))),
         (None, true) => Ok(()),
         (None, false) => Err(anyhow!(
             "is not a warren plugin: it does not export {wanted}"
         )),
+    }
+}
+
+/// The error for a plugin that uses `interface` (`warren:plugin/NAME@VERSION`) of another
+/// contract version.
+fn contract_mismatch(interface: &str) -> String {
+    let theirs = interface
+        .rsplit_once('@')
+        .map_or("an unknown version", |(_, v)| v);
+    format!(
+        "built against contract {package}@{theirs} (it uses {interface}), but this warren \
+         speaks {package}@{ours}; rebuild the plugin against the SDK of this warren \
+         (plugin-sdk/, or the WIT in plugin-sdk/wit/ for other languages)",
+        package = bindings::CONTRACT_PACKAGE,
+        ours = bindings::CONTRACT_VERSION,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contract_mismatch_names_both_versions_and_the_fix() {
+        let error = contract_mismatch("warren:plugin/handler@0.1.0");
+        assert!(
+            error.starts_with("built against contract warren:plugin@0.1.0 "),
+            "{error}"
+        );
+        let ours = format!("speaks warren:plugin@{}", bindings::CONTRACT_VERSION);
+        assert!(error.contains(&ours), "{error}");
+        assert!(
+            error.contains("rebuild the plugin against the SDK"),
+            "{error}"
+        );
     }
 }

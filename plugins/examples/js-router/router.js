@@ -6,14 +6,16 @@
 // A valid message is republished to the default exchange with routing key
 // `route` (so: to the queue of that name) and priority `priority` (absent:
 // the message keeps its own). When the config key `audit` is set, an extra
-// message `routed:<route>` goes to that queue too. A body that is not JSON,
+// message `routed:<route>` goes to that queue too, with the routed message's
+// headers (unchanged: every type and nesting kept) plus the text header
+// `x-routed-to: <route>`. A body that is not JSON,
 // or has no usable `route` or `priority`, is rejected (dead-lettered if the
 // queue has a dead-letter exchange) with a warning in warren's log.
 //
 // Config: `audit` (optional): the queue that gets one audit message per
 // routed message. Any other key refuses the config.
 
-import { log, publish } from "warren:plugin/host@0.1.0";
+import { log, publish } from "warren:plugin/host@0.2.0";
 
 const KNOWN_KEYS = ["audit"];
 
@@ -22,12 +24,12 @@ let audit = null;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-// Properties with nothing set: warren publishes these persistent.
-function noProperties() {
+// Properties with nothing set but `headers`: warren publishes these persistent.
+function noProperties(headers = []) {
   return {
     contentType: undefined,
     contentEncoding: undefined,
-    headers: [],
+    headers,
     priority: undefined,
     correlationId: undefined,
     replyTo: undefined,
@@ -90,7 +92,12 @@ export const handler = {
         exchange: "",
         routingKey: audit,
         body: encoder.encode(`routed:${route}`),
-        properties: noProperties(),
+        // Headers as warren gave them (flat: see `header-value` in the WIT),
+        // plus one of ours.
+        properties: noProperties([
+          ...message.properties.headers,
+          { key: "x-routed-to", value: { tag: "text", val: route }, nested: [] },
+        ]),
       });
     }
     log("info", `routed to ${route}`);

@@ -6,7 +6,9 @@ Each message body is JSON: {"route": "<routing key>", "priority": <0-255>, ...}.
 A valid message is republished to the default exchange with routing key
 `route` (so: to the queue of that name) and priority `priority` (absent: the
 message keeps its own). When the config key `audit` is set, an extra message
-`routed:<route>` goes to that queue too. A body that is not JSON, or has no
+`routed:<route>` goes to that queue too, with the routed message's headers
+(unchanged: every type and nesting kept) plus the text header
+`x-routed-to: <route>`. A body that is not JSON, or has no
 usable `route` or `priority`, is rejected (dead-lettered if the queue has a
 dead-letter exchange) with a warning in warren's log.
 
@@ -21,6 +23,8 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.imports import host
 from wit_world.imports.types import (
+    Header,
+    HeaderValue_Text,
     Level,
     Message,
     Outgoing,
@@ -98,12 +102,19 @@ class Handler(exports.Handler):
             return Verdict_Reject()
         route, priority = parsed
         if audit is not None:
+            properties = no_properties()
+            # Headers as warren gave them (flat: see `header-value` in the WIT),
+            # plus one of ours.
+            properties.headers = list(message.properties.headers)
+            properties.headers.append(
+                Header(key="x-routed-to", value=HeaderValue_Text(route), nested=[])
+            )
             host.publish(
                 Outgoing(
                     exchange="",
                     routing_key=audit,
                     body=f"routed:{route}".encode(),
-                    properties=no_properties(),
+                    properties=properties,
                 )
             )
         host.log(Level.INFO, f"routed to {route}")

@@ -70,9 +70,7 @@ mod request;
 
 use std::time::Duration;
 
-use warren_plugin::{
-    Config, Header, HeaderValue, Message, Plugin, Republish, Verdict, log, publish,
-};
+use warren_plugin::{Config, Header, Message, Plugin, Republish, Value, Verdict, log, publish};
 
 /// The config keys this plugin knows.
 const KEYS: [&str; 2] = ["max_attempts", "timeout_ms"];
@@ -161,6 +159,7 @@ impl Attempt {
             None => Attempt {
                 number: message
                     .header(ATTEMPT_HEADER)
+                    .as_ref()
                     .and_then(header_number)
                     .unwrap_or(1),
                 counted_by_broker: false,
@@ -181,19 +180,18 @@ impl Attempt {
             .cloned()
             .collect();
         let next = i64::from(self.number.saturating_add(1));
-        headers.push(Header::new(ATTEMPT_HEADER, HeaderValue::Integer(next)));
+        headers.push(Header::int(ATTEMPT_HEADER, next));
         Republish::to("", message.queue.clone())
             .headers(headers)
             .into()
     }
 }
 
-/// An attempt number ≥ 1 from a header value (an integer, or one as text).
-fn header_number(value: &HeaderValue) -> Option<u32> {
+/// An attempt number ≥ 1 from a header value (an integer of any width, or one as text).
+fn header_number(value: &Value) -> Option<u32> {
     let number = match value {
-        HeaderValue::Integer(number) => u32::try_from(*number).ok()?,
-        HeaderValue::Text(text) => text.trim().parse().ok()?,
-        _ => return None,
+        Value::Text(text) => text.trim().parse().ok()?,
+        other => u32::try_from(other.as_int()?).ok()?,
     };
     (number >= 1).then_some(number)
 }
@@ -280,34 +278,27 @@ mod tests {
     #[test]
     fn other_queues_count_in_a_header_and_republish() {
         assert_eq!(Attempt::of(&message(None, vec![])).number, 1);
-        let keep = Header::new("trace", HeaderValue::Text("t1".into()));
-        let second = message(
-            None,
-            vec![
-                Header::new(ATTEMPT_HEADER, HeaderValue::Integer(2)),
-                keep.clone(),
-            ],
-        );
+        let keep = Header::text("trace", "t1");
+        let second = message(None, vec![Header::new(ATTEMPT_HEADER, 2i16), keep.clone()]);
         let attempt = Attempt::of(&second);
         assert_eq!(attempt.number, 2);
         assert_eq!(
             attempt.retry(&second),
             Republish::to("", "jobs")
-                .headers(vec![
-                    keep,
-                    Header::new(ATTEMPT_HEADER, HeaderValue::Integer(3))
-                ])
+                .headers(vec![keep, Header::int(ATTEMPT_HEADER, 3)])
                 .into()
         );
     }
 
     #[test]
     fn odd_attempt_headers() {
-        let number =
-            |value| Attempt::of(&message(None, vec![Header::new(ATTEMPT_HEADER, value)])).number;
-        assert_eq!(number(HeaderValue::Text(" 4 ".into())), 4);
-        assert_eq!(number(HeaderValue::Integer(0)), 1);
-        assert_eq!(number(HeaderValue::Integer(-3)), 1);
-        assert_eq!(number(HeaderValue::Boolean(true)), 1);
+        let number = |value: Value| {
+            Attempt::of(&message(None, vec![Header::new(ATTEMPT_HEADER, value)])).number
+        };
+        assert_eq!(number(" 4 ".into()), 4);
+        assert_eq!(number(5u8.into()), 5);
+        assert_eq!(number(0i64.into()), 1);
+        assert_eq!(number((-3i32).into()), 1);
+        assert_eq!(number(true.into()), 1);
     }
 }

@@ -5,7 +5,9 @@
 //! <0-255>, ...}`. A valid message is republished to the default exchange with
 //! routing key `route` (so: to the queue of that name) and priority
 //! `priority` (absent: the message keeps its own). When the config key
-//! `audit` is set, an extra message `routed:<route>` goes to that queue too. A
+//! `audit` is set, an extra message `routed:<route>` goes to that queue too,
+//! with the routed message's headers (unchanged: every type and nesting kept)
+//! plus the text header `x-routed-to: <route>`. A
 //! body that is not JSON, or has no usable `route` or `priority`, is rejected
 //! (dead-lettered if the queue has a dead-letter exchange) with a warning in
 //! warren's log.
@@ -14,7 +16,7 @@
 //! routed message. Any other key refuses the config.
 
 use serde_json::Value;
-use warren_plugin::{Config, Message, Outgoing, Plugin, Republish, Verdict, log, publish};
+use warren_plugin::{Config, Header, Message, Outgoing, Plugin, Republish, Verdict, log, publish};
 
 const KNOWN_KEYS: [&str; 1] = ["audit"];
 
@@ -45,7 +47,13 @@ impl Plugin for Router {
             }
         };
         if let Some(audit) = &self.audit {
-            publish(Outgoing::new("", audit.as_str(), format!("routed:{route}")));
+            let mut extra = Outgoing::new("", audit.as_str(), format!("routed:{route}"));
+            extra.properties.headers = message.properties.headers.clone();
+            extra
+                .properties
+                .headers
+                .push(Header::text("x-routed-to", route.as_str()));
+            publish(extra);
         }
         log::info(format!("routed to {route}"));
         let republish = Republish::to("", route);

@@ -1,8 +1,10 @@
-//! Test-only plugin built against `warren:plugin@0.2.0` (`wit/plugin.wit`, a copy of the
-//! SDK's contract with only the version changed). warren speaks 0.1.0 and must refuse it,
-//! naming both versions. Otherwise it would ack every message.
+//! Test-only plugin built against `warren:plugin@0.9.0` (`wit/plugin.wit`, a copy of the
+//! SDK's contract with only the version changed): a contract from the future, which warren
+//! must refuse, naming both versions. (The crate keeps its old name; its version is far
+//! enough ahead to stay foreign while warren's own moves.) Otherwise it would ack every
+//! message.
 
-/// The bindings of the 0.2.0 contract.
+/// The bindings of the 0.9.0 contract.
 #[allow(missing_docs)]
 mod bindings {
     wit_bindgen::generate!({

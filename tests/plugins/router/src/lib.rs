@@ -18,7 +18,7 @@
 //! Any other body is republished unchanged (headers and properties kept) to `to`.
 
 use serde_json::Value;
-use warren_plugin::{Config, Header, HeaderValue, Message, Outgoing, Plugin, Verdict, publish};
+use warren_plugin::{Config, Header, Message, Outgoing, Plugin, Verdict, publish};
 
 struct Router {
     exchange: String,
@@ -60,9 +60,7 @@ impl Plugin for Router {
             properties.user_id = Some(user);
         }
         if let Some(key) = text("header_key") {
-            properties
-                .headers
-                .push(Header::new(key, HeaderValue::Boolean(true)));
+            properties.headers.push(Header::new(key, true));
         }
         // Republish with the changed properties: an extra publish of the same body, then ack
         // (the republish verdict keeps the source's properties; only headers can be replaced).

@@ -13,6 +13,7 @@
 //! | `requeue` | Requeue, every time |
 //! | `requeue-once` | Requeue unless `redelivered`; a redelivered message is republished to exchange `""`, routing key `to`, with its headers plus `seen-redelivered = true` |
 //! | `republish` | Republish to exchange `exchange` (default `""`), routing key `to`, with priority `priority` (a `u8`; unset keeps the message's own) |
+//! | `republish-headers` | as `republish`, but giving the headers back explicitly: each one read into a `Value` tree and written again with `Header::new`, so the plugin side of the header encoding is exercised; a header that does not read back traps |
 //! | `publish-ack` | publish an extra message to exchange `""`, routing key `to`, body `extra:` + body, the message's correlation id; then Ack |
 //! | `publish-then-trap` | publish as `publish-ack`, then trap (so the publish must be discarded) |
 //! | `trap` | panic: `scripted trap` |
@@ -25,8 +26,8 @@
 //! "message_id", "timestamp", "kind", "user_id", "app_id", "delivery_mode"}}`:
 //! the body as UTF-8 (invalid bytes replaced), absent values as `null`, and
 //! `headers` as an object from key to value, where text is a string, an
-//! integer a number, a boolean a bool, and any other value its Rust debug
-//! text (for example `HeaderValue::Float(1.5)`).
+//! integer of any width a number, a boolean a bool, and any other value its
+//! Rust debug text (for example `Float32(1.5)`).
 //!
 //! `body` commands: `ack`, `reject`, `requeue`, `trap`; `loop` (spin for
 //! ever, for timeouts); `alloc` (allocate and touch 1 MiB blocks for ever,
@@ -36,10 +37,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value as Json, json};
 use warren_plugin::{
-    Config, Header, HeaderValue, Message, Outgoing, Plugin, Properties, Republish, Verdict, log,
-    publish,
+    Config, Header, Message, Outgoing, Plugin, Properties, Republish, Value, Verdict, log, publish,
 };
 
 /// How big each block of the `alloc` command is.
@@ -57,6 +57,8 @@ enum Mode {
         exchange: String,
         to: String,
         priority: Option<u8>,
+        /// Give the headers back explicitly, through `Value`.
+        headers: bool,
     },
     PublishAck {
         to: String,
@@ -85,10 +87,11 @@ impl Plugin for Scripted {
             "reject" => Mode::Reject,
             "requeue" => Mode::Requeue,
             "requeue-once" => Mode::RequeueOnce { to: to()? },
-            "republish" => Mode::Republish {
+            "republish" | "republish-headers" => Mode::Republish {
                 exchange: config.get_or("exchange", ""),
                 to: to()?,
                 priority: config.parse("priority")?,
+                headers: name == "republish-headers",
             },
             "publish-ack" => Mode::PublishAck { to: to()? },
             "publish-then-trap" => Mode::PublishThenTrap { to: to()? },
@@ -111,15 +114,19 @@ impl Plugin for Scripted {
                     return Verdict::Requeue;
                 }
                 let mut headers = message.properties.headers;
-                headers.push(Header::new("seen-redelivered", HeaderValue::Boolean(true)));
+                headers.push(Header::new("seen-redelivered", true));
                 Republish::to("", to).headers(headers).into()
             }
             Mode::Republish {
                 exchange,
                 to,
                 priority,
+                headers,
             } => {
-                let republish = Republish::to(exchange, to);
+                let mut republish = Republish::to(exchange, to);
+                if *headers {
+                    republish = republish.headers(rebuild(&message.properties.headers));
+                }
                 match priority {
                     Some(priority) => republish.priority(*priority).into(),
                     None => republish.into(),
@@ -150,6 +157,17 @@ fn publish_extra(to: &str, message: &Message) {
     let mut extra = Outgoing::new("", to, [b"extra:".as_slice(), &message.body].concat());
     extra.properties.correlation_id = message.properties.correlation_id.clone();
     publish(extra);
+}
+
+/// The headers read into `Value` trees and written again (the `republish-headers` mode).
+fn rebuild(headers: &[Header]) -> Vec<Header> {
+    headers
+        .iter()
+        .map(|header| match header.value() {
+            Ok(value) => Header::new(header.key.clone(), value),
+            Err(error) => panic!("scripted: {error}"),
+        })
+        .collect()
 }
 
 /// Runs the command in a `body`-mode message.
@@ -209,7 +227,7 @@ fn recurse(depth: u64) -> u64 {
 }
 
 /// The JSON object of the `echo` mode.
-fn describe(message: &Message) -> Value {
+fn describe(message: &Message) -> Json {
     json!({
         "body": String::from_utf8_lossy(&message.body),
         "exchange": message.exchange,
@@ -222,11 +240,14 @@ fn describe(message: &Message) -> Value {
 }
 
 /// The `properties` object of the `echo` mode.
-fn describe_properties(properties: &Properties) -> Value {
-    let headers: Map<String, Value> = properties
+fn describe_properties(properties: &Properties) -> Json {
+    let headers: Map<String, Json> = properties
         .headers
         .iter()
-        .map(|header| (header.key.clone(), describe_header_value(&header.value)))
+        .map(|header| {
+            let value = header.value().unwrap_or(Value::Void);
+            (header.key.clone(), describe_header_value(&value))
+        })
         .collect();
     json!({
         "content_type": properties.content_type,
@@ -246,11 +267,13 @@ fn describe_properties(properties: &Properties) -> Value {
 }
 
 /// A header value in the `echo` mode's JSON.
-fn describe_header_value(value: &HeaderValue) -> Value {
+fn describe_header_value(value: &Value) -> Json {
     match value {
-        HeaderValue::Text(text) => json!(text),
-        HeaderValue::Integer(integer) => json!(integer),
-        HeaderValue::Boolean(boolean) => json!(boolean),
-        other => json!(format!("{other:?}")),
+        Value::Text(text) => json!(text),
+        Value::Boolean(boolean) => json!(boolean),
+        other => match other.as_int() {
+            Some(integer) => json!(integer),
+            None => json!(format!("{other:?}")),
+        },
     }
 }
