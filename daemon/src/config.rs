@@ -37,6 +37,9 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 /// `max_publish_bytes` when a plugin does not set it: the bytes (bodies) that all the publishes
 /// made for one message may carry together.
 pub const DEFAULT_MAX_PUBLISH_BYTES: usize = 16 * 1024 * 1024;
+/// The longest queue name: AMQP's 255 bytes less room for the longest suffix warren adds
+/// (`.warren-retry.<20 digits>ms`).
+pub const QUEUE_NAME_MAX: usize = 255 - 36;
 /// The suffix of the dead-letter queue warren declares for a queue without a dead-letter exchange.
 pub const DEAD_LETTER_SUFFIX: &str = ".dead";
 
@@ -728,6 +731,13 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
         if !queue_names.insert(q.name.clone()) {
             problems.push(format!("{key}.name: queue {:?} is declared twice", q.name));
         }
+        // Room for the names warren derives from it (`.dead`, `.warren-retry.<N>ms`).
+        if q.name.len() > QUEUE_NAME_MAX {
+            problems.push(format!(
+                "{key}.name: {} bytes long; at most {QUEUE_NAME_MAX} (AMQP allows 255, and warren adds suffixes such as {DEAD_LETTER_SUFFIX:?} to it)",
+                q.name.len()
+            ));
+        }
         let mut arguments = arguments(q.arguments, &format!("{key}.arguments"), problems);
         if let Some(p) = q.max_priority {
             if p == 0 {
@@ -759,6 +769,12 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
             problems.push(format!(
                 "{key}.name: {:?} cannot be declared (empty and amq.* names belong to the broker)",
                 e.name
+            ));
+        }
+        if e.name.len() > 255 {
+            problems.push(format!(
+                "{key}.name: {} bytes long; AMQP allows at most 255",
+                e.name.len()
             ));
         }
         if !exchange_names.insert(e.name.clone()) {
@@ -794,6 +810,12 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
         .enumerate()
         .map(|(i, b)| {
             let key = format!("bindings[{i}]");
+            if b.routing_key.len() > 255 {
+                problems.push(format!(
+                    "{key}.routing_key: {} bytes long; AMQP allows at most 255",
+                    b.routing_key.len()
+                ));
+            }
             if !queue_names.contains(&b.queue) {
                 problems.push(format!(
                     "{key}.queue: {:?} is not a declared queue; add it under [[queues]]",
@@ -1214,5 +1236,17 @@ path = "x.wasm"
         let rules = PublishRules::new(10, None, Some(vec!["replies".into()]));
         assert_eq!(rules.exchanges, Some(BTreeSet::new()), "no exchange then");
         assert_eq!(rules.queues, Some(BTreeSet::from(["replies".to_owned()])));
+    }
+
+    #[test]
+    fn names_too_long_for_amqp_are_refused() {
+        let long = "q".repeat(QUEUE_NAME_MAX + 1);
+        let err = error_of(&format!("[[queues]]\nname = \"{long}\"\n"));
+        assert!(
+            err.contains("queues[0].name: 220 bytes long; at most 219"),
+            "{err}"
+        );
+        let err = error_of(&format!("[[exchanges]]\nname = \"{}\"\n", "e".repeat(256)));
+        assert!(err.contains("exchanges[0].name: 256 bytes long"), "{err}");
     }
 }

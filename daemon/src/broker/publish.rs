@@ -225,6 +225,20 @@ impl Publisher {
             Ok(channel) => channel,
             Err(e) => return Attempt::Done(Err(e)),
         };
+        // Checked by the pipeline for plugins' messages; here for every caller, since lapin
+        // cannot encode a longer name.
+        for (field, name) in [
+            ("exchange", &message.exchange),
+            ("routing key", &message.routing_key),
+        ] {
+            if name.len() > super::validate::SHORT_STRING_MAX {
+                return Attempt::Done(Err(PublishError::Invalid(format!(
+                    "the {field} is {} bytes long; AMQP allows at most {}",
+                    name.len(),
+                    super::validate::SHORT_STRING_MAX
+                ))));
+            }
+        }
         let properties = match properties_to_amqp(&message.properties) {
             Ok(properties) => properties,
             Err(problem) => return Attempt::Done(Err(PublishError::Invalid(problem))),
