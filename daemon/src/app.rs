@@ -743,7 +743,7 @@ impl Daemon {
             let unchanged = self
                 .plugins
                 .get(name)
-                .is_some_and(|p| same_plugin(&p.settings, settings));
+                .is_some_and(|p| p.settings.same_as(settings));
             if !unchanged {
                 fresh.insert(name.clone(), load_one(&self.runtime, &new, settings).await?);
             }
@@ -824,16 +824,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
 
 fn dir_of(path: &Path) -> Option<PathBuf> {
     path.parent().and_then(|d| std::fs::canonicalize(d).ok())
-}
-
-fn same_plugin(a: &PluginSettings, b: &PluginSettings) -> bool {
-    a.path == b.path
-        && a.config == b.config
-        && a.limits == b.limits
-        && a.allowed_hosts == b.allowed_hosts
-        && a.egress.timeout == b.egress.timeout
-        && a.egress.max_response_bytes == b.egress.max_response_bytes
-        && a.publish == b.publish
 }
 
 /// Refreshes the systemd status line: pipelines and messages handled.

@@ -15,10 +15,10 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
     let _ = writeln!(out, "broker   {}", config.broker.shown());
     for (name, p) in &plugins {
         let s = &config.plugins[name];
-        let hosts = if s.allowed_hosts.is_empty() {
+        let hosts = if s.allowed_hosts().is_empty() {
             "none".to_owned()
         } else {
-            s.allowed_hosts.join(", ")
+            s.allowed_hosts().join(", ")
         };
         let _ = writeln!(
             out,

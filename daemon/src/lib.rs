@@ -9,6 +9,7 @@ pub mod app;
 pub mod broker;
 pub mod check;
 pub mod config;
+pub mod contract;
 pub mod decision;
 pub mod message;
 pub mod metrics;

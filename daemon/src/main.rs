@@ -127,7 +127,7 @@ struct PluginRun {
     #[arg(long = "allow-host")]
     allowed_hosts: Vec<String>,
     /// Wall-clock limit of handle, in ms.
-    #[arg(long, default_value_t = warren::config::DEFAULT_TIMEOUT_MS)]
+    #[arg(long, default_value_t = warren::plugin::spec::DEFAULT_TIMEOUT_MS)]
     timeout_ms: u64,
 }
 
@@ -286,20 +286,15 @@ async fn plugin_run(args: PluginRun) -> anyhow::Result<()> {
         delivery_count: args.delivery_count,
         properties,
     };
-    let egress = warren::plugin::egress::EgressPolicy::new(
-        &args.allowed_hosts,
-        std::time::Duration::from_millis(warren::config::DEFAULT_HTTP_TIMEOUT_MS),
-        warren::config::DEFAULT_MAX_RESPONSE_BYTES,
-    )
-    .map_err(|e| anyhow::anyhow!("--allow-host: {e}"))?;
-    let limits = warren::config::Limits {
+    let limits = warren::plugin::spec::Limits {
         timeout: std::time::Duration::from_millis(args.timeout_ms),
         ..Default::default()
     };
     let trial = warren::try_plugin::Trial {
         path: args.file,
         config: args.config,
-        egress,
+        allowed_hosts: args.allowed_hosts,
+        http: Default::default(),
         limits,
     };
     let report = warren::try_plugin::run(trial, message).await?;

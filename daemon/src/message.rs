@@ -5,7 +5,7 @@
 //! encoding (arrays and tables as indices into `Header::nested`); [`resolve`] turns one back
 //! into a tree, checking it, for whoever needs the nesting (the broker, `warren plugin run`).
 
-pub use crate::plugin::bindings::{
+pub use crate::contract::{
     Container, Decimal, Header, HeaderValue, Level, Message, Outgoing, Properties, Republish,
     Verdict,
 };

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::config::{Limits, PluginSettings};
 use crate::message::{Field, Header, HeaderValue, Message, Outgoing, Properties, Verdict, resolve};
 use crate::plugin::Runtime;
-use crate::plugin::egress::EgressPolicy;
+use crate::plugin::spec::{HttpLimits, Limits, PluginSettings, PublishRules};
 
 /// A plugin to run and how.
 #[derive(Debug, Clone)]
@@ -17,8 +16,10 @@ pub struct Trial {
     pub path: PathBuf,
     /// Its `config` table.
     pub config: Vec<(String, String)>,
-    /// Its HTTP egress policy.
-    pub egress: EgressPolicy,
+    /// Hosts it may send HTTP requests to (`--allow-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Its HTTP limits.
+    pub http: HttpLimits,
     /// Its limits.
     pub limits: Limits,
 }
@@ -31,15 +32,16 @@ pub async fn run(trial: Trial, message: Message) -> anyhow::Result<Value> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "plugin".into());
-    let settings = PluginSettings {
-        name: name.clone(),
-        path: trial.path,
-        config: trial.config,
-        limits: trial.limits,
-        allowed_hosts: Vec::new(),
-        egress: Arc::new(trial.egress),
-        publish: Default::default(),
-    };
+    let settings = PluginSettings::new(
+        name.clone(),
+        trial.path,
+        trial.config,
+        trial.limits,
+        trial.allowed_hosts,
+        trial.http,
+        PublishRules::default(),
+    )
+    .map_err(|bad| anyhow::anyhow!("--allow-host: {}", bad.error))?;
     let runtime = Runtime::new()?;
     let plugin = runtime.load(&settings).await?;
     let outcome = plugin

@@ -9,8 +9,8 @@ use lapin::BasicProperties;
 use tokio_util::sync::CancellationToken;
 
 use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, collect_ids, drain_ids, sample, start, test_plugin,
-    unique,
+    Broker, PATIENCE, QUEUE_EXPIRES_MS, broker_url, collect_ids, drain_ids, sample, start,
+    test_plugin, unique,
 };
 use crate::operations::{free_port, http_get};
 
@@ -526,6 +526,16 @@ prefetch = 10
         "heartbeat: silent path noticed and recovered after {:.1} s; {N} messages, 0 lost",
         recovered.as_secs_f64()
     );
+    // The deliveries in flight on the frozen connection return to the queue only once the
+    // broker gives that connection up (its own heartbeat check): wait for them to be handled.
+    let settled = Instant::now();
+    while crate::harness::queue_counts(&queue).await != (0, 0) {
+        assert!(
+            settled.elapsed() < PATIENCE,
+            "{queue} never emptied after the recovery"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let scrape = daemon.scrape();
     daemon.stop().await.expect("clean stop");
     proxy.kill().await;

@@ -17,7 +17,9 @@ mod convert;
 mod publish;
 mod settle;
 mod topology;
-pub mod validate;
+
+/// The longest AMQP short string (exchange, routing key, header keys, most properties).
+pub const SHORT_STRING_MAX: usize = 255;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -231,11 +231,11 @@ impl Publisher {
             ("exchange", &message.exchange),
             ("routing key", &message.routing_key),
         ] {
-            if name.len() > super::validate::SHORT_STRING_MAX {
+            if name.len() > super::SHORT_STRING_MAX {
                 return Attempt::Done(Err(PublishError::Invalid(format!(
                     "the {field} is {} bytes long; AMQP allows at most {}",
                     name.len(),
-                    super::validate::SHORT_STRING_MAX
+                    super::SHORT_STRING_MAX
                 ))));
             }
         }

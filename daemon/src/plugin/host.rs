@@ -9,8 +9,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::egress::{EgressHooks, EgressPolicy};
 
-use super::bindings::warren::plugin::{host, types};
-use super::bindings::{Level, Outgoing};
+use crate::contract::warren::plugin::{host, types};
+use crate::contract::{Level, Outgoing};
 
 /// Most extra messages one `handle` may publish; past it the call traps.
 pub const MAX_PUBLISHES_PER_MESSAGE: usize = 1_000;

@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
-use super::bindings::{self, Message, Outgoing, Verdict};
 use super::{HostState, Plugin};
+use crate::contract::{self, Message, Outgoing, Verdict};
 
 /// Extra time the async deadline gives a call beyond `timeout_ms`, so that a guest computing
 /// is stopped by the epoch (a clean trap) and only a guest stuck in a host call by the deadline.
@@ -50,7 +50,7 @@ const LEAKED_HANDLES_MAX: usize = 16;
 /// One instance of a plugin: its store and its exports.
 pub(super) struct Instance {
     store: Store<HostState>,
-    bindings: bindings::Plugin,
+    bindings: contract::Plugin,
     /// Resource handles open once `init` returned.
     handles_after_init: usize,
 }

@@ -5,11 +5,11 @@
 //! traps or times out is dropped and a fresh one takes its place. Swapping plugin versions
 //! is swapping an `Arc<Plugin>`: calls in flight keep the version they started with.
 
-pub mod bindings;
 pub mod egress;
 mod host;
 mod http_client;
 mod invoke;
+pub mod spec;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -18,11 +18,13 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, anyhow};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::contract as bindings;
 use wasmtime::{Config as EngineConfig, Engine};
 
-use crate::config::{Limits, PluginSettings, PublishRules};
 pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
 pub use invoke::{Outcome, PluginError};
+use spec::{Limits, PluginSettings, PublishRules};
 
 /// How often the epoch advances; a call that overruns its deadline stops within one tick,
 /// and a guest computing without pause yields to other tasks once per tick.
@@ -129,7 +131,7 @@ impl Runtime {
             pre,
             config: settings.config.clone(),
             limits: settings.limits.clone(),
-            egress: settings.egress.clone(),
+            egress: settings.egress().clone(),
             publish: settings.publish.clone(),
             log: Arc::default(),
             idle: Mutex::new(Vec::new()),

@@ -13,13 +13,15 @@ use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt;
 
-use crate::broker::validate::{check_plugin_publishes, check_properties};
+mod validate;
+
 use crate::broker::{Acker, Consumer, PublishError, Publisher, Settlement};
 use crate::config::{DeadLetter, PipelineSettings};
 use crate::decision::{Fate, Kind, Reason, RetryPolicy, attempt, counted_copy, decide};
 use crate::message::{Message, Outgoing, text_header};
 use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::Plugin;
+use validate::{check_plugin_publishes, check_properties};
 
 /// How often an idle pipeline loop proves it is alive (for the systemd watchdog).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);

@@ -23,7 +23,7 @@ mod tests {
     /// The constant and the WIT package line cannot drift apart.
     #[test]
     fn contract_version_is_the_wit_package_version() {
-        let wit = include_str!("../../../plugin-sdk/wit/plugin.wit");
+        let wit = include_str!("../../plugin-sdk/wit/plugin.wit");
         let package = format!(
             "package {}@{};",
             super::CONTRACT_PACKAGE,

@@ -2,11 +2,9 @@
 //! clear error for its own message — never a panic in lapin's encoder, nor a channel the
 //! broker closes under every other publish.
 
-use crate::config::PublishRules;
+pub use crate::broker::SHORT_STRING_MAX;
 use crate::message::{Outgoing, Properties};
-
-/// The longest AMQP short string (exchange, routing key, header keys, most properties).
-pub const SHORT_STRING_MAX: usize = 255;
+use crate::plugin::spec::PublishRules;
 
 /// The longest `expiration` RabbitMQ takes, in milliseconds.
 const EXPIRATION_MAX: u64 = u32::MAX as u64;
@@ -43,14 +41,6 @@ pub enum InvalidPublish {
     /// The queue (default exchange) is not in the plugin's `allowed_queues`.
     #[error("queue {0:?} (through the default exchange) is not in the plugin's allowed_queues")]
     QueueNotAllowed(String),
-    /// A header cannot be encoded.
-    #[error("header {key:?}: {problem}")]
-    Header {
-        /// The header's key (cut to 64 bytes).
-        key: String,
-        /// What is wrong with it.
-        problem: String,
-    },
 }
 
 /// Checks the messages a plugin published for one message (its extra publishes and its

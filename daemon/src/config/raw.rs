@@ -1,0 +1,157 @@
+//! The TOML file as written: serde structs that mirror it, every field documented with its
+//! default. `validate` turns them into settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ExchangeKind, OnError};
+
+/// The TOML file as written. Field docs give the defaults.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    /// `[broker]`: where to connect. Default: the local broker as guest.
+    #[serde(default)]
+    pub(super) broker: RawBroker,
+    /// `[admin]`: the admin HTTP endpoint. Default: none.
+    pub(super) admin: Option<RawAdmin>,
+    /// `shutdown_grace_ms`: time for in-flight messages on stop. Default 30000.
+    pub(super) shutdown_grace_ms: Option<u64>,
+    /// `[plugins.NAME]`: the plugins, by name.
+    #[serde(default)]
+    pub(super) plugins: BTreeMap<String, RawPlugin>,
+    /// `[[queues]]`: queues declared at start-up.
+    #[serde(default)]
+    pub(super) queues: Vec<RawQueue>,
+    /// `[[exchanges]]`: exchanges declared at start-up.
+    #[serde(default)]
+    pub(super) exchanges: Vec<RawExchange>,
+    /// `[[bindings]]`: bindings declared at start-up, after queues and exchanges.
+    #[serde(default)]
+    pub(super) bindings: Vec<RawBinding>,
+    /// `[[pipelines]]`: one queue consumed by one plugin.
+    #[serde(default)]
+    pub(super) pipelines: Vec<RawPipeline>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBroker {
+    /// `amqp://user:password@host:port/vhost` (or `amqps://`). Default: [`DEFAULT_BROKER_URL`].
+    pub(super) url: Option<String>,
+    /// Several URLs, for the nodes of a cluster, tried in turn. Instead of `url`.
+    pub(super) urls: Option<Vec<String>>,
+    /// The connection name shown in the management UI. Default: `warren`.
+    pub(super) connection_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    /// `host:port` to serve `/metrics`, `/healthz`, `/readyz`, `/plugins` on.
+    pub(super) listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlugin {
+    /// The `.wasm` component; relative to the config file.
+    pub(super) path: PathBuf,
+    /// Handed to the plugin's `init`, every value as a string. Default: empty.
+    #[serde(default)]
+    pub(super) config: toml::Table,
+    /// Wall-clock limit of one `handle`, in ms. Default [`DEFAULT_TIMEOUT_MS`].
+    pub(super) timeout_ms: Option<u64>,
+    /// Cap on each linear memory, in MiB. Default [`DEFAULT_MEMORY_MB`].
+    pub(super) memory_mb: Option<u64>,
+    /// Largest body handed to the plugin. Default [`DEFAULT_MAX_BODY_BYTES`].
+    pub(super) max_body_bytes: Option<usize>,
+    /// Hosts (`host:port`, `*.example.com:443`) the plugin may send HTTP requests to. Default: none.
+    #[serde(default)]
+    pub(super) allowed_hosts: Vec<String>,
+    /// Clamp on HTTP connect / first-byte / between-bytes timeouts, in ms. Default [`DEFAULT_HTTP_TIMEOUT_MS`].
+    pub(super) http_timeout_ms: Option<u64>,
+    /// Largest HTTP response body the plugin may read. Default [`DEFAULT_MAX_RESPONSE_BYTES`].
+    pub(super) max_response_bytes: Option<usize>,
+    /// Bytes all the publishes made for one message may carry together. Default [`DEFAULT_MAX_PUBLISH_BYTES`].
+    pub(super) max_publish_bytes: Option<usize>,
+    /// Exchanges the plugin may publish to. Default: any (unless `allowed_queues` is set).
+    pub(super) allowed_exchanges: Option<Vec<String>>,
+    /// Queues the plugin may publish to through the default exchange. Default: any (unless
+    /// `allowed_exchanges` is set).
+    pub(super) allowed_queues: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawQueue {
+    pub(super) name: String,
+    /// Survives a broker restart. Default true.
+    pub(super) durable: Option<bool>,
+    /// Deleted when the last consumer goes. Default false.
+    #[serde(default)]
+    pub(super) auto_delete: bool,
+    /// `x-max-priority`, 1 to 255. Default: not a priority queue.
+    pub(super) max_priority: Option<u8>,
+    /// `x-dead-letter-exchange`. Default: none (a pipeline on the queue then moves rejected
+    /// messages to `<queue>.dead`).
+    pub(super) dead_letter_exchange: Option<String>,
+    /// `x-dead-letter-routing-key`. Default: the message's own routing key.
+    pub(super) dead_letter_routing_key: Option<String>,
+    /// Any other queue arguments, e.g. `{ "x-queue-type" = "quorum" }`.
+    #[serde(default)]
+    pub(super) arguments: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExchange {
+    pub(super) name: String,
+    /// `direct`, `fanout`, `topic` or `headers`. Default `direct`.
+    #[serde(rename = "type")]
+    pub(super) kind: Option<ExchangeKind>,
+    /// Default true.
+    pub(super) durable: Option<bool>,
+    /// Default false.
+    #[serde(default)]
+    pub(super) auto_delete: bool,
+    #[serde(default)]
+    pub(super) arguments: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBinding {
+    pub(super) exchange: String,
+    pub(super) queue: String,
+    /// Default: empty.
+    #[serde(default)]
+    pub(super) routing_key: String,
+    #[serde(default)]
+    pub(super) arguments: toml::Table,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pub(super) name: String,
+    pub(super) queue: String,
+    pub(super) plugin: String,
+    /// `basic.qos` prefetch count. Default [`DEFAULT_PREFETCH`].
+    pub(super) prefetch: Option<u16>,
+    /// Messages inside the plugin at once. Default: `prefetch`.
+    pub(super) concurrency: Option<usize>,
+    /// `requeue` or `reject`. Default `reject`, so a poison message cannot loop forever.
+    pub(super) on_error: Option<OnError>,
+    /// Deliveries after which a requeued message is rejected (dead-lettered) instead. Default: no limit.
+    pub(super) max_deliveries: Option<u32>,
+    /// Delay before a requeued message comes back, doubled per delivery (4 steps). Default: none.
+    pub(super) retry_delay_ms: Option<u64>,
+    /// Coalesce acks into `multiple` acks. Default true.
+    pub(super) coalesce_acks: Option<bool>,
+    /// For a queue without a dead-letter exchange: declare `<queue>.dead` and move rejected
+    /// messages there (true), or let the broker drop them (false). Default true.
+    pub(super) dead_letter_queue: Option<bool>,
+}

@@ -1,0 +1,204 @@
+//! Unit tests of config parsing and validation.
+
+use super::secret::hide_passwords;
+use super::*;
+
+fn parse(text: &str) -> anyhow::Result<Config> {
+    Config::parse(text, Path::new("/nonexistent/warren.toml"))
+}
+
+fn error_of(text: &str) -> String {
+    format!("{:#}", parse(text).expect_err("config should be refused"))
+}
+
+const QUEUE_AND_PIPELINE: &str = r#"
+[[queues]]
+name = "q"
+[[pipelines]]
+name = "p"
+queue = "q"
+plugin = "missing"
+"#;
+
+#[test]
+fn unknown_key_names_key_line_and_file() {
+    let err = error_of("[broker]\nurl = \"amqp://localhost\"\nprefetchx = 3\n");
+    assert!(err.contains("/nonexistent/warren.toml"), "{err}");
+    assert!(err.contains("prefetchx"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn wrong_type_is_refused() {
+    let err = error_of("[[queues]]\nname = \"q\"\ndurable = \"yes\"\n");
+    assert!(err.contains("durable") || err.contains("line 3"), "{err}");
+}
+
+#[test]
+fn missing_plugin_and_plugin_file_are_named() {
+    let err = error_of(QUEUE_AND_PIPELINE);
+    assert!(err.contains("pipelines[0].plugin"), "{err}");
+    let err = error_of("[plugins.x]\npath = \"x.wasm\"\n");
+    assert!(err.contains("plugins.x.path"), "{err}");
+    assert!(err.contains("/nonexistent/x.wasm"), "{err}");
+}
+
+#[test]
+fn zero_prefetch_and_bad_on_error_are_refused() {
+    let text = QUEUE_AND_PIPELINE.replace(
+        "plugin = \"missing\"",
+        "plugin = \"missing\"\nprefetch = 0\non_error = \"drop\"",
+    );
+    let err = error_of(&text);
+    // A value that is not a policy is refused by the parser, naming the key and line.
+    assert!(err.contains("on_error") && err.contains("line"), "{err}");
+    assert!(
+        err.contains("`reject`") && err.contains("`requeue`"),
+        "{err}"
+    );
+    let err = error_of(&text.replace("on_error = \"drop\"", ""));
+    assert!(err.contains("pipelines[0].prefetch"), "{err}");
+}
+
+#[test]
+fn password_never_shown() {
+    let url = BrokerUrl::parse("amqp://user:s3cret@host:5672/%2f").expect("valid");
+    assert!(!url.to_string().contains("s3cret"));
+    assert!(!format!("{url:?}").contains("s3cret"));
+    let err = error_of("[broker]\nurl = \"http://user:s3cret@host\"\n");
+    assert!(err.contains("broker.url"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    // TOML's own errors quote the line: a URL where a list belongs, a stray key.
+    for text in [
+        "[broker]\nurls = \"amqp://user:s3cret@host/%2f\"\n",
+        "[broker]\nurl = \"amqp://user:s3cret@host/%2f\"\nurl2 = 1\n",
+        "[broker]\nurl = amqp://user:s3cret@host\n",
+    ] {
+        let err = error_of(text);
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+#[test]
+fn passwords_are_hidden_in_any_text() {
+    assert_eq!(
+        hide_passwords("bad: \"amqp://u:p@h:5672/%2f\" and amqps://x:y@z, amqp://h/v"),
+        "bad: \"amqp://u:***@h:5672/%2f\" and amqps://x:***@z, amqp://h/v"
+    );
+    assert_eq!(hide_passwords("no url here"), "no url here");
+}
+
+#[test]
+fn queue_arguments_collected() {
+    let config = parse(
+        r#"
+[[queues]]
+name = "q"
+max_priority = 10
+dead_letter_exchange = "dlx"
+arguments = { "x-queue-type" = "quorum" }
+"#,
+    )
+    .expect("valid");
+    let args = &config.queues[0].arguments;
+    assert_eq!(args.get("x-max-priority"), Some(&ArgValue::Int(10)));
+    assert_eq!(
+        args.get("x-dead-letter-exchange"),
+        Some(&ArgValue::Text("dlx".into()))
+    );
+    assert_eq!(
+        args.get("x-queue-type"),
+        Some(&ArgValue::Text("quorum".into()))
+    );
+    assert!(config.queues[0].durable);
+}
+
+#[test]
+fn derived_queues_take_the_source_queue_type() {
+    let text = r#"
+[[queues]]
+name = "q"
+arguments = { "x-queue-type" = "quorum" }
+[[queues]]
+name = "c"
+[[queues]]
+name = "d"
+dead_letter_exchange = "dlx"
+[[pipelines]]
+name = "p"
+queue = "q"
+plugin = "x"
+retry_delay_ms = 100
+[[pipelines]]
+name = "pc"
+queue = "c"
+plugin = "x"
+dead_letter_queue = false
+[[pipelines]]
+name = "pd"
+queue = "d"
+plugin = "x"
+[plugins.x]
+path = "x.wasm"
+"#;
+    let mut problems = Vec::new();
+    let raw: super::raw::RawConfig = toml::from_str(text).expect("toml");
+    let config = super::validate::config(
+        raw,
+        Path::new("/w/warren.toml"),
+        Path::new("/w"),
+        &mut problems,
+    );
+    assert_eq!(
+        problems.len(),
+        1,
+        "only the missing plugin file: {problems:?}"
+    );
+    let queue = |name: &str| {
+        config
+            .queues
+            .iter()
+            .find(|q| q.name == name)
+            .unwrap_or_else(|| panic!("{name} declared"))
+    };
+    let retry = queue("q.warren-retry.100ms");
+    assert!(retry.is_quorum());
+    assert_eq!(
+        retry.arguments.get("x-dead-letter-strategy"),
+        Some(&ArgValue::Text("at-least-once".into()))
+    );
+    assert_eq!(
+        retry.arguments.get("x-overflow"),
+        Some(&ArgValue::Text("reject-publish".into()))
+    );
+    assert!(queue("q.dead").is_quorum() && queue("q.dead").durable);
+    let by_name = |name: &str| {
+        config
+            .pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .expect("pipeline")
+    };
+    assert!(by_name("p").quorum);
+    assert_eq!(by_name("p").dead_letter, DeadLetter::Queue("q.dead".into()));
+    assert_eq!(by_name("pc").dead_letter, DeadLetter::Drop);
+    assert_eq!(by_name("pd").dead_letter, DeadLetter::Broker);
+    assert!(
+        !config
+            .queues
+            .iter()
+            .any(|q| q.name == "c.dead" || q.name == "d.dead")
+    );
+}
+
+#[test]
+fn names_too_long_for_amqp_are_refused() {
+    let long = "q".repeat(QUEUE_NAME_MAX + 1);
+    let err = error_of(&format!("[[queues]]\nname = \"{long}\"\n"));
+    assert!(
+        err.contains("queues[0].name: 220 bytes long; at most 219"),
+        "{err}"
+    );
+    let err = error_of(&format!("[[exchanges]]\nname = \"{}\"\n", "e".repeat(256)));
+    assert!(err.contains("exchanges[0].name: 256 bytes long"), "{err}");
+}
