@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{ConnectionHealth, Publisher};
 use crate::metrics::SharedMetrics;
-use crate::pipeline::PluginSlot;
+use crate::plugin::registry::PluginSlot;
 
 /// Plugins by name, with the pipelines using each.
 pub type PluginTable = BTreeMap<String, (PluginSlot, Vec<String>)>;

@@ -2,18 +2,18 @@
 
 use std::fmt::Write as _;
 
-use crate::app::load_plugins;
 use crate::config::{Config, DeadLetter};
 use crate::plugin::Runtime;
+use crate::plugin::registry::Registry;
 
 /// Checks everything that can be checked without the broker; returns a summary of what would run.
 pub async fn check(config: &Config) -> anyhow::Result<String> {
-    let runtime = Runtime::new()?;
-    let plugins = load_plugins(&runtime, config).await?;
+    let plugins = Registry::load(Runtime::new()?, &config.path, config.plugins.values()).await?;
     let mut out = String::new();
     let _ = writeln!(out, "config {} is valid", config.path.display());
     let _ = writeln!(out, "broker   {}", config.broker.shown());
-    for (name, p) in &plugins {
+    for (name, slot) in plugins.slots() {
+        let p = slot.load();
         let s = &config.plugins[name];
         let hosts = if s.allowed_hosts().is_empty() {
             "none".to_owned()

@@ -68,6 +68,7 @@ pub struct Metrics {
     panics: Family<PipelineLabels, Counter>,
     channel_reopens: Family<PipelineLabels, Counter>,
     channel_open: Family<PipelineLabels, Gauge>,
+    pipeline_restarts: Family<PipelineLabels, Counter>,
     /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
     pub broker_reconnects: Counter,
     /// 1 while the consuming connection is open.
@@ -190,8 +191,15 @@ impl Metrics {
             "1 while a pipeline's publishing channel is open",
             channel_open.clone(),
         );
+        let pipeline_restarts = Family::<PipelineLabels, Counter>::default();
+        registry.register(
+            "pipeline_restarts",
+            "Times a pipeline was restarted alone after its channel failed (consumer timeout, queue deleted)",
+            pipeline_restarts.clone(),
+        );
         let handled = Counter::default();
         Self {
+            pipeline_restarts,
             dead_lettered,
             invalid_publishes,
             panics,
@@ -284,6 +292,15 @@ impl Metrics {
             .clone()
     }
 
+    /// Counts a pipeline restarted after a failure.
+    pub fn pipeline_restart(&self, pipeline: &str) {
+        self.pipeline_restarts
+            .get_or_create(&PipelineLabels {
+                pipeline: pipeline.to_owned(),
+            })
+            .inc();
+    }
+
     /// Records whether a pipeline's publishing channel is open (set when metrics are read).
     pub fn set_channel_open(&self, pipeline: &str, open: bool) {
         self.channel_open
@@ -369,6 +386,24 @@ impl PipelineMetrics {
             PluginError::Start(_) => 3,
         };
         self.failures[i].inc();
+    }
+}
+
+/// One message in flight, counted in its pipeline's gauge while it lives (so that a message
+/// cancelled half-way is uncounted too).
+pub struct InFlight(Gauge);
+
+impl InFlight {
+    /// Counts one more message in `gauge`.
+    pub fn new(gauge: &Gauge) -> Self {
+        gauge.inc();
+        Self(gauge.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -292,6 +292,14 @@ impl Broker {
         }
     }
 
+    /// Deletes `queue` now (as an operator would, under the daemon's feet).
+    pub async fn delete_queue(&self, queue: &str) {
+        self.channel
+            .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete queue {queue}: {e}"));
+    }
+
     /// Deletes every queue and exchange the test used.
     pub async fn cleanup(&self) {
         let queues = std::mem::take(&mut *self.queues.lock().expect("lock"));

@@ -40,3 +40,6 @@ mod hardening;
 
 // Headers of every AMQP type, nested ones included, survive a plugin unchanged.
 mod headers;
+
+// One pipeline, one failure domain: a pipeline restarted alone, the others undisturbed.
+mod domains;

@@ -369,8 +369,10 @@ concurrency = 1
 }
 
 /// RabbitMQ closes a channel whose delivery stays unacked past `consumer_timeout` (here 2 s;
-/// the broker checks about once a minute): warren notices the closed channel, reconnects at
-/// once, and the message is redelivered — not silently stuck.
+/// the broker checks about once a minute): warren notices the closed channel, restarts that
+/// pipeline alone, and the message is redelivered — not silently stuck. Another pipeline,
+/// under load all along, handles each of its messages exactly once, and warren never
+/// reconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_consumer_timeout_is_detected() {
     bounded(consumer_timeout()).await;
@@ -384,7 +386,11 @@ async fn consumer_timeout() {
     ]));
     let broker = Broker::connect().await;
     let queue = unique("consumer-timeout");
+    let calm = unique("consumer-timeout-calm");
+    let calm_out = unique("consumer-timeout-calm-out");
+    broker.queue(&calm_out).await;
     broker.forget_later_queue(&queue);
+    broker.forget_later_queue(&calm);
     let config = format!(
         r#"shutdown_grace_ms = 100
 
@@ -396,22 +402,52 @@ path = "{plugin}"
 config = {{ mode = "body" }}
 timeout_ms = 300000
 
+[plugins.calm]
+path = "{tagged}"
+config = {{ to = "{calm_out}" }}
+
 [[queues]]
 name = "{queue}"
+arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
+
+[[queues]]
+name = "{calm}"
 arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
 
 [[pipelines]]
 name = "slow"
 queue = "{queue}"
 plugin = "slow"
+
+[[pipelines]]
+name = "calm"
+queue = "{calm}"
+plugin = "calm"
 "#,
         url = broker_url(),
         plugin = test_plugin("scripted").display(),
+        tagged = test_plugin("tag_a").display(),
     );
     let daemon = start(&config).await;
     broker
         .publish(&queue, b"sleep:250000", BasicProperties::default())
         .await;
+    // The calm pipeline's load, all the while.
+    let loading = tokio_util::sync::CancellationToken::new();
+    let load = {
+        let (calm, loading) = (calm.clone(), loading.clone());
+        tokio::spawn(async move {
+            let producer = Broker::connect().await;
+            let mut sent = 0usize;
+            while !loading.is_cancelled() {
+                let id = BasicProperties::default().with_message_id(format!("calm-{sent}").into());
+                producer.publish(&calm, b"x", id).await;
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            sent
+        })
+    };
     let deadline = Instant::now() + Duration::from_secs(150);
     let redelivered = r#"warren_redeliveries_total{pipeline="slow"} 1"#;
     while !daemon.metrics.render().contains(redelivered) {
@@ -421,11 +457,33 @@ plugin = "slow"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    loading.cancel();
+    let sent = load.await.expect("producer");
+    let seen = collect_ids(&broker, &calm_out, sent).await;
+    let scrape = harness::Running::scrape(&daemon);
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&queue).await,
         1,
         "the message is back in the queue"
     );
+    assert_eq!(seen.len(), sent, "the calm pipeline lost messages");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "the calm pipeline handled some twice"
+    );
+    assert!(
+        harness::sample(
+            &scrape,
+            "warren_pipeline_restarts_total",
+            &[("pipeline", "slow")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        harness::sample(&scrape, "warren_broker_reconnects_total", &[]),
+        0.0,
+        "warren reconnected everything for one pipeline's channel"
+    );
+    eprintln!("consumer timeout: the calm pipeline handled {sent} messages, each once, meanwhile");
     broker.cleanup().await;
 }

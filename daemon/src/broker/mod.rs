@@ -14,6 +14,7 @@
 
 mod consume;
 mod convert;
+pub mod links;
 mod publish;
 mod settle;
 mod topology;
@@ -128,20 +129,19 @@ pub async fn connect(
                 return Ok(connection);
             }
             Err(e) => {
+                let retryable = retryable(&e);
                 let text = e.to_string();
-                let refused_access = text.contains("ACCESS_REFUSED")
-                    || text.contains("NOT_ALLOWED")
-                    || text.to_ascii_lowercase().contains("auth");
-                let hint = if refused_access {
+                let hint = if !retryable {
                     " (check the user, password and vhost in [broker] url)"
-                } else if text.contains("refused") {
+                } else if matches!(e.kind(), lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
+                {
                     " (is RabbitMQ running? on this machine: `rabbitmq-server -detached`)"
                 } else {
                     ""
                 };
                 last = ConnectError {
                     message: format!("cannot connect to {url}: {text}{hint}"),
-                    retryable: !refused_access,
+                    retryable,
                 };
             }
         }
@@ -278,6 +278,16 @@ fn url_user(url: &str) -> String {
     url.parse::<lapin::uri::AMQPUri>()
         .map(|uri| uri.authority.userinfo.username)
         .unwrap_or_else(|_| "guest".to_owned())
+}
+
+/// False for what retrying cannot fix: the broker refused the credentials (403
+/// ACCESS_REFUSED) or the vhost (530 NOT_ALLOWED), or the client could not authenticate.
+fn retryable(error: &lapin::Error) -> bool {
+    match error.kind() {
+        lapin::ErrorKind::ProtocolError(amqp) => !matches!(amqp.get_id(), 403 | 530),
+        lapin::ErrorKind::AuthProviderError(_) => false,
+        _ => true,
+    }
 }
 
 /// A cheap handle that tells whether a connection is open.

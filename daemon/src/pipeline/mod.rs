@@ -1,33 +1,27 @@
 //! One pipeline: consume a queue, hand each delivery to the plugin, publish what it asks, settle once.
 
+mod process;
+mod validate;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use std::panic::AssertUnwindSafe;
-
-use futures_util::FutureExt;
-
-mod validate;
-
-use crate::broker::{Acker, Consumer, PublishError, Publisher, Settlement};
-use crate::config::{DeadLetter, PipelineSettings};
-use crate::decision::{Fate, Kind, Reason, RetryPolicy, attempt, counted_copy, decide};
-use crate::message::{Message, Outgoing, text_header};
+use crate::broker::{Consumer, Publisher};
+use crate::config::PipelineSettings;
+use crate::decision::RetryPolicy;
 use crate::metrics::{Heartbeat, PipelineMetrics};
-use crate::plugin::Plugin;
-use validate::{check_plugin_publishes, check_properties};
+use crate::plugin::registry::PluginSlot;
+
+pub use process::{PIPELINE_HEADER, PLUGIN_VERSION_HEADER, REASON_HEADER};
+pub use validate::{InvalidPublish, check_plugin_publishes};
 
 /// How often an idle pipeline loop proves it is alive (for the systemd watchdog).
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The current version of a plugin. A reload swaps it; calls in flight keep their `Arc`.
-pub type PluginSlot = Arc<ArcSwap<Plugin>>;
 
 /// A running pipeline's parts.
 pub struct Pipeline {
@@ -80,25 +74,29 @@ impl Pipeline {
         self.heartbeat.store(now, Ordering::Relaxed);
     }
 
-    /// Consumes until `stop` is cancelled, then lets in-flight messages finish and settle
-    /// within `grace`. Messages not settled by then return to the queue when the channel closes.
+    /// Consumes until told to stop. On [`Stop::drain`] the messages in flight get `grace`
+    /// to finish and settle; those not settled by then return to the queue when the channel
+    /// closes. On [`Stop::abort`], or when the consumer fails, they are cancelled at once:
+    /// their deliveries cannot be settled any more (the broker redelivers them), so nothing
+    /// more is published for them.
     ///
     /// Returns an error if the consumer fails (channel or connection lost, consumer cancelled
-    /// by the broker); unsettled messages are then redelivered by the broker.
+    /// by the broker).
     pub async fn run(
         self,
         mut consumer: Consumer,
-        stop: CancellationToken,
+        stop: Stop,
         grace: Duration,
     ) -> anyhow::Result<()> {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency.get()));
         let tasks = TaskTracker::new();
+        let cancel = stop.abort.child_token();
         let this = Arc::new(self);
         let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
         let result = loop {
             let permit = tokio::select! {
                 biased;
-                () = stop.cancelled() => break Ok(()),
+                () = stop.drain.cancelled() => break Ok(()),
                 _ = beat.tick() => {
                     this.beat();
                     continue;
@@ -111,7 +109,7 @@ impl Pipeline {
             let next = loop {
                 tokio::select! {
                     biased;
-                    () = stop.cancelled() => break None,
+                    () = stop.drain.cancelled() => break None,
                     _ = beat.tick() => this.beat(),
                     next = consumer.next() => break Some(next),
                 }
@@ -119,9 +117,12 @@ impl Pipeline {
             let Some(next) = next else { break Ok(()) };
             match next {
                 Some(Ok((message, acker))) => {
-                    let this = this.clone();
+                    let (this, cancel) = (this.clone(), cancel.clone());
                     tasks.spawn(async move {
-                        this.process(message, acker).await;
+                        tokio::select! {
+                            () = cancel.cancelled() => {}
+                            () = this.process(message, acker) => {}
+                        }
                         drop(permit);
                     });
                 }
@@ -137,11 +138,12 @@ impl Pipeline {
         };
         consumer.cancel().await;
         tasks.close();
-        // On a dead channel nothing in flight can be settled any more: do not wait for it.
-        let grace = if result.is_ok() {
-            grace
+        let grace = if result.is_err() || stop.abort.is_cancelled() {
+            // Nothing in flight can be settled on a dead channel: cancel it.
+            cancel.cancel();
+            CANCEL_WAIT
         } else {
-            Duration::ZERO
+            grace
         };
         // Draining is alive too: keep beating (a long grace period must not trip the watchdog).
         let drained = async {
@@ -160,296 +162,34 @@ impl Pipeline {
                 grace_ms = grace.as_millis() as u64,
                 "in-flight messages did not finish within the grace period; they return to the queue"
             );
+            // Whatever is still running publishes nothing more.
+            cancel.cancel();
         }
         consumer.close().await;
         this.publisher.close().await;
         result
     }
-
-    /// The path of one message: plugin → decision → publishes (confirmed) → settlement.
-    ///
-    /// Whatever happens on the way — a panic included — the delivery is settled exactly once
-    /// and its concurrency slot freed.
-    async fn process(&self, message: Message, acker: Acker) {
-        self.metrics.in_flight.inc();
-        if message.redelivered {
-            self.metrics.redeliveries.inc();
-        }
-        let plugin = self.plugin.load_full();
-        let fate = match AssertUnwindSafe(self.decide_and_publish(&plugin, &message))
-            .catch_unwind()
-            .await
-        {
-            Ok(fate) => fate,
-            Err(panic) => {
-                let text = panic_text(panic.as_ref());
-                self.metrics.panics.inc();
-                tracing::error!(
-                    pipeline = &*self.name,
-                    message_id = message_id(&message),
-                    on_error = ?self.settings.on_error,
-                    panic = text,
-                    "warren failed on a message (a bug: please report it); on_error applies"
-                );
-                Fate::on_error(self.settings.on_error, Reason::Panic(text))
-            }
-        };
-        let settlement = match fate {
-            Fate::Ack => Settlement::Ack,
-            Fate::Requeue => Settlement::Requeue,
-            Fate::DeadLetter(reason) => self.dead_letter(&plugin, &message, reason).await,
-        };
-        self.settle(acker, settlement, &message).await;
-    }
-
-    /// Everything up to the settlement: the delivery limit, the plugin, the checks of what it
-    /// publishes, and the publishes, confirmed.
-    async fn decide_and_publish(&self, plugin: &Plugin, message: &Message) -> Fate {
-        let metrics = &self.metrics;
-        let on_error = self.settings.on_error;
-        if message.redelivered && !self.settings.quorum && self.retry.max_deliveries.is_some() {
-            return self.count_redelivery(message).await;
-        }
-        if let Some(reason) = self.retry.exceeded(attempt(message)) {
-            tracing::warn!(
-                pipeline = &*self.name,
-                message_id = message_id(message),
-                %reason,
-                "message over max_deliveries: dead-lettered without calling the plugin"
-            );
-            metrics.verdict(Kind::Error);
-            return Fate::DeadLetter(reason);
-        }
-        let started = Instant::now();
-        let result = plugin.handle(&self.name, message).await;
-        metrics
-            .handle_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(error) = &result {
-            metrics.failure(error);
-            tracing::warn!(
-                pipeline = &*self.name,
-                plugin = plugin.name(),
-                version = plugin.version(),
-                message_id = message_id(message),
-                on_error = ?on_error,
-                %error,
-                "plugin failed on a message"
-            );
-        }
-        let mut decision = decide(result, message, on_error, &self.retry);
-        metrics.verdict(decision.kind);
-        if let Fate::DeadLetter(reason @ Reason::DeliveryLimit { .. }) = &decision.fate {
-            tracing::warn!(
-                pipeline = &*self.name,
-                message_id = message_id(message),
-                %reason,
-                "last allowed delivery: dead-lettered instead of requeued"
-            );
-        }
-        let (from_plugin, own) = decision.publishes.split_at_mut(decision.from_plugin);
-        let checked = check_plugin_publishes(from_plugin, plugin.publish_rules(), &self.user)
-            .and_then(|()| {
-                own.iter_mut()
-                    .try_for_each(|m| check_properties(&mut m.properties, &self.user))
-            });
-        if let Err(invalid) = checked {
-            metrics.invalid_publishes.inc();
-            tracing::warn!(
-                pipeline = &*self.name,
-                plugin = plugin.name(),
-                version = plugin.version(),
-                message_id = message_id(message),
-                on_error = ?on_error,
-                error = %invalid,
-                "the plugin asked to publish an invalid message; nothing is published for this message"
-            );
-            return Fate::on_error(on_error, Reason::InvalidPublish(invalid.to_string()));
-        }
-        match self.publisher.publish_all(&decision.publishes).await {
-            Ok(()) => decision.fate,
-            Err(error) => {
-                metrics.publish_failures.inc();
-                let fate = if error.is_transient() {
-                    Fate::Requeue
-                } else if let PublishError::Invalid(problem) = &error {
-                    metrics.invalid_publishes.inc();
-                    Fate::on_error(on_error, Reason::InvalidPublish(problem.clone()))
-                } else {
-                    Fate::on_error(on_error, Reason::PublishRefused(error.to_string()))
-                };
-                tracing::warn!(
-                    pipeline = &*self.name,
-                    plugin = plugin.name(),
-                    version = plugin.version(),
-                    message_id = message_id(message),
-                    verdict = decision.kind.as_str(),
-                    then = if fate == Fate::Requeue { "requeue" } else { "on_error" },
-                    %error,
-                    "publish failed; the message is not acked"
-                );
-                fate
-            }
-        }
-    }
-
-    /// A classic queue does not count deliveries: a message back after a crash or a lost
-    /// channel (`redelivered`) has its delivery counted in [`DELIVERIES_HEADER`] by a copy
-    /// published to the queue before it reaches the plugin again (the copy confirmed, then
-    /// the delivery acked). So a message that kills the process is dead-lettered after
-    /// `max_deliveries` instead of crashing it for ever.
-    ///
-    /// [`DELIVERIES_HEADER`]: crate::decision::DELIVERIES_HEADER
-    async fn count_redelivery(&self, message: &Message) -> Fate {
-        // The broker delivered it once more than the header says.
-        let delivery = attempt(message).saturating_add(1);
-        if let Some(reason) = self.retry.exceeded(delivery) {
-            tracing::warn!(
-                pipeline = &*self.name,
-                message_id = message_id(message),
-                %reason,
-                "redelivered message over max_deliveries: dead-lettered without calling the plugin"
-            );
-            self.metrics.verdict(Kind::Error);
-            return Fate::DeadLetter(reason);
-        }
-        let mut copy = counted_copy(message, self.settings.queue.clone(), delivery - 1);
-        if let Err(invalid) = check_properties(&mut copy.properties, &self.user) {
-            return Fate::DeadLetter(Reason::InvalidPublish(invalid.to_string()));
-        }
-        match self.publisher.publish(&copy).await {
-            Ok(()) => {
-                tracing::debug!(
-                    pipeline = &*self.name,
-                    message_id = message_id(message),
-                    delivery,
-                    "redelivery counted; the message is back in the queue"
-                );
-                Fate::Ack
-            }
-            Err(error) => {
-                self.metrics.publish_failures.inc();
-                tracing::warn!(
-                    pipeline = &*self.name,
-                    message_id = message_id(message),
-                    %error,
-                    "could not count a redelivery; the message goes back to the queue"
-                );
-                Fate::Requeue
-            }
-        }
-    }
-
-    /// Sends a message that is rejected for good where the pipeline says: its queue's
-    /// dead-letter exchange (`basic.reject`), warren's `<queue>.dead` (a confirmed copy with
-    /// the reason, then an ack), or nowhere if the pipeline opted out. If the copy cannot be
-    /// published, the message goes back to the queue: it is never dropped unasked.
-    async fn dead_letter(&self, plugin: &Plugin, message: &Message, reason: Reason) -> Settlement {
-        self.metrics.dead_lettered[reason.index()].inc();
-        let DeadLetter::Queue(queue) = &self.settings.dead_letter else {
-            return Settlement::Reject;
-        };
-        let mut copy = dead_letter_copy(message, queue, &reason, &self.name, plugin.version());
-        let published = async {
-            check_properties(&mut copy.properties, &self.user).map_err(|e| e.to_string())?;
-            self.publisher
-                .publish(&copy)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match AssertUnwindSafe(published).catch_unwind().await {
-            Ok(Ok(())) => Settlement::Ack,
-            Ok(Err(error)) => {
-                self.metrics.publish_failures.inc();
-                tracing::error!(
-                    pipeline = &*self.name,
-                    message_id = message_id(message),
-                    dead_letter_queue = queue,
-                    %reason,
-                    %error,
-                    "could not move the message to its dead-letter queue; it goes back to the queue"
-                );
-                Settlement::Requeue
-            }
-            Err(panic) => {
-                self.metrics.panics.inc();
-                tracing::error!(
-                    pipeline = &*self.name,
-                    message_id = message_id(message),
-                    panic = panic_text(panic.as_ref()),
-                    "warren failed dead-lettering a message (a bug: please report it); it goes back to the queue"
-                );
-                Settlement::Requeue
-            }
-        }
-    }
-
-    async fn settle(&self, acker: Acker, settlement: Settlement, message: &Message) {
-        let settled = acker.settle(settlement).await;
-        self.metrics.in_flight.dec();
-        match settled {
-            Ok(true) => {}
-            Ok(false) => {
-                self.metrics.stale_settlements.inc();
-                tracing::warn!(
-                    pipeline = &*self.name,
-                    message_id = message_id(message),
-                    "channel closed before the message was settled; the broker will redeliver it"
-                );
-            }
-            Err(error) => tracing::warn!(
-                pipeline = &*self.name,
-                message_id = message_id(message),
-                %error,
-                "settling failed; the broker will redeliver the message"
-            ),
-        }
-    }
 }
 
-/// The headers warren adds to a message it dead-letters.
-pub const REASON_HEADER: &str = "x-warren-reason";
-/// The pipeline that dead-lettered the message.
-pub const PIPELINE_HEADER: &str = "x-warren-pipeline";
-/// The version of the plugin that handled it.
-pub const PLUGIN_VERSION_HEADER: &str = "x-warren-plugin-version";
+/// How long cancelled messages get to let go (a guest computing stops at its next epoch tick).
+const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
-/// The message as it arrived — body, properties, headers — for the dead-letter queue, with
-/// why, where and by which plugin version. Its `expiration` is dropped (as the broker does
-/// when it dead-letters), so that it does not expire in the dead-letter queue.
-fn dead_letter_copy(
-    message: &Message,
-    queue: &str,
-    reason: &Reason,
-    pipeline: &str,
-    version: &str,
-) -> Outgoing {
-    let mut properties = message.properties.clone();
-    properties.expiration = None;
-    properties.headers.retain(|h| {
-        h.key != REASON_HEADER && h.key != PIPELINE_HEADER && h.key != PLUGIN_VERSION_HEADER
-    });
-    properties.headers.extend([
-        text_header(REASON_HEADER, &reason.to_string()),
-        text_header(PIPELINE_HEADER, pipeline),
-        text_header(PLUGIN_VERSION_HEADER, version),
-    ]);
-    Outgoing {
-        exchange: String::new(),
-        routing_key: queue.to_owned(),
-        body: message.body.clone(),
-        properties,
+/// How a pipeline is told to stop; clones share it.
+#[derive(Debug, Clone, Default)]
+pub struct Stop {
+    drain: CancellationToken,
+    abort: CancellationToken,
+}
+
+impl Stop {
+    /// Stop consuming; messages in flight get the grace period to finish and settle.
+    pub fn drain(&self) {
+        self.drain.cancel();
     }
-}
 
-fn message_id(message: &Message) -> &str {
-    message.properties.message_id.as_deref().unwrap_or("-")
-}
-
-fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
+    /// Stop consuming and cancel the messages in flight now.
+    pub fn abort(&self) {
+        self.abort.cancel();
+        self.drain.cancel();
+    }
 }

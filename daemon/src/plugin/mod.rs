@@ -9,6 +9,7 @@ pub mod egress;
 mod host;
 mod http_client;
 mod invoke;
+pub mod registry;
 pub mod spec;
 
 use std::path::Path;

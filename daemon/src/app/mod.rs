@@ -1,0 +1,481 @@
+//! The daemon: load plugins, connect, run every pipeline, reload, and stop gracefully.
+//!
+//! [`Daemon::wait`] is the one loop: broker links watched, pipeline failures restarted one at
+//! a time by the [`supervisor`], plugin files and the config reloaded ([`reload`]), and the
+//! drain on stop.
+
+mod background;
+mod reload;
+mod supervisor;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{self, AdminState, PluginTable};
+use crate::broker::ConnectionHealth;
+use crate::broker::links::{Links, RECONNECT_MIN, connect_all, jitter};
+use crate::config::{Config, PipelineSettings};
+use crate::metrics::{Metrics, SharedMetrics};
+use crate::plugin::Runtime;
+use crate::plugin::registry::{Registry, same_file};
+use crate::systemd;
+use crate::watch::Watcher;
+pub use reload::ConfigDiff;
+pub use supervisor::{RESTART_MAX, RESTART_MIN};
+
+/// How often the connections' state is checked (a lost publishing connection is seen here).
+pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
+/// How long lapin may take to recover a lost connection before warren reconnects itself.
+/// lapin's recovery either succeeds within a few seconds (its backoff: 0.25 s doubling to
+/// 1 s) or has given up — and a lapin that gave up leaves the connection "reconnecting" for
+/// ever instead of failing it (seen here, and amqp-rs/lapin#450), so this limit is what
+/// moves warren on, to the next of `[broker] urls` if the node stays down.
+pub const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
+
+/// Asks a running daemon to re-read its config file (what SIGHUP does).
+#[derive(Clone)]
+pub struct ReloadHandle(mpsc::UnboundedSender<()>);
+
+impl ReloadHandle {
+    /// Requests a config reload; returns false if the daemon has stopped.
+    pub fn reload(&self) -> bool {
+        self.0.send(()).is_ok()
+    }
+}
+
+/// What the daemon's loop listens to.
+struct Inbox {
+    failures: mpsc::UnboundedReceiver<supervisor::Failure>,
+    restarts: mpsc::UnboundedReceiver<String>,
+    reloads: mpsc::UnboundedReceiver<()>,
+    changes: mpsc::UnboundedReceiver<Vec<PathBuf>>,
+}
+
+/// A started daemon: every pipeline is consuming.
+pub struct Daemon {
+    config: Config,
+    shutdown: CancellationToken,
+    links: Links,
+    plugins: Registry,
+    pipelines: supervisor::Supervisor,
+    metrics: SharedMetrics,
+    /// Since when lapin has been recovering a lost connection, if it is.
+    recovering: Option<Instant>,
+    consuming: Arc<AtomicBool>,
+    admin_plugins: Arc<ArcSwap<PluginTable>>,
+    connection_health: Arc<ArcSwap<ConnectionHealth>>,
+    background: JoinSet<()>,
+    background_stop: CancellationToken,
+    inbox: Inbox,
+    reload_tx: mpsc::UnboundedSender<()>,
+    watcher: Option<Watcher>,
+}
+
+impl Daemon {
+    /// Loads plugins, connects, declares the topology and starts consuming. Every error
+    /// (bad plugin, broker down, topology refused) comes back before anything is consumed.
+    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let plugins =
+            Registry::load(Runtime::new()?, &config.path, config.plugins.values()).await?;
+        let metrics = Arc::new(Metrics::new());
+        let links = connect_all(&config, 0, &metrics, &shutdown).await?;
+        let health = links.consume.health();
+
+        let (failures_tx, failures) = mpsc::unbounded_channel();
+        let (restarts_tx, restarts) = mpsc::unbounded_channel();
+        let (reload_tx, reloads) = mpsc::unbounded_channel();
+        let (changes_tx, changes) = mpsc::unbounded_channel();
+        let watcher = match Watcher::new(changes_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "files are not watched; reload with SIGHUP");
+                None
+            }
+        };
+        let mut daemon = Self {
+            shutdown,
+            links,
+            plugins,
+            pipelines: supervisor::Supervisor::new(Instant::now(), failures_tx, restarts_tx),
+            metrics,
+            recovering: None,
+            consuming: Arc::new(AtomicBool::new(false)),
+            admin_plugins: Arc::new(ArcSwap::from_pointee(PluginTable::new())),
+            connection_health: Arc::new(ArcSwap::from_pointee(health)),
+            background: JoinSet::new(),
+            background_stop: CancellationToken::new(),
+            inbox: Inbox {
+                failures,
+                restarts,
+                reloads,
+                changes,
+            },
+            reload_tx,
+            watcher,
+            config,
+        };
+        for settings in daemon.config.pipelines.clone() {
+            daemon.start_pipeline(settings).await?;
+        }
+        daemon.watch_files();
+        daemon.publish_plugin_table();
+        daemon.start_background().await?;
+        daemon.consuming.store(true, Ordering::Relaxed);
+
+        systemd::ready(&format!("{} pipelines consuming", daemon.pipelines.len()));
+        tracing::info!(
+            pipelines = daemon.pipelines.len(),
+            broker = %daemon.config.broker.shown(),
+            "warren ready"
+        );
+        Ok(daemon)
+    }
+
+    async fn start_background(&mut self) -> anyhow::Result<()> {
+        let stop = self.background_stop.clone();
+        if let Some(admin) = &self.config.admin {
+            let state = AdminState {
+                metrics: self.metrics.clone(),
+                consuming: self.consuming.clone(),
+                connection: self.connection_health.clone(),
+                plugins: self.admin_plugins.clone(),
+                publishers: self.pipelines.publishers(),
+            };
+            let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
+            self.background.spawn(async move {
+                let _ = server.await;
+            });
+        }
+        let heartbeats = self.pipelines.heartbeats();
+        self.background.spawn(background::report_status(
+            self.metrics.clone(),
+            heartbeats.clone(),
+            stop.clone(),
+        ));
+        if let Some(interval) = systemd::watchdog_interval() {
+            self.background.spawn(background::watchdog(
+                heartbeats,
+                Instant::now(),
+                interval,
+                stop,
+            ));
+        }
+        Ok(())
+    }
+
+    async fn start_pipeline(&mut self, settings: PipelineSettings) -> anyhow::Result<()> {
+        let slot = self.plugins.slot(&settings.plugin).with_context(|| {
+            format!(
+                "pipeline {}: plugin {} not loaded",
+                settings.name, settings.plugin
+            )
+        })?;
+        let (links, metrics, grace) = (&self.links, &self.metrics, self.config.shutdown_grace);
+        self.pipelines
+            .start(settings, slot, links, metrics, grace)
+            .await
+    }
+
+    fn watch_files(&mut self) {
+        let Some(watcher) = &mut self.watcher else {
+            return;
+        };
+        let config_path = self.config.path.clone();
+        watcher.watch_files(
+            self.plugins
+                .settings()
+                .map(|p| p.path.as_path())
+                .chain(std::iter::once(config_path.as_path())),
+        );
+    }
+
+    fn publish_plugin_table(&self) {
+        let table = self
+            .plugins
+            .slots()
+            .map(|(name, slot)| (name.clone(), (slot.clone(), self.pipelines.users_of(name))))
+            .collect();
+        self.admin_plugins.store(Arc::new(table));
+    }
+
+    /// The daemon's metrics.
+    pub fn metrics(&self) -> &SharedMetrics {
+        &self.metrics
+    }
+
+    /// A handle that asks for a config reload, as SIGHUP does.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reload_tx.clone())
+    }
+
+    /// The version currently serving for each plugin.
+    pub fn plugin_versions(&self) -> BTreeMap<String, String> {
+        self.plugins.versions()
+    }
+
+    /// Runs until `shutdown` (then drains) or an error that retrying cannot fix (then stops
+    /// the pipelines and returns it, so that a supervisor restarts the daemon). Restarts a
+    /// failed pipeline alone; reconnects everything when a connection is lost for good;
+    /// reloads plugins whose files change, and the config on a change of its file or a
+    /// reload request.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut check = tokio::time::interval(CONNECTION_CHECK);
+        let result = loop {
+            let step = tokio::select! {
+                () = self.shutdown.cancelled() => break Ok(()),
+                _ = check.tick() => self.check_links().await,
+                Some((name, error)) = self.inbox.failures.recv() => {
+                    self.pipelines.failed(&name, &error).await;
+                    Ok(())
+                }
+                Some(name) = self.inbox.restarts.recv() => {
+                    self.restart_pipeline(&name).await;
+                    Ok(())
+                }
+                Some(()) = self.inbox.reloads.recv() => {
+                    // SIGHUP: the config, and every plugin file whose content changed.
+                    self.reload_config().await;
+                    for name in self.plugins.names() {
+                        self.plugins.reload_file(&name, &self.metrics).await;
+                    }
+                    Ok(())
+                }
+                Some(paths) = self.inbox.changes.recv() => {
+                    self.on_files_changed(paths).await;
+                    Ok(())
+                }
+            };
+            if let Err(e) = step {
+                break Err(e);
+            }
+        };
+        if result.is_ok() {
+            tracing::info!("stopping: draining in-flight messages");
+        }
+        systemd::stopping();
+        self.consuming.store(false, Ordering::Relaxed);
+        self.watcher = None;
+        self.pipelines.stop_all().await;
+        self.background_stop.cancel();
+        while self.background.join_next().await.is_some() {}
+        self.links.consume.close().await;
+        self.links.publish.close().await;
+        tracing::info!("stopped");
+        result
+    }
+
+    /// Reconnects everything if a connection is lost for good, or lapin has been recovering
+    /// one for longer than [`RECOVERY_LIMIT`].
+    async fn check_links(&mut self) -> anyhow::Result<()> {
+        if self.links.consume.is_lost() || self.links.publish.is_lost() {
+            tracing::error!("a broker connection was lost and not recovered; reconnecting");
+            return self.reconnect().await;
+        }
+        if self
+            .note_recovery()
+            .is_some_and(|since| since.elapsed() > RECOVERY_LIMIT)
+        {
+            tracing::error!(
+                limit_s = RECOVERY_LIMIT.as_secs(),
+                "lapin did not recover the broker connection in time; reconnecting"
+            );
+            return self.reconnect().await;
+        }
+        Ok(())
+    }
+
+    /// Starts a pipeline that failed, if the config still has it and it is not running yet;
+    /// its queue is declared again first (it may have been deleted). On failure, a later
+    /// restart is scheduled, after a longer wait.
+    async fn restart_pipeline(&mut self, name: &str) {
+        if self.pipelines.contains(name) {
+            return;
+        }
+        let Some(settings) = self
+            .config
+            .pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .cloned()
+        else {
+            return;
+        };
+        let started = async {
+            self.links.consume.declare(&self.config).await?;
+            self.start_pipeline(settings).await
+        }
+        .await;
+        match started {
+            Ok(()) => {
+                self.metrics.pipeline_restart(name);
+                self.publish_plugin_table();
+                tracing::info!(pipeline = name, "pipeline restarted");
+            }
+            Err(e) => {
+                let wait = self.pipelines.schedule_restart(name);
+                tracing::warn!(
+                    pipeline = name,
+                    error = %format!("{e:#}"),
+                    retry_in_ms = wait.as_millis() as u64,
+                    "pipeline could not restart; trying again later"
+                );
+            }
+        }
+    }
+
+    /// Notes when lapin starts and finishes recovering a lost connection (the pipelines wait
+    /// meanwhile, and `/readyz` says 503); returns since when it has been recovering.
+    fn note_recovery(&mut self) -> Option<Instant> {
+        let recovering = self.links.consume.is_recovering() || self.links.publish.is_recovering();
+        match (recovering, self.recovering) {
+            (true, None) => {
+                tracing::warn!("a broker connection was lost; lapin is recovering it");
+                systemd::status("broker connection lost; recovering");
+                self.recovering = Some(Instant::now());
+            }
+            (false, Some(_)) => {
+                systemd::status(&format!(
+                    "{} pipelines consuming (recovered)",
+                    self.pipelines.len()
+                ));
+                self.recovering = None;
+            }
+            _ => {}
+        }
+        self.recovering
+    }
+
+    /// Ends every pipeline (cancelling their in-flight messages) and both connections,
+    /// reconnects with backoff (trying every URL), declares the topology again and restarts
+    /// every pipeline; if that fails half-way (the broker went again), starts over.
+    /// Deliveries of the old channels are never settled on the new ones: the broker
+    /// redelivers them. Used when lapin's recovery gave up.
+    async fn reconnect(&mut self) -> anyhow::Result<()> {
+        self.consuming.store(false, Ordering::Relaxed);
+        self.metrics.broker_reconnects.inc();
+        self.recovering = None;
+        systemd::status("reconnecting to the broker");
+        // The node just lost is tried last.
+        let first = (self.links.consume.url_index() + 1) % self.config.broker.urls.len();
+        loop {
+            self.pipelines.abort_all().await;
+            self.links.consume.close().await;
+            self.links.publish.close().await;
+            // Failures reported by the pipelines just ended are stale.
+            while self.inbox.failures.try_recv().is_ok() {}
+            // A broker that just dropped us may be restarting: back off before the first try.
+            tokio::select! {
+                () = self.shutdown.cancelled() => anyhow::bail!("stopped while reconnecting"),
+                () = tokio::time::sleep(jitter(RECONNECT_MIN)) => {}
+            }
+            // Errors that retrying cannot fix (credentials, topology) end the daemon here.
+            self.links = connect_all(&self.config, first, &self.metrics, &self.shutdown).await?;
+            self.connection_health
+                .store(Arc::new(self.links.consume.health()));
+            let mut all = Ok(());
+            for settings in self.config.pipelines.clone() {
+                all = self.start_pipeline(settings).await;
+                if all.is_err() {
+                    break;
+                }
+            }
+            match all {
+                Ok(()) => break,
+                Err(e) => tracing::warn!(
+                    error = %format!("{e:#}"),
+                    "reconnected, but the pipelines could not start (the broker went again?); reconnecting"
+                ),
+            }
+        }
+        self.consuming.store(true, Ordering::Relaxed);
+        self.publish_plugin_table();
+        systemd::status(&format!(
+            "{} pipelines consuming (reconnected)",
+            self.pipelines.len()
+        ));
+        tracing::info!(
+            pipelines = self.pipelines.len(),
+            "reconnected; consuming again"
+        );
+        Ok(())
+    }
+
+    async fn on_files_changed(&mut self, paths: Vec<PathBuf>) {
+        let changed: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        if changed.iter().any(|p| same_file(p, &self.config.path)) {
+            self.reload_config().await;
+        }
+        // Plugin files that changed with it (or alone); unchanged content is not reloaded.
+        for name in self.plugins.using_files(&changed) {
+            self.plugins.reload_file(&name, &self.metrics).await;
+        }
+    }
+
+    /// Re-reads the config file and applies it: plugins reloaded, topology declared,
+    /// pipelines added, removed or restarted. An invalid config is refused as a whole.
+    async fn reload_config(&mut self) {
+        systemd::reloading();
+        match self.apply_config().await {
+            Ok(summary) => {
+                self.metrics.config_reload(true);
+                tracing::info!(%summary, "config reloaded");
+            }
+            Err(e) => {
+                self.metrics.config_reload(false);
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    "config reload refused; the running configuration is unchanged"
+                );
+            }
+        }
+        systemd::ready(&format!("{} pipelines consuming", self.pipelines.len()));
+    }
+
+    async fn apply_config(&mut self) -> anyhow::Result<String> {
+        let new = Config::load(&self.config.path)?;
+        let diff = ConfigDiff::between(&self.config, &new);
+        if let Some(refused) = diff.refused {
+            anyhow::bail!(refused);
+        }
+        for later in &diff.later {
+            tracing::warn!("{later}");
+        }
+        // Every new or changed plugin is loaded first: a failure refuses the whole config.
+        let mut summary = self
+            .plugins
+            .apply(&new.path, &new.plugins, &self.metrics)
+            .await?;
+        self.links.consume.declare(&new).await?;
+        // Pipelines that go away or change stop first (they drain).
+        for name in &diff.stop {
+            self.pipelines.stop(name).await;
+        }
+        summary.extend(diff.summary());
+        self.config = new;
+        // The new config is in force from here: a pipeline that cannot start (its channel
+        // refused) is reported and left out, the others run.
+        for settings in diff.start {
+            let name = settings.name.clone();
+            if let Err(e) = self.start_pipeline(settings).await {
+                tracing::error!(pipeline = name, error = %format!("{e:#}"), "pipeline could not start");
+                summary.push(format!("failed to start {name}"));
+            }
+        }
+        self.watch_files();
+        self.publish_plugin_table();
+        Ok(if summary.is_empty() {
+            "no changes".to_owned()
+        } else {
+            summary.join(", ")
+        })
+    }
+}

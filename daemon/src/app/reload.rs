@@ -1,0 +1,130 @@
+//! What a config reload changes: a pure comparison of the running config with the new one.
+
+use crate::config::{Config, PipelineSettings};
+
+/// The difference between two configs, as a reload applies it.
+#[derive(Debug, Default, PartialEq)]
+pub struct ConfigDiff {
+    /// Why the new config cannot be applied while running, if it cannot.
+    pub refused: Option<String>,
+    /// What changed that takes effect only later, in words.
+    pub later: Vec<String>,
+    /// Pipelines to stop (drained): removed, or changed.
+    pub stop: Vec<String>,
+    /// Pipelines to start: added, or changed (started again with their new settings).
+    pub start: Vec<PipelineSettings>,
+}
+
+impl ConfigDiff {
+    /// What going from `old` (the running config) to `new` takes. Plugins are compared by
+    /// the registry when it loads them.
+    pub fn between(old: &Config, new: &Config) -> Self {
+        let mut diff = ConfigDiff::default();
+        if new.broker.urls != old.broker.urls {
+            diff.refused = Some("broker.url changed: restart warren to connect elsewhere".into());
+            return diff;
+        }
+        let listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+        if listen(new) != listen(old) {
+            diff.later
+                .push("admin.listen changed: it takes effect when warren restarts".into());
+        }
+        if new.shutdown_grace != old.shutdown_grace {
+            diff.later.push(
+                "shutdown_grace_ms changed: pipelines started from now on use it; running ones keep theirs until restarted"
+                    .into(),
+            );
+        }
+        for p in &old.pipelines {
+            if !new.pipelines.contains(p) {
+                diff.stop.push(p.name.clone());
+            }
+        }
+        for p in &new.pipelines {
+            if !old.pipelines.contains(p) {
+                diff.start.push(p.clone());
+            }
+        }
+        diff
+    }
+
+    /// The change to pipelines in words: `added X`, `changed Y`, `removed Z`.
+    pub fn summary(&self) -> Vec<String> {
+        let started = |name: &String| self.start.iter().any(|p| &p.name == name);
+        let mut words: Vec<String> = self
+            .stop
+            .iter()
+            .map(|name| {
+                if started(name) {
+                    format!("changed {name}")
+                } else {
+                    format!("removed {name}")
+                }
+            })
+            .collect();
+        words.extend(
+            self.start
+                .iter()
+                .filter(|p| !self.stop.contains(&p.name))
+                .map(|p| format!("added {}", p.name)),
+        );
+        words
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(pipelines: &str, extra: &str) -> Config {
+        let text = format!(
+            "{extra}\n[plugins.p]\npath = \"{}\"\n[[queues]]\nname = \"q\"\n[[queues]]\nname = \"r\"\n{pipelines}",
+            std::env::current_exe().expect("test binary").display()
+        );
+        Config::parse(&text, Path::new("/tmp/warren.toml")).expect("valid config")
+    }
+
+    const ONE: &str = "[[pipelines]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p\"\n";
+    const TWO: &str = "[[pipelines]]\nname = \"a\"\nqueue = \"q\"\nplugin = \"p\"\n[[pipelines]]\nname = \"b\"\nqueue = \"r\"\nplugin = \"p\"\n";
+
+    #[test]
+    fn same_config_changes_nothing() {
+        let diff = ConfigDiff::between(&config(TWO, ""), &config(TWO, ""));
+        assert_eq!(diff, ConfigDiff::default());
+        assert!(diff.summary().is_empty());
+    }
+
+    #[test]
+    fn added_changed_and_removed_pipelines() {
+        let old = config(TWO, "");
+        let new = config(
+            &TWO.replace("name = \"b\"\nqueue = \"r\"", "name = \"c\"\nqueue = \"r\"")
+                .replace(
+                    "queue = \"q\"\nplugin = \"p\"",
+                    "queue = \"q\"\nplugin = \"p\"\nprefetch = 3",
+                ),
+            "",
+        );
+        let diff = ConfigDiff::between(&old, &new);
+        assert_eq!(diff.stop, ["a", "b"]);
+        let started: Vec<&str> = diff.start.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(started, ["a", "c"]);
+        assert_eq!(diff.summary(), ["changed a", "removed b", "added c"]);
+        let fewer = ConfigDiff::between(&old, &config(ONE, ""));
+        assert_eq!(fewer.summary(), ["removed b"]);
+    }
+
+    #[test]
+    fn broker_change_is_refused_and_admin_change_is_later() {
+        let old = config(ONE, "");
+        let moved = config(ONE, "[broker]\nurl = \"amqp://elsewhere/%2f\"");
+        assert!(ConfigDiff::between(&old, &moved).refused.is_some());
+        let admin = config(ONE, "[admin]\nlisten = \"127.0.0.1:1\"");
+        let diff = ConfigDiff::between(&old, &admin);
+        assert_eq!(diff.refused, None);
+        assert_eq!(diff.later.len(), 1);
+        assert!(diff.later[0].starts_with("admin.listen changed"));
+    }
+}

@@ -1,0 +1,255 @@
+//! The running pipelines, started, stopped and restarted one at a time. One pipeline is one
+//! failure domain: its own consumer and publishing channels; a pipeline whose channel the
+//! broker closes (consumer timeout, queue deleted, a channel error) is restarted alone, after
+//! a growing backoff, while the others go on undisturbed.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+
+use crate::admin::Publishers;
+use crate::broker::links::{Links, jitter};
+use crate::config::PipelineSettings;
+use crate::metrics::{Heartbeat, Metrics};
+use crate::pipeline::{Pipeline, Stop};
+use crate::plugin::registry::PluginSlot;
+
+/// First wait before a failed pipeline is restarted; doubled at each failure in a row.
+pub const RESTART_MIN: Duration = Duration::from_millis(500);
+/// Longest wait before a failed pipeline is restarted.
+pub const RESTART_MAX: Duration = Duration::from_secs(30);
+/// A pipeline that ran this long before it failed restarts after [`RESTART_MIN`] again.
+pub const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Each pipeline's heartbeat (for the systemd watchdog), by name.
+pub type Heartbeats = Arc<Mutex<BTreeMap<String, Heartbeat>>>;
+
+/// A pipeline's failure, reported by its task: its name, and why.
+pub type Failure = (String, anyhow::Error);
+
+struct Running {
+    settings: PipelineSettings,
+    stop: Stop,
+    done: tokio::task::JoinHandle<()>,
+    started: Instant,
+}
+
+/// The running pipelines and what they share.
+pub struct Supervisor {
+    running: BTreeMap<String, Running>,
+    heartbeats: Heartbeats,
+    publishers: Publishers,
+    epoch: Instant,
+    failures: mpsc::UnboundedSender<Failure>,
+    restarts: mpsc::UnboundedSender<String>,
+    /// The wait before each failed pipeline's next restart.
+    backoff: BTreeMap<String, Duration>,
+}
+
+impl Supervisor {
+    /// No pipeline yet. Failed pipelines are reported on `failures`; a restart that is due is
+    /// asked for on `restarts`.
+    pub fn new(
+        epoch: Instant,
+        failures: mpsc::UnboundedSender<Failure>,
+        restarts: mpsc::UnboundedSender<String>,
+    ) -> Self {
+        Self {
+            running: BTreeMap::new(),
+            heartbeats: Heartbeats::default(),
+            publishers: Publishers::default(),
+            epoch,
+            failures,
+            restarts,
+            backoff: BTreeMap::new(),
+        }
+    }
+
+    /// Each pipeline's heartbeat.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats.clone()
+    }
+
+    /// Each pipeline's publisher.
+    pub fn publishers(&self) -> Publishers {
+        self.publishers.clone()
+    }
+
+    /// How many pipelines run.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// True if the pipeline named `name` runs.
+    pub fn contains(&self, name: &str) -> bool {
+        self.running.contains_key(name)
+    }
+
+    /// The running pipelines that use the plugin named `plugin`.
+    pub fn users_of(&self, plugin: &str) -> Vec<String> {
+        self.running
+            .values()
+            .filter(|r| r.settings.plugin == plugin)
+            .map(|r| r.settings.name.clone())
+            .collect()
+    }
+
+    /// Opens the pipeline's channels on `links` and starts it.
+    pub async fn start(
+        &mut self,
+        settings: PipelineSettings,
+        slot: PluginSlot,
+        links: &Links,
+        metrics: &Metrics,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
+        let name = settings.name.clone();
+        let reopens = metrics.channel_reopens(&name);
+        let publisher = links
+            .publish
+            .publisher(move || {
+                reopens.inc();
+            })
+            .await
+            .with_context(|| format!("pipeline {name}"))?;
+        let consumer = links
+            .consume
+            .consume(
+                &settings.queue,
+                settings.prefetch.get(),
+                &format!("warren.{name}"),
+                settings.coalesce_acks,
+                settings.quorum,
+            )
+            .await
+            .with_context(|| format!("pipeline {name}"));
+        let consumer = match consumer {
+            Ok(consumer) => consumer,
+            Err(e) => {
+                publisher.close().await;
+                return Err(e);
+            }
+        };
+        let heartbeat: Heartbeat = Arc::new(AtomicU64::new(
+            u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(0),
+        ));
+        lock(&self.heartbeats).insert(name.clone(), heartbeat.clone());
+        lock(&self.publishers).insert(name.clone(), publisher.clone());
+        let pipeline = Pipeline::new(
+            settings.clone(),
+            slot,
+            publisher,
+            Arc::from(links.publish.user()),
+            metrics.pipeline(&name),
+            heartbeat,
+            self.epoch,
+        );
+        let stop = Stop::default();
+        let run = pipeline.run(consumer, stop.clone(), grace);
+        let failures = self.failures.clone();
+        let task_name = name.clone();
+        let done = tokio::spawn(async move {
+            if let Err(e) = run.await {
+                let _ = failures.send((task_name, e));
+            }
+        });
+        tracing::info!(
+            pipeline = name,
+            queue = settings.queue,
+            plugin = settings.plugin,
+            prefetch = settings.prefetch.get(),
+            concurrency = settings.concurrency.get(),
+            "pipeline consuming"
+        );
+        self.running.insert(
+            name,
+            Running {
+                settings,
+                stop,
+                done,
+                started: Instant::now(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops consuming, lets in-flight messages finish within the grace period, closes.
+    pub async fn stop(&mut self, name: &str) {
+        if let Some(running) = self.running.remove(name) {
+            running.stop.drain();
+            let _ = running.done.await;
+            self.forget(name);
+            tracing::info!(pipeline = name, "pipeline stopped");
+        }
+    }
+
+    /// Stops every pipeline at once, each draining within the grace period.
+    pub async fn stop_all(&mut self) {
+        for running in self.running.values() {
+            running.stop.drain();
+        }
+        for name in self.running.keys().cloned().collect::<Vec<_>>() {
+            self.stop(&name).await;
+        }
+    }
+
+    /// Ends every pipeline at once, cancelling the messages in flight (their channels are
+    /// gone: the broker redelivers them); nothing more is published for them.
+    pub async fn abort_all(&mut self) {
+        for (name, running) in std::mem::take(&mut self.running) {
+            running.stop.abort();
+            let _ = running.done.await;
+            self.forget(&name);
+        }
+    }
+
+    fn forget(&self, name: &str) {
+        lock(&self.heartbeats).remove(name);
+        lock(&self.publishers).remove(name);
+    }
+
+    /// A pipeline failed (its task ended with `error`): its in-flight messages are cancelled
+    /// (they are redelivered), and it is restarted alone after its backoff. False if no such
+    /// pipeline runs (a stale report).
+    pub async fn failed(&mut self, name: &str, error: &anyhow::Error) -> bool {
+        let Some(running) = self.running.remove(name) else {
+            return false;
+        };
+        running.stop.abort();
+        let _ = running.done.await;
+        self.forget(name);
+        if running.started.elapsed() >= RESTART_HEALTHY_AFTER {
+            self.backoff.remove(name);
+        }
+        let wait = self.schedule_restart(name);
+        tracing::error!(
+            pipeline = name,
+            error = %format!("{error:#}"),
+            restart_in_ms = wait.as_millis() as u64,
+            "pipeline lost its channel; restarting it alone"
+        );
+        true
+    }
+
+    /// Asks for a restart of `name` after its backoff, which doubles for the next time.
+    pub fn schedule_restart(&mut self, name: &str) -> Duration {
+        let delay = self.backoff.entry(name.to_owned()).or_insert(RESTART_MIN);
+        let wait = jitter(*delay);
+        *delay = (*delay * 2).min(RESTART_MAX);
+        let restarts = self.restarts.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = restarts.send(name);
+        });
+        wait
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
