@@ -50,6 +50,97 @@ const HANDLE_BUCKETS: [f64; 14] = [
     0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
 ];
 
+/// Every metric's name (after the `warren_` prefix) and help text.
+const HELP: &[(&str, &str)] = &[
+    (
+        "messages",
+        "Messages handled, by pipeline and verdict (ack, reject, requeue, republish, error)",
+    ),
+    (
+        "plugin_handle_seconds",
+        "Time spent in a plugin's handle, by pipeline",
+    ),
+    (
+        "messages_in_flight",
+        "Messages received and not yet settled, by pipeline",
+    ),
+    (
+        "plugin_failures",
+        "Plugin failures by pipeline and reason (trap, timeout, too_large, start)",
+    ),
+    (
+        "publish_failures",
+        "Publishes not confirmed (unroutable, nacked, timed out), by pipeline",
+    ),
+    (
+        "stale_settlements",
+        "Settlements not sent because the delivery's channel was gone (the broker redelivers)",
+    ),
+    (
+        "redeliveries",
+        "Deliveries with the redelivered flag set, by pipeline",
+    ),
+    (
+        "plugin_reloads",
+        "Plugin loads after start-up, by plugin and result (ok, failed)",
+    ),
+    (
+        "config_reloads",
+        "Config reloads (file change or SIGHUP), by result (ok, failed: refused whole)",
+    ),
+    (
+        "broker_recoveries",
+        "Lost broker connections recovered by lapin, by connection (consume, publish)",
+    ),
+    (
+        "broker_reconnects",
+        "Times warren reconnected and restarted every pipeline itself (lapin's recovery gave up, or the broker closed a channel)",
+    ),
+    (
+        "broker_connected",
+        "1 while the consuming connection to the broker is open",
+    ),
+    (
+        "dead_lettered",
+        "Messages rejected for good (to the dead-letter queue or exchange, or dropped if the pipeline opted out), by pipeline and reason",
+    ),
+    (
+        "invalid_publishes",
+        "Messages whose plugin asked to publish something invalid (too long a name, bad expiration, too many bytes, not allowed), by pipeline",
+    ),
+    (
+        "panics",
+        "Messages on which warren itself failed (a bug), settled by on_error, by pipeline",
+    ),
+    (
+        "publish_channel_reopens",
+        "Times a pipeline's publishing channel was reopened after the broker closed it",
+    ),
+    (
+        "publish_channel_open",
+        "1 while a pipeline's publishing channel is open",
+    ),
+    (
+        "pipeline_restarts",
+        "Times a pipeline was restarted alone after its channel failed (consumer timeout, queue deleted)",
+    ),
+];
+
+/// Registers `metric` under `name`, with its help text from [`HELP`], and returns it (a
+/// handle on the same series).
+fn registered<M: prometheus_client::registry::Metric + Clone>(
+    registry: &mut Registry,
+    name: &str,
+    metric: M,
+) -> M {
+    let help = HELP
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, help)| help);
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// Every metric the daemon exports.
 pub struct Metrics {
     registry: Registry,
@@ -86,139 +177,34 @@ impl Default for Metrics {
 impl Metrics {
     /// A fresh registry with every metric registered.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("warren");
-        let messages = Family::<VerdictLabels, Counter>::default();
-        registry.register(
-            "messages",
-            "Messages handled, by pipeline and verdict (ack, reject, requeue, republish, error)",
-            messages.clone(),
-        );
-        let handle_seconds = Family::<PipelineLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(HANDLE_BUCKETS)) as fn() -> Histogram,
-        );
-        registry.register(
-            "plugin_handle_seconds",
-            "Time spent in a plugin's handle, by pipeline",
-            handle_seconds.clone(),
-        );
-        let in_flight = Family::<PipelineLabels, Gauge>::default();
-        registry.register(
-            "messages_in_flight",
-            "Messages received and not yet settled, by pipeline",
-            in_flight.clone(),
-        );
-        let failures = Family::<FailureLabels, Counter>::default();
-        registry.register(
-            "plugin_failures",
-            "Plugin failures by pipeline and reason (trap, timeout, too_large, start)",
-            failures.clone(),
-        );
-        let publish_failures = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "publish_failures",
-            "Publishes not confirmed (unroutable, nacked, timed out), by pipeline",
-            publish_failures.clone(),
-        );
-        let stale_settlements = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "stale_settlements",
-            "Settlements not sent because the delivery's channel was gone (the broker redelivers)",
-            stale_settlements.clone(),
-        );
-        let redeliveries = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "redeliveries",
-            "Deliveries with the redelivered flag set, by pipeline",
-            redeliveries.clone(),
-        );
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register(
-            "plugin_reloads",
-            "Plugin loads after start-up, by plugin and result (ok, failed)",
-            reloads.clone(),
-        );
-        let config_reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "config_reloads",
-            "Config reloads (file change or SIGHUP), by result (ok, failed: refused whole)",
-            config_reloads.clone(),
-        );
-        let recoveries = Family::<ConnectionLabels, Counter>::default();
-        registry.register(
-            "broker_recoveries",
-            "Lost broker connections recovered by lapin, by connection (consume, publish)",
-            recoveries.clone(),
-        );
-        let broker_reconnects = Counter::default();
-        registry.register(
-            "broker_reconnects",
-            "Times warren reconnected and restarted every pipeline itself (lapin's recovery gave up, or the broker closed a channel)",
-            broker_reconnects.clone(),
-        );
-        let broker_connected = Gauge::default();
-        registry.register(
-            "broker_connected",
-            "1 while the consuming connection to the broker is open",
-            broker_connected.clone(),
-        );
-        let dead_lettered = Family::<FailureLabels, Counter>::default();
-        registry.register(
-            "dead_lettered",
-            "Messages rejected for good (to the dead-letter queue or exchange, or dropped if the pipeline opted out), by pipeline and reason",
-            dead_lettered.clone(),
-        );
-        let invalid_publishes = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "invalid_publishes",
-            "Messages whose plugin asked to publish something invalid (too long a name, bad expiration, too many bytes, not allowed), by pipeline",
-            invalid_publishes.clone(),
-        );
-        let panics = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "panics",
-            "Messages on which warren itself failed (a bug), settled by on_error, by pipeline",
-            panics.clone(),
-        );
-        let channel_reopens = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "publish_channel_reopens",
-            "Times a pipeline's publishing channel was reopened after the broker closed it",
-            channel_reopens.clone(),
-        );
-        let channel_open = Family::<PipelineLabels, Gauge>::default();
-        registry.register(
-            "publish_channel_open",
-            "1 while a pipeline's publishing channel is open",
-            channel_open.clone(),
-        );
-        let pipeline_restarts = Family::<PipelineLabels, Counter>::default();
-        registry.register(
-            "pipeline_restarts",
-            "Times a pipeline was restarted alone after its channel failed (consumer timeout, queue deleted)",
-            pipeline_restarts.clone(),
-        );
-        let handled = Counter::default();
+        let mut r = Registry::with_prefix("warren");
         Self {
-            pipeline_restarts,
-            dead_lettered,
-            invalid_publishes,
-            panics,
-            channel_reopens,
-            channel_open,
-            handled,
-            registry,
-            messages,
-            handle_seconds,
-            in_flight,
-            failures,
-            publish_failures,
-            stale_settlements,
-            redeliveries,
-            reloads,
-            config_reloads,
-            recoveries,
-            broker_reconnects,
-            broker_connected,
+            messages: registered(&mut r, "messages", Family::default()),
+            handle_seconds: registered(
+                &mut r,
+                "plugin_handle_seconds",
+                Family::<PipelineLabels, Histogram>::new_with_constructor(
+                    (|| Histogram::new(HANDLE_BUCKETS)) as fn() -> Histogram,
+                ),
+            ),
+            in_flight: registered(&mut r, "messages_in_flight", Family::default()),
+            failures: registered(&mut r, "plugin_failures", Family::default()),
+            publish_failures: registered(&mut r, "publish_failures", Family::default()),
+            stale_settlements: registered(&mut r, "stale_settlements", Family::default()),
+            redeliveries: registered(&mut r, "redeliveries", Family::default()),
+            reloads: registered(&mut r, "plugin_reloads", Family::default()),
+            config_reloads: registered(&mut r, "config_reloads", Family::default()),
+            recoveries: registered(&mut r, "broker_recoveries", Family::default()),
+            broker_reconnects: registered(&mut r, "broker_reconnects", Counter::default()),
+            broker_connected: registered(&mut r, "broker_connected", Gauge::default()),
+            dead_lettered: registered(&mut r, "dead_lettered", Family::default()),
+            invalid_publishes: registered(&mut r, "invalid_publishes", Family::default()),
+            panics: registered(&mut r, "panics", Family::default()),
+            channel_reopens: registered(&mut r, "publish_channel_reopens", Family::default()),
+            channel_open: registered(&mut r, "publish_channel_open", Family::default()),
+            pipeline_restarts: registered(&mut r, "pipeline_restarts", Family::default()),
+            handled: Counter::default(),
+            registry: r,
         }
     }
 

@@ -155,16 +155,8 @@ async fn names_over_255_bytes_are_dead_lettered_naming_the_field() {
             5.0,
         )
         .await;
-    let scrape = daemon.scrape();
-    assert_eq!(
-        crate::harness::sample(
-            &scrape,
-            "warren_messages_in_flight",
-            &[("pipeline", queue.as_str())]
-        ),
-        0.0,
-        "no delivery holds its slot"
-    );
+    let in_flight = daemon.metric("warren_messages_in_flight", &[("pipeline", &queue)]);
+    assert_eq!(in_flight, 0.0, "no delivery holds its slot");
     daemon.stop().await.expect("clean stop");
     assert_eq!(queue_counts(&queue).await, (0, 0));
     broker.cleanup().await;
@@ -347,14 +339,9 @@ async fn one_refused_publish_is_confined_to_its_message() {
             1.0,
         )
         .await;
-    let scrape = daemon.scrape();
+    let reopens_b = daemon.metric("warren_publish_channel_reopens_total", &[("pipeline", &b)]);
     assert_eq!(
-        crate::harness::sample(
-            &scrape,
-            "warren_publish_channel_reopens_total",
-            &[("pipeline", b.as_str())]
-        ),
-        0.0,
+        reopens_b, 0.0,
         "the other pipeline's channel was never touched"
     );
     daemon.stop().await.expect("clean stop");

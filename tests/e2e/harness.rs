@@ -446,6 +446,11 @@ impl Running {
             .expect("valid Prometheus text")
     }
 
+    /// The current value of the sample `name` with `labels` (the test fails if there is none).
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        sample(&self.scrape(), name, labels)
+    }
+
     /// Waits (up to [`PATIENCE`]) until the sample `name` with `labels` reaches `at_least`.
     pub async fn wait_metric(&self, name: &str, labels: &[(&str, &str)], at_least: f64) {
         self.wait_metric_for(name, labels, at_least, PATIENCE).await;

@@ -1,6 +1,11 @@
 //! What a config reload changes: a pure comparison of the running config with the new one.
 
+use std::path::{Path, PathBuf};
+
+use super::Daemon;
 use crate::config::{Config, PipelineSettings};
+use crate::plugin::registry::same_file;
+use crate::systemd;
 
 /// The difference between two configs, as a reload applies it.
 #[derive(Debug, Default, PartialEq)]
@@ -69,6 +74,78 @@ impl ConfigDiff {
                 .map(|p| format!("added {}", p.name)),
         );
         words
+    }
+}
+
+impl Daemon {
+    pub(super) async fn on_files_changed(&mut self, paths: Vec<PathBuf>) {
+        let changed: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        if changed.iter().any(|p| same_file(p, &self.config.path)) {
+            self.reload_config().await;
+        }
+        // Plugin files that changed with it (or alone); unchanged content is not reloaded.
+        for name in self.plugins.using_files(&changed) {
+            self.plugins.reload_file(&name, &self.metrics).await;
+        }
+    }
+
+    /// Re-reads the config file and applies it: plugins reloaded, topology declared,
+    /// pipelines added, removed or restarted. An invalid config is refused as a whole.
+    pub(super) async fn reload_config(&mut self) {
+        systemd::reloading();
+        match self.apply_config().await {
+            Ok(summary) => {
+                self.metrics.config_reload(true);
+                tracing::info!(%summary, "config reloaded");
+            }
+            Err(e) => {
+                self.metrics.config_reload(false);
+                tracing::error!(
+                    error = %format!("{e:#}"),
+                    "config reload refused; the running configuration is unchanged"
+                );
+            }
+        }
+        systemd::ready(&format!("{} pipelines consuming", self.pipelines.len()));
+    }
+
+    async fn apply_config(&mut self) -> anyhow::Result<String> {
+        let new = Config::load(&self.config.path)?;
+        let diff = ConfigDiff::between(&self.config, &new);
+        if let Some(refused) = diff.refused {
+            anyhow::bail!(refused);
+        }
+        for later in &diff.later {
+            tracing::warn!("{later}");
+        }
+        // Every new or changed plugin is loaded first: a failure refuses the whole config.
+        let mut summary = self
+            .plugins
+            .apply(&new.path, &new.plugins, &self.metrics)
+            .await?;
+        self.links.consume.declare(&new).await?;
+        // Pipelines that go away or change stop first (they drain).
+        for name in &diff.stop {
+            self.pipelines.stop(name).await;
+        }
+        summary.extend(diff.summary());
+        self.config = new;
+        // The new config is in force from here: a pipeline that cannot start (its channel
+        // refused) is reported and left out, the others run.
+        for settings in diff.start {
+            let name = settings.name.clone();
+            if let Err(e) = self.start_pipeline(settings).await {
+                tracing::error!(pipeline = name, error = %format!("{e:#}"), "pipeline could not start");
+                summary.push(format!("failed to start {name}"));
+            }
+        }
+        self.watch_files();
+        self.publish_plugin_table();
+        Ok(if summary.is_empty() {
+            "no changes".to_owned()
+        } else {
+            summary.join(", ")
+        })
     }
 }
 

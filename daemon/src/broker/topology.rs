@@ -13,6 +13,14 @@ pub(super) async fn declare(connection: &lapin::Connection, config: &Config) -> 
         .create_channel()
         .await
         .context("cannot open a channel to declare the topology")?;
+    exchanges(&channel, config).await?;
+    queues(connection, &channel, config).await?;
+    bindings(&channel, config).await?;
+    let _ = channel.close(200, ShortString::from("declared")).await;
+    Ok(())
+}
+
+async fn exchanges(channel: &lapin::Channel, config: &Config) -> anyhow::Result<()> {
     for (i, e) in config.exchanges.iter().enumerate() {
         let kind = match e.kind {
             ExchangeKind::Direct => LapinKind::Direct,
@@ -40,6 +48,14 @@ pub(super) async fn declare(connection: &lapin::Connection, config: &Config) -> 
                 )
             })?;
     }
+    Ok(())
+}
+
+async fn queues(
+    connection: &lapin::Connection,
+    channel: &lapin::Channel,
+    config: &Config,
+) -> anyhow::Result<()> {
     for (i, q) in config.queues.iter().enumerate() {
         if let Some(ArgValue::Text(dlx)) = q.arguments.get("x-dead-letter-exchange") {
             let declared = config.exchanges.iter().any(|e| &e.name == dlx);
@@ -69,6 +85,10 @@ pub(super) async fn declare(connection: &lapin::Connection, config: &Config) -> 
                 )
             })?;
     }
+    Ok(())
+}
+
+async fn bindings(channel: &lapin::Channel, config: &Config) -> anyhow::Result<()> {
     for (i, b) in config.bindings.iter().enumerate() {
         channel
             .queue_bind(
@@ -88,7 +108,6 @@ pub(super) async fn declare(connection: &lapin::Connection, config: &Config) -> 
                 )
             })?;
     }
-    let _ = channel.close(200, ShortString::from("declared")).await;
     Ok(())
 }
 

@@ -137,9 +137,27 @@ impl Pipeline {
             }
         };
         consumer.cancel().await;
+        let cancel_now = result.is_err() || stop.abort.is_cancelled();
+        this.finish(tasks, cancel, cancel_now, grace, &mut beat)
+            .await;
+        consumer.close().await;
+        this.publisher.close().await;
+        result
+    }
+
+    /// Lets the messages in flight finish within `grace` — or, if `cancel_now` (nothing in
+    /// flight can be settled on a dead channel), cancels them at once. Whatever still runs at
+    /// the end is cancelled: it publishes nothing more.
+    async fn finish(
+        &self,
+        tasks: TaskTracker,
+        cancel: CancellationToken,
+        cancel_now: bool,
+        grace: Duration,
+        beat: &mut tokio::time::Interval,
+    ) {
         tasks.close();
-        let grace = if result.is_err() || stop.abort.is_cancelled() {
-            // Nothing in flight can be settled on a dead channel: cancel it.
+        let grace = if cancel_now {
             cancel.cancel();
             CANCEL_WAIT
         } else {
@@ -152,22 +170,20 @@ impl Pipeline {
             loop {
                 tokio::select! {
                     () = &mut wait => break,
-                    _ = beat.tick() => this.beat(),
+                    _ = beat.tick() => self.beat(),
                 }
             }
         };
-        if tokio::time::timeout(grace, drained).await.is_err() && result.is_ok() {
-            tracing::warn!(
-                pipeline = &*this.name,
-                grace_ms = grace.as_millis() as u64,
-                "in-flight messages did not finish within the grace period; they return to the queue"
-            );
-            // Whatever is still running publishes nothing more.
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            if !cancel_now {
+                tracing::warn!(
+                    pipeline = &*self.name,
+                    grace_ms = grace.as_millis() as u64,
+                    "in-flight messages did not finish within the grace period; they return to the queue"
+                );
+            }
             cancel.cancel();
         }
-        consumer.close().await;
-        this.publisher.close().await;
-        result
     }
 }
 

@@ -11,7 +11,7 @@ use super::Pipeline;
 use super::validate::{check_plugin_publishes, check_properties};
 use crate::broker::{Acker, PublishError, Settlement};
 use crate::config::DeadLetter;
-use crate::decision::{Fate, Kind, Reason, attempt, counted_copy, decide};
+use crate::decision::{Decision, Fate, Kind, Reason, attempt, counted_copy, decide};
 use crate::message::{Message, Outgoing, text_header};
 use crate::metrics::InFlight;
 use crate::plugin::Plugin;
@@ -98,50 +98,80 @@ impl Pipeline {
                 "last allowed delivery: dead-lettered instead of requeued"
             );
         }
+        if let Err(fate) = self.check_publishes(plugin, &mut decision, message) {
+            return fate;
+        }
+        match self.publisher.publish_all(&decision.publishes).await {
+            Ok(()) => decision.fate,
+            Err(error) => self.publish_failed(plugin, message, decision.kind, error),
+        }
+    }
+
+    /// Checks what the plugin asked to publish (its rules and AMQP's) and makes warren's own
+    /// publishes safe; an invalid publish is the fate `on_error` gives, and nothing is
+    /// published for the message.
+    fn check_publishes(
+        &self,
+        plugin: &Plugin,
+        decision: &mut Decision,
+        message: &Message,
+    ) -> Result<(), Fate> {
         let (from_plugin, own) = decision.publishes.split_at_mut(decision.from_plugin);
         let checked = check_plugin_publishes(from_plugin, plugin.publish_rules(), &self.user)
             .and_then(|()| {
                 own.iter_mut()
                     .try_for_each(|m| check_properties(&mut m.properties, &self.user))
             });
-        if let Err(invalid) = checked {
-            metrics.invalid_publishes.inc();
-            tracing::warn!(
-                pipeline = &*self.name,
-                plugin = plugin.name(),
-                version = plugin.version(),
-                message_id = message_id(message),
-                on_error = ?on_error,
-                error = %invalid,
-                "the plugin asked to publish an invalid message; nothing is published for this message"
-            );
-            return Fate::on_error(on_error, Reason::InvalidPublish(invalid.to_string()));
-        }
-        match self.publisher.publish_all(&decision.publishes).await {
-            Ok(()) => decision.fate,
-            Err(error) => {
-                metrics.publish_failures.inc();
-                let fate = if error.is_transient() {
-                    Fate::Requeue
-                } else if let PublishError::Invalid(problem) = &error {
-                    metrics.invalid_publishes.inc();
-                    Fate::on_error(on_error, Reason::InvalidPublish(problem.clone()))
-                } else {
-                    Fate::on_error(on_error, Reason::PublishRefused(error.to_string()))
-                };
-                tracing::warn!(
-                    pipeline = &*self.name,
-                    plugin = plugin.name(),
-                    version = plugin.version(),
-                    message_id = message_id(message),
-                    verdict = decision.kind.as_str(),
-                    then = if fate == Fate::Requeue { "requeue" } else { "on_error" },
-                    %error,
-                    "publish failed; the message is not acked"
-                );
-                fate
-            }
-        }
+        let Err(invalid) = checked else {
+            return Ok(());
+        };
+        self.metrics.invalid_publishes.inc();
+        tracing::warn!(
+            pipeline = &*self.name,
+            plugin = plugin.name(),
+            version = plugin.version(),
+            message_id = message_id(message),
+            on_error = ?self.settings.on_error,
+            error = %invalid,
+            "the plugin asked to publish an invalid message; nothing is published for this message"
+        );
+        Err(Fate::on_error(
+            self.settings.on_error,
+            Reason::InvalidPublish(invalid.to_string()),
+        ))
+    }
+
+    /// The fate of a message whose publishes failed: back to the queue if the failure is
+    /// transient (no confirm, connection lost), `on_error` if the broker refused for good or
+    /// the message could not be encoded.
+    fn publish_failed(
+        &self,
+        plugin: &Plugin,
+        message: &Message,
+        verdict: Kind,
+        error: PublishError,
+    ) -> Fate {
+        let on_error = self.settings.on_error;
+        self.metrics.publish_failures.inc();
+        let fate = if error.is_transient() {
+            Fate::Requeue
+        } else if let PublishError::Invalid(problem) = &error {
+            self.metrics.invalid_publishes.inc();
+            Fate::on_error(on_error, Reason::InvalidPublish(problem.clone()))
+        } else {
+            Fate::on_error(on_error, Reason::PublishRefused(error.to_string()))
+        };
+        tracing::warn!(
+            pipeline = &*self.name,
+            plugin = plugin.name(),
+            version = plugin.version(),
+            message_id = message_id(message),
+            verdict = verdict.as_str(),
+            then = if fate == Fate::Requeue { "requeue" } else { "on_error" },
+            %error,
+            "publish failed; the message is not acked"
+        );
+        fate
     }
 
     /// A classic queue does not count deliveries: a message back after a crash or a lost
@@ -164,11 +194,8 @@ impl Pipeline {
             self.metrics.verdict(Kind::Error);
             return Fate::DeadLetter(reason);
         }
-        let mut copy = counted_copy(message, self.settings.queue.clone(), delivery - 1);
-        if let Err(invalid) = check_properties(&mut copy.properties, &self.user) {
-            return Fate::DeadLetter(Reason::InvalidPublish(invalid.to_string()));
-        }
-        match self.publisher.publish(&copy).await {
+        let copy = counted_copy(message, self.settings.queue.clone(), delivery - 1);
+        match self.publish_copy(copy).await {
             Ok(()) => {
                 tracing::debug!(
                     pipeline = &*self.name,
@@ -200,15 +227,11 @@ impl Pipeline {
         let DeadLetter::Queue(queue) = &self.settings.dead_letter else {
             return Settlement::Reject;
         };
-        let mut copy = dead_letter_copy(message, queue, &reason, &self.name, plugin.version());
-        let published = async {
-            check_properties(&mut copy.properties, &self.user).map_err(|e| e.to_string())?;
-            self.publisher
-                .publish(&copy)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        match AssertUnwindSafe(published).catch_unwind().await {
+        let copy = dead_letter_copy(message, queue, &reason, &self.name, plugin.version());
+        match AssertUnwindSafe(self.publish_copy(copy))
+            .catch_unwind()
+            .await
+        {
             Ok(Ok(())) => Settlement::Ack,
             Ok(Err(error)) => {
                 self.metrics.publish_failures.inc();
@@ -233,6 +256,16 @@ impl Pipeline {
                 Settlement::Requeue
             }
         }
+    }
+
+    /// Publishes a copy warren makes of a delivered message (a counted redelivery, a
+    /// dead-letter), its properties made safe to publish first (a foreign `user_id` removed).
+    async fn publish_copy(&self, mut copy: Outgoing) -> Result<(), String> {
+        check_properties(&mut copy.properties, &self.user).map_err(|e| e.to_string())?;
+        self.publisher
+            .publish(&copy)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn settle(&self, acker: Acker, settlement: Settlement, message: &Message) {
