@@ -73,6 +73,10 @@ const HELP: &[(&str, &str)] = &[
         "Publishes not confirmed (unroutable, nacked, timed out), by pipeline",
     ),
     (
+        "settle_failures",
+        "Settlements the broker connection refused with an error (the broker redelivers the message), by pipeline",
+    ),
+    (
         "stale_settlements",
         "Settlements not sent because the delivery's channel was gone (the broker redelivers)",
     ),
@@ -150,6 +154,7 @@ pub struct Metrics {
     failures: Family<FailureLabels, Counter>,
     publish_failures: Family<PipelineLabels, Counter>,
     stale_settlements: Family<PipelineLabels, Counter>,
+    settle_failures: Family<PipelineLabels, Counter>,
     redeliveries: Family<PipelineLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
@@ -191,6 +196,7 @@ impl Metrics {
             failures: registered(&mut r, "plugin_failures", Family::default()),
             publish_failures: registered(&mut r, "publish_failures", Family::default()),
             stale_settlements: registered(&mut r, "stale_settlements", Family::default()),
+            settle_failures: registered(&mut r, "settle_failures", Family::default()),
             redeliveries: registered(&mut r, "redeliveries", Family::default()),
             reloads: registered(&mut r, "plugin_reloads", Family::default()),
             config_reloads: registered(&mut r, "config_reloads", Family::default()),
@@ -255,6 +261,7 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create(&p()).clone(),
             publish_failures: self.publish_failures.get_or_create(&p()).clone(),
             stale_settlements: self.stale_settlements.get_or_create(&p()).clone(),
+            settle_failures: self.settle_failures.get_or_create(&p()).clone(),
             redeliveries: self.redeliveries.get_or_create(&p()).clone(),
             dead_lettered: crate::decision::Reason::CODES.map(|reason| {
                 self.dead_lettered
@@ -338,6 +345,8 @@ pub struct PipelineMetrics {
     pub publish_failures: Counter,
     /// Settlements on a dead channel.
     pub stale_settlements: Counter,
+    /// Settlements that failed with an error.
+    pub settle_failures: Counter,
     /// Redelivered messages received.
     pub redeliveries: Counter,
     /// Messages rejected for good, by [`crate::decision::Reason::index`].
@@ -398,3 +407,29 @@ pub type SharedMetrics = Arc<Metrics>;
 
 /// Milliseconds since start-up at which a pipeline's loop last ran (for the watchdog).
 pub type Heartbeat = Arc<AtomicU64>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_has_its_help_text() {
+        let metrics = Metrics::new();
+        // A family shows once it has a series: make one of each.
+        let pipeline = metrics.pipeline("p");
+        pipeline.handle_seconds.observe(0.1);
+        metrics.recoveries("consume").inc();
+        metrics.reload("x", true);
+        metrics.config_reload(true);
+        metrics.channel_reopens("p").inc();
+        metrics.set_channel_open("p", true);
+        metrics.pipeline_restart("p");
+        let text = metrics.render();
+        let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP")).collect();
+        assert_eq!(helps.len(), HELP.len(), "{text}");
+        for line in helps {
+            // `# HELP name text.`: a line with no text is a metric missing from HELP.
+            assert!(line.split(' ').count() > 4, "{line}");
+        }
+    }
+}

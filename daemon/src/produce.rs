@@ -1,5 +1,6 @@
 //! `warren publish`: a producer for humans and scripts, one message per line of input, each confirmed.
 
+use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
@@ -79,6 +80,6 @@ pub async fn publish_lines(
         }
     }
     connection.close().await;
-    result.map_err(|e| anyhow::anyhow!("{e} (after {confirmed} confirmed messages)"))?;
+    result.with_context(|| format!("after {confirmed} confirmed messages"))?;
     Ok(confirmed)
 }

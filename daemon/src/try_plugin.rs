@@ -44,10 +44,7 @@ pub async fn run(trial: Trial, message: Message) -> anyhow::Result<Value> {
     .map_err(|bad| anyhow::anyhow!("--allow-host: {}", bad.error))?;
     let runtime = Runtime::new()?;
     let plugin = runtime.load(&settings).await?;
-    let outcome = plugin
-        .handle(&Arc::from(name.as_str()), &message)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let outcome = plugin.handle(&Arc::from(name.as_str()), &message).await?;
     Ok(json!({
         "plugin": { "name": name, "version": plugin.version() },
         "verdict": verdict_json(&outcome.verdict),

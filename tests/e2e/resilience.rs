@@ -119,10 +119,17 @@ prefetch = 20
         if saw_unready && ready {
             break;
         }
-        assert!(Instant::now() < deadline, "warren did not come back");
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            if saw_unready {
+                "warren did not come back"
+            } else {
+                "/readyz never reported the lost connection"
+            }
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(saw_unready, "/readyz never reported the lost connection");
     assert_eq!(
         closing.await.expect("closer"),
         2,

@@ -1,6 +1,6 @@
 //! Consumes one queue with manual acks; each delivery becomes a plain [`Message`] and its [`Acker`].
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
@@ -52,7 +52,7 @@ impl Consumer {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| anyhow!("cannot consume queue {queue:?}: {e}"))?;
+            .with_context(|| format!("cannot consume queue {queue:?}"))?;
         let tag = inner.tag();
         Ok(Self {
             channel,
@@ -70,7 +70,11 @@ impl Consumer {
     pub async fn next(&mut self) -> Option<anyhow::Result<(Message, Acker)>> {
         let delivery = match self.inner.next().await? {
             Ok(delivery) => delivery,
-            Err(e) => return Some(Err(anyhow!("consumer on {:?} failed: {e}", self.queue))),
+            Err(e) => {
+                return Some(Err(
+                    anyhow::Error::new(e).context(format!("consumer on {:?} failed", self.queue))
+                ));
+            }
         };
         let message = Message {
             exchange: delivery.exchange.as_str().to_owned(),

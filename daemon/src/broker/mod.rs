@@ -30,7 +30,7 @@ use lapin::{ConnectionProperties, types::ShortString};
 
 pub use consume::Consumer;
 pub use publish::{CONFIRM_TIMEOUT, PublishError, Publisher};
-pub use settle::{Acker, Settlement};
+pub use settle::{Acker, Settled, Settlement};
 
 use crate::config::{BrokerSettings, Config};
 

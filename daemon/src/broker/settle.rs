@@ -53,17 +53,16 @@ impl Acker {
 
     /// Applies `settlement`. Consumes the acker, so a delivery cannot be settled twice.
     ///
-    /// `Ok(false)` means the channel it came from is gone: nothing was sent, and the broker
-    /// redelivers the message. A coalesced ack is handed to the channel's settler and reported
-    /// as sent; if the channel dies before the settler sends it, the broker redelivers.
-    pub async fn settle(self, settlement: Settlement) -> anyhow::Result<bool> {
+    /// A coalesced ack is handed to the channel's settler and reported as sent; if the
+    /// channel dies before the settler sends it, the broker redelivers.
+    pub async fn settle(self, settlement: Settlement) -> lapin::Result<Settled> {
         if let (Settlement::Ack, Some(settler)) = (settlement, &self.coalesce) {
             let usable = self.inner.usable();
             let _ = settler.send(Finished {
                 tag: self.tag,
                 ack: Some(self.inner),
             });
-            return Ok(usable);
+            return Ok(Settled::from_sent(usable));
         }
         let sent = send(&self.inner, settlement).await;
         if let Some(settler) = &self.coalesce {
@@ -73,7 +72,26 @@ impl Acker {
                 ack: None,
             });
         }
-        Ok(sent?)
+        sent.map(Settled::from_sent)
+    }
+}
+
+/// What became of a settlement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Sent to the broker (or handed to the channel's ack coalescing).
+    Sent,
+    /// Not sent: the channel the delivery came from is gone, and the broker redelivers it.
+    ChannelGone,
+}
+
+impl Settled {
+    fn from_sent(sent: bool) -> Self {
+        if sent {
+            Settled::Sent
+        } else {
+            Settled::ChannelGone
+        }
     }
 }
 

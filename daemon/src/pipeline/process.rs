@@ -9,7 +9,7 @@ use futures_util::FutureExt;
 
 use super::Pipeline;
 use super::validate::{check_plugin_publishes, check_properties};
-use crate::broker::{Acker, PublishError, Settlement};
+use crate::broker::{Acker, PublishError, Settled, Settlement};
 use crate::config::DeadLetter;
 use crate::decision::{Decision, Fate, Kind, Reason, attempt, counted_copy, decide};
 use crate::message::{Message, Outgoing, text_header};
@@ -271,8 +271,8 @@ impl Pipeline {
     async fn settle(&self, acker: Acker, settlement: Settlement, message: &Message) {
         let settled = acker.settle(settlement).await;
         match settled {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Settled::Sent) => {}
+            Ok(Settled::ChannelGone) => {
                 self.metrics.stale_settlements.inc();
                 tracing::warn!(
                     pipeline = &*self.name,
@@ -280,12 +280,15 @@ impl Pipeline {
                     "channel closed before the message was settled; the broker will redeliver it"
                 );
             }
-            Err(error) => tracing::warn!(
-                pipeline = &*self.name,
-                message_id = message_id(message),
-                %error,
-                "settling failed; the broker will redeliver the message"
-            ),
+            Err(error) => {
+                self.metrics.settle_failures.inc();
+                tracing::warn!(
+                    pipeline = &*self.name,
+                    message_id = message_id(message),
+                    %error,
+                    "settling failed; the broker will redeliver the message"
+                );
+            }
         }
     }
 }

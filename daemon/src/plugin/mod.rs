@@ -45,15 +45,15 @@ impl Runtime {
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         let engine =
-            Engine::new(&config).map_err(|e| anyhow!("cannot create wasmtime engine: {e}"))?;
+            Engine::new(&config).map_err(|e| anyhow!("cannot create wasmtime engine: {e:#}"))?;
 
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .map_err(|e| anyhow!("cannot link WASI: {e}"))?;
+            .map_err(|e| anyhow!("cannot link WASI: {e:#}"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| anyhow!("cannot link wasi:http: {e}"))?;
+            .map_err(|e| anyhow!("cannot link wasi:http: {e:#}"))?;
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
-            .map_err(|e| anyhow!("cannot link the warren host interface: {e}"))?;
+            .map_err(|e| anyhow!("cannot link the warren host interface: {e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -115,7 +115,7 @@ impl Runtime {
     ) -> anyhow::Result<Arc<Plugin>> {
         let path = settings.path.display();
         let name = &settings.name;
-        check_contract(&component).map_err(|e| anyhow!("plugin {name}: {path}: {e}"))?;
+        check_contract(&component).with_context(|| format!("plugin {name}: {path}"))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -141,7 +141,7 @@ impl Runtime {
         let instance = plugin
             .instantiate()
             .await
-            .map_err(|e| anyhow!("plugin {name}: {path}: {e}"))?;
+            .with_context(|| format!("plugin {name}: {path}"))?;
         plugin.release(instance);
         Ok(plugin)
     }
