@@ -1,14 +1,10 @@
 //! One pipeline is one failure domain: a pipeline whose channel the broker closes is restarted
 //! alone, and the others go on as if nothing happened.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
 use lapin::BasicProperties;
 
 use crate::harness::{
-    Broker, PATIENCE, QUEUE_EXPIRES_MS, broker_url, drain_ids, queue_counts, start, test_plugin,
-    unique,
+    Broker, TestConfig, collect_ids, drain_ids, queue_counts, start, test_plugin, unique,
 };
 
 /// Two pipelines under load; one's queue is deleted in the middle. That pipeline alone is
@@ -24,31 +20,15 @@ async fn a_deleted_queue_restarts_its_pipeline_alone() {
     broker.queue(&calm_out).await;
     broker.forget_later_queue(&hit);
     broker.forget_later_queue(&calm);
-    let mut config = format!(
-        "shutdown_grace_ms = 5000\n\n[broker]\nurl = \"{}\"\n",
-        broker_url()
-    );
-    for (queue, out) in [(&hit, &hit_out), (&calm, &calm_out)] {
-        config.push_str(&format!(
-            r#"
-[plugins.{queue_key}]
-path = "{plugin}"
-config = {{ to = "{out}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
-
-[[pipelines]]
-name = "{queue_key}"
-queue = "{queue}"
-plugin = "{queue_key}"
-prefetch = 20
-"#,
-            queue_key = if queue == &hit { "hit" } else { "calm" },
-            plugin = test_plugin("tag_a").display(),
-        ));
-    }
+    let tagged = test_plugin("tag_a");
+    let config = TestConfig::new()
+        .plugin("hit", &tagged, &format!("to = \"{hit_out}\""), "")
+        .plugin("calm", &tagged, &format!("to = \"{calm_out}\""), "")
+        .queue(&hit, "")
+        .queue(&calm, "")
+        .pipeline("hit", &hit, "hit", "prefetch = 20")
+        .pipeline("calm", &calm, "calm", "prefetch = 20")
+        .build();
     let daemon = start(&config).await;
     let id = |what: &str, i: usize| {
         BasicProperties::default().with_message_id(format!("{what}-{i}").into())
@@ -90,12 +70,7 @@ prefetch = 20
             .map(|s| s.to_string());
     }
 
-    let mut calm_seen = BTreeMap::new();
-    let started = Instant::now();
-    while calm_seen.len() < N && started.elapsed() < PATIENCE {
-        drain_ids(&broker, &calm_out, &mut calm_seen).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut calm_seen = collect_ids(&broker, &calm_out, N).await;
     let scrape = daemon.scrape();
     daemon.stop().await.expect("clean stop");
     drain_ids(&broker, &calm_out, &mut calm_seen).await;

@@ -9,49 +9,32 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::json;
 
 use crate::harness::{
-    Broker, PATIENCE, QUEUE_EXPIRES_MS, Running, broker_url, drain_ids, header, queue_counts,
-    start, test_plugin, unique,
+    Broker, Running, TestConfig, broker_url, header, queue_counts, start, test_plugin, unique,
 };
 
-/// A config where each `(pipeline, queue)` runs the `router` test plugin, republishing to
-/// `out` unless the body says otherwise; `plugin_extra` and `pipeline_extra` are added to the
-/// plugin's and each pipeline's table.
+/// A config where each of `queues` is consumed by a pipeline of its name running the `router`
+/// test plugin, republishing to `out` unless the body says otherwise; `plugin_extra` and
+/// `pipeline_extra` are added to the plugin's and each pipeline's table.
 fn router_config(
     url: &str,
-    pipelines: &[&str],
+    queues: &[&str],
     out: &str,
     plugin_extra: &str,
     pipeline_extra: &str,
 ) -> String {
-    let mut config = format!(
-        r#"shutdown_grace_ms = 5000
-
-[broker]
-url = "{url}"
-
-[plugins.router]
-path = "{plugin}"
-config = {{ to = "{out}" }}
-{plugin_extra}
-"#,
-        plugin = test_plugin("router").display(),
+    let router = test_plugin("router");
+    let mut config = TestConfig::with_url(url).plugin(
+        "router",
+        &router,
+        &format!("to = \"{out}\""),
+        plugin_extra,
     );
-    for queue in pipelines {
-        config.push_str(&format!(
-            r#"
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
-
-[[pipelines]]
-name = "{queue}"
-queue = "{queue}"
-plugin = "router"
-{pipeline_extra}
-"#
-        ));
+    for queue in queues {
+        config = config
+            .queue(queue, "")
+            .pipeline(queue, queue, "router", pipeline_extra);
     }
-    config
+    config.build()
 }
 
 /// A message with an id, as a producer sends it.
@@ -319,12 +302,7 @@ async fn one_refused_publish_is_confined_to_its_message() {
         dead["a-404"].contains("404 NOT_FOUND - no such exchange (checked before publishing)"),
         "{dead:?}"
     );
-    let mut routed = BTreeMap::new();
-    let start_at = Instant::now();
-    while routed.len() < 41 && start_at.elapsed() < PATIENCE {
-        drain_ids(&broker, &out, &mut routed).await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let routed = crate::harness::collect_ids(&broker, &out, 41).await;
     assert_eq!(routed.len(), 41, "routed: {routed:?}");
     assert!(routed.contains_key("a-user-id"));
     assert!(!routed.contains_key("a-403") && !routed.contains_key("a-404"));
@@ -745,18 +723,11 @@ fn open_fds(pid: u32) -> usize {
 
 /// Waits (up to `patience`) until the server has had `n` requests and `queue` is empty.
 async fn wait_handled(server: &crate::http::Server, queue: &str, n: usize, patience: Duration) {
-    let start_at = Instant::now();
-    loop {
+    let handled = || async {
         let hits = server.hits.load(std::sync::atomic::Ordering::SeqCst);
-        if hits >= n && queue_counts(queue).await == (0, 0) {
-            return;
-        }
-        assert!(
-            start_at.elapsed() < patience,
-            "{hits} of {n} requests made within {patience:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        (hits >= n && queue_counts(queue).await == (0, 0)).then_some(())
+    };
+    crate::harness::eventually(format!("{n} requests made"), patience, handled).await;
 }
 
 /// A plugin that leaks an HTTP response (and its connection: the body of 256 KiB is never
@@ -770,31 +741,17 @@ async fn leaked_handles_do_not_pile_up() {
     let queue = unique("leak");
     // Declared first (as the config declares it), so that its consumer can be awaited.
     broker.queue(&queue).await;
-    let config = format!(
-        r#"shutdown_grace_ms = 5000
-
-[broker]
-url = "{url}"
-
-[plugins.leaky]
-path = "{plugin}"
-config = {{ authority = "{addr}", path = "/big?n=262144" }}
-allowed_hosts = ["{addr}"]
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {QUEUE_EXPIRES_MS} }}
-
-[[pipelines]]
-name = "leak"
-queue = "{queue}"
-plugin = "leaky"
-prefetch = 1
-"#,
-        url = broker_url(),
-        plugin = test_plugin("leaky").display(),
-        addr = server.addr,
-    );
+    let leaky = format!("authority = \"{}\", path = \"/big?n=262144\"", server.addr);
+    let config = TestConfig::new()
+        .plugin(
+            "leaky",
+            &test_plugin("leaky"),
+            &leaky,
+            &format!("allowed_hosts = [\"{}\"]", server.addr),
+        )
+        .queue(&queue, "")
+        .pipeline("leak", &queue, "leaky", "prefetch = 1")
+        .build();
     let (_dir, path) = crate::harness::write_config(&config);
     // Its own process, so that its descriptors are its alone.
     let daemon = crate::harness::KillOnDrop(

@@ -101,6 +101,33 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 /// leaves nothing behind for long.
 pub const QUEUE_EXPIRES_MS: i64 = 120_000;
 
+/// How often a condition a test waits for is checked again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `probe` every [`POLL`] until it gives `Some`, for at most `patience`, and returns
+/// that; the test fails, saying `what` it waited for, if it never does.
+pub async fn eventually<T, F, Fut>(
+    what: impl std::fmt::Display,
+    patience: Duration,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < patience,
+            "{what}: not within {patience:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// The test's own connection to the broker.
 pub struct Broker {
     connection: lapin::Connection,
@@ -240,17 +267,8 @@ impl Broker {
 
     /// Waits up to [`PATIENCE`] for a message in `queue` and takes it.
     pub async fn next(&self, queue: &str) -> lapin::message::BasicGetMessage {
-        let start = Instant::now();
-        loop {
-            if let Some(m) = self.get(queue).await {
-                return m;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "no message arrived in {queue} within {PATIENCE:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("a message in {queue}");
+        eventually(what, PATIENCE, || self.get(queue)).await
     }
 
     /// The queue's state, by a passive declare on a throw-away channel.
@@ -278,18 +296,11 @@ impl Broker {
 
     /// Waits up to [`PATIENCE`] until `queue` holds exactly `n` ready messages.
     pub async fn wait_ready(&self, queue: &str, n: u32) {
-        let start = Instant::now();
-        loop {
-            let ready = self.ready(queue).await;
-            if ready == n {
-                return;
-            }
-            assert!(
-                start.elapsed() < PATIENCE,
-                "{queue} holds {ready} ready messages, expected {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{queue} holding {n} ready messages");
+        eventually(what, PATIENCE, || async {
+            (self.ready(queue).await == n).then_some(())
+        })
+        .await;
     }
 
     /// Deletes `queue` now (as an operator would, under the daemon's feet).
@@ -464,26 +475,21 @@ impl Running {
         at_least: f64,
         patience: Duration,
     ) {
-        let start = Instant::now();
-        loop {
-            let scrape = self.scrape();
-            let found = scrape.samples.iter().any(|s| {
-                s.metric == name
-                    && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-                    && matches!(s.value, prometheus_parse::Value::Counter(v)
-                        | prometheus_parse::Value::Gauge(v)
-                        | prometheus_parse::Value::Untyped(v) if v >= at_least)
-            });
-            if found {
-                return;
-            }
-            assert!(
-                start.elapsed() < patience,
-                "{name} {labels:?} did not reach {at_least} within {patience:?}:\n{}",
-                self.metrics.render()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let reached = || async {
+            self.scrape()
+                .samples
+                .iter()
+                .any(|s| {
+                    s.metric == name
+                        && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
+                        && matches!(s.value, prometheus_parse::Value::Counter(v)
+                            | prometheus_parse::Value::Gauge(v)
+                            | prometheus_parse::Value::Untyped(v) if v >= at_least)
+                })
+                .then_some(())
+        };
+        let what = format!("{name} {labels:?} reaching {at_least}");
+        eventually(what, patience, reached).await;
     }
 
     /// Stops the daemon gracefully and returns its result.
@@ -493,32 +499,80 @@ impl Running {
     }
 }
 
+/// A `warren.toml` for a test, built up in place of a hand-written template: the test broker,
+/// a grace period of 5 s, and the plugins, queues (expiring when unused) and pipelines added.
+#[derive(Debug, Clone)]
+pub struct TestConfig {
+    head: String,
+    plugins: String,
+    queues: String,
+    pipelines: String,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestConfig {
+    /// The test broker, `shutdown_grace_ms = 5000`, nothing else.
+    pub fn new() -> Self {
+        Self::with_url(&broker_url())
+    }
+
+    /// Like [`TestConfig::new`], with the broker at `url`.
+    pub fn with_url(url: &str) -> Self {
+        Self {
+            head: format!("shutdown_grace_ms = 5000\n\n[broker]\nurl = \"{url}\"\n"),
+            plugins: String::new(),
+            queues: String::new(),
+            pipelines: String::new(),
+        }
+    }
+
+    /// `[plugins.NAME]` from the `.wasm` at `path`, its `config` table written as the inside
+    /// of an inline table (`to = "out"`), and `extra` lines (`timeout_ms = 100`).
+    pub fn plugin(mut self, name: &str, path: &Path, config: &str, extra: &str) -> Self {
+        self.plugins.push_str(&format!(
+            "\n[plugins.{name}]\npath = \"{}\"\nconfig = {{ {config} }}\n{extra}\n",
+            path.display()
+        ));
+        self
+    }
+
+    /// A queue that expires [`QUEUE_EXPIRES_MS`] after its last use, with `extra` lines.
+    pub fn queue(mut self, name: &str, extra: &str) -> Self {
+        self.queues.push_str(&format!(
+            "\n[[queues]]\nname = \"{name}\"\narguments = {{ \"x-expires\" = {QUEUE_EXPIRES_MS} }}\n{extra}\n"
+        ));
+        self
+    }
+
+    /// A pipeline named `name` from `queue` to `plugin`, with `extra` lines (`prefetch = 5`).
+    pub fn pipeline(mut self, name: &str, queue: &str, plugin: &str, extra: &str) -> Self {
+        self.pipelines.push_str(&format!(
+            "\n[[pipelines]]\nname = \"{name}\"\nqueue = \"{queue}\"\nplugin = \"{plugin}\"\n{extra}\n"
+        ));
+        self
+    }
+
+    /// The file's text.
+    pub fn build(&self) -> String {
+        format!(
+            "{}{}{}{}",
+            self.head, self.plugins, self.queues, self.pipelines
+        )
+    }
+}
+
 /// A config with one queue (expiring) and one pipeline using the `scripted` test plugin.
 pub fn scripted_config(queue: &str, plugin_config: &str, pipeline_extra: &str) -> String {
-    format!(
-        r#"shutdown_grace_ms = 5000
-
-[broker]
-url = "{url}"
-
-[plugins.scripted]
-path = "{plugin}"
-config = {{ {plugin_config} }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "{queue}"
-queue = "{queue}"
-plugin = "scripted"
-{pipeline_extra}
-"#,
-        url = broker_url(),
-        plugin = test_plugin("scripted").display(),
-        expires = QUEUE_EXPIRES_MS,
-    )
+    TestConfig::new()
+        .plugin("scripted", &test_plugin("scripted"), plugin_config, "")
+        .queue(queue, "")
+        .pipeline(queue, queue, "scripted", pipeline_extra)
+        .build()
 }
 
 /// The value of header `key` in a message's properties.
@@ -541,14 +595,11 @@ impl Broker {
 
     /// Waits up to [`PATIENCE`] until `queue` has `n` consumers.
     pub async fn wait_consumers(&self, queue: &str, n: u32) {
-        let start = Instant::now();
-        while self.consumers(queue).await != n {
-            assert!(
-                start.elapsed() < PATIENCE,
-                "{queue} never had {n} consumers"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = format!("{queue} having {n} consumers");
+        eventually(what, PATIENCE, || async {
+            (self.consumers(queue).await == n).then_some(())
+        })
+        .await;
     }
 }
 

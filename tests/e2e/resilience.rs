@@ -535,14 +535,8 @@ prefetch = 10
     );
     // The deliveries in flight on the frozen connection return to the queue only once the
     // broker gives that connection up (its own heartbeat check): wait for them to be handled.
-    let settled = Instant::now();
-    while crate::harness::queue_counts(&queue).await != (0, 0) {
-        assert!(
-            settled.elapsed() < PATIENCE,
-            "{queue} never emptied after the recovery"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let emptied = || async { (crate::harness::queue_counts(&queue).await == (0, 0)).then_some(()) };
+    crate::harness::eventually("the queue emptied after the recovery", PATIENCE, emptied).await;
     let scrape = daemon.scrape();
     daemon.stop().await.expect("clean stop");
     proxy.kill().await;
