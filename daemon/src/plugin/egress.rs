@@ -15,10 +15,15 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::http_client::{self, Network, System};
+
 /// `http_timeout_ms` when a plugin does not set it: connect, first byte and between bytes.
 pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 10_000;
 /// `max_response_bytes` when a plugin does not set it.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+/// Longest a host name lookup may take (or `http_timeout_ms`, if shorter): a resolver that
+/// does not answer fails the request with `DNS-timeout` rather than holding it.
+pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One `allowed_hosts` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +51,11 @@ pub struct EgressPolicy {
     pub timeout: Duration,
     /// Cap on a response body.
     pub max_response_bytes: usize,
+    /// Limit on the host name lookup: [`DNS_TIMEOUT`], or `timeout` if shorter.
+    dns_timeout: Duration,
 }
 
-/// Why a request was refused.
+/// Why a request was refused before any connection was made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
     /// Not in `allowed_hosts`.
@@ -69,6 +76,9 @@ pub enum Denied {
     /// The name did not resolve.
     #[error("{0} did not resolve to any address")]
     Unresolved(String),
+    /// The name lookup took too long.
+    #[error("looking up {0} took longer than {1:?}")]
+    DnsTimeout(String, Duration),
 }
 
 impl EgressPolicy {
@@ -91,6 +101,7 @@ impl EgressPolicy {
             rules,
             timeout,
             max_response_bytes,
+            dns_timeout: DNS_TIMEOUT.min(timeout),
         })
     }
 
@@ -100,6 +111,7 @@ impl EgressPolicy {
             rules: Vec::new(),
             timeout: Duration::from_millis(DEFAULT_HTTP_TIMEOUT_MS),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            dns_timeout: DNS_TIMEOUT,
         }
     }
 
@@ -158,6 +170,36 @@ impl EgressPolicy {
             }
         }
         Ok(targets)
+    }
+
+    /// Resolves `host` through `net` (an IP literal as itself; a name not in `allowed_hosts` is
+    /// never looked up), within the DNS timeout, and [`check`](Self::check)s every address.
+    async fn resolve<N: Network>(
+        &self,
+        net: &N,
+        host: &str,
+        port: u16,
+        default_port: u16,
+    ) -> Result<Vec<SocketAddr>, Denied> {
+        let name = normalise(host);
+        let resolved = match parse_ip(&name) {
+            Some(ip) => vec![ip],
+            None if self.matching(&name, port, default_port).is_none() => Vec::new(),
+            None => match tokio::time::timeout(self.dns_timeout, net.lookup(&name, port)).await {
+                Err(_) => {
+                    return Err(Denied::DnsTimeout(
+                        format!("{name}:{port}"),
+                        self.dns_timeout,
+                    ));
+                }
+                Ok(Ok(ips)) => ips,
+                Ok(Err(e)) => {
+                    tracing::debug!(host = name, error = %e, "HTTP host name lookup failed");
+                    Vec::new()
+                }
+            },
+        };
+        self.check(host, port, default_port, &resolved)
     }
 }
 
@@ -539,15 +581,27 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 /// The `wasi:http` hooks of one plugin instance: every request passes [`EgressPolicy::check`].
-pub struct EgressHooks {
+pub struct EgressHooks<N: Network = System> {
     policy: Arc<EgressPolicy>,
     plugin: Arc<str>,
+    net: Arc<N>,
 }
 
 impl EgressHooks {
-    /// Hooks enforcing `policy` for `plugin`.
+    /// Hooks enforcing `policy` for `plugin`, on the operating system's network.
     pub fn new(policy: Arc<EgressPolicy>, plugin: Arc<str>) -> Self {
-        Self { policy, plugin }
+        Self::with_network(policy, plugin, Arc::new(System))
+    }
+}
+
+impl<N: Network> EgressHooks<N> {
+    /// Hooks enforcing `policy` for `plugin`, resolving and connecting through `net`.
+    pub fn with_network(policy: Arc<EgressPolicy>, plugin: Arc<str>, net: Arc<N>) -> Self {
+        Self {
+            policy,
+            plugin,
+            net,
+        }
     }
 }
 
@@ -561,19 +615,11 @@ fn clamp(options: Option<RequestOptions>, limit: Duration) -> RequestOptions {
     }
 }
 
-type ResponseFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
+type Response = (http::Response<WasiBody>, http_client::IoFuture);
 
-impl WasiHttpHooks for EgressHooks {
+type ResponseFuture = Box<dyn Future<Output = Result<Response, HttpError>> + Send>;
+
+impl<N: Network> WasiHttpHooks for EgressHooks<N> {
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -583,65 +629,65 @@ impl WasiHttpHooks for EgressHooks {
         drop(fut);
         let policy = self.policy.clone();
         let plugin = self.plugin.clone();
-        Box::new(async move {
-            let uri = request.uri().clone();
-            let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-            let default_port = if tls { 443 } else { 80 };
-            let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
-            let host = authority.host().to_owned();
-            let port = authority.port_u16().unwrap_or(default_port);
-            let name = normalise(&host);
-            // Resolve once; the connection goes to the address that was checked.
-            let resolved: Vec<IpAddr> = match parse_ip(&name) {
-                Some(ip) => vec![ip],
-                None => match policy.matching(&name, port, default_port) {
-                    None => Vec::new(),
-                    Some(_) => tokio::net::lookup_host((name.as_str(), port))
-                        .await
-                        .map(|addrs| addrs.map(|a| a.ip()).collect())
-                        .unwrap_or_default(),
-                },
-            };
-            let targets = policy
-                .check(&host, port, default_port, &resolved)
-                .map_err(|denied| {
-                    tracing::warn!(plugin = &*plugin, url = %uri, %denied, "HTTP request denied");
-                    match denied {
-                        Denied::Unresolved(_) => HttpError::DnsError {
-                            rcode: Some("no address".into()),
-                            info_code: None,
-                        },
-                        _ => HttpError::HttpRequestDenied,
-                    }
-                })?;
-            let options = clamp(options, policy.timeout);
-            let target = *targets.first().ok_or(HttpError::DestinationNotFound)?;
-            let (response, io) =
-                super::http_client::send(request, target, &name, tls, options).await?;
-            let limit = policy.max_response_bytes;
-            // A response that announces a body over the cap is refused before the plugin
-            // reads any of it, with the error code the plugin can tell apart (a cap hit while
-            // streaming reaches the guest only as a failed read).
-            if let Some(length) = response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                && length > limit as u64
-            {
-                tracing::warn!(plugin = &*plugin, url = %uri, length, limit, "HTTP response body over max_response_bytes: refused");
-                return Err(HttpError::HttpResponseBodySize(Some(limit as u64)));
-            }
-            let response = response.map(|body| {
-                Limited::new(body, limit)
-                    .map_err(move |e| match e.downcast::<HttpError>() {
-                        Ok(inner) => *inner,
-                        Err(_) => HttpError::HttpResponseBodySize(Some(limit as u64)),
-                    })
-                    .boxed_unsync()
-            });
-            Ok((response, io))
-        })
+        let net = self.net.clone();
+        Box::new(async move { send(&policy, &plugin, &*net, request, options).await })
     }
+}
+
+/// One plugin request: resolved once, every address checked, sent to the checked addresses,
+/// the response capped at `max_response_bytes`.
+async fn send<N: Network>(
+    policy: &EgressPolicy,
+    plugin: &str,
+    net: &N,
+    request: http::Request<WasiBody>,
+    options: Option<RequestOptions>,
+) -> Result<Response, HttpError> {
+    let uri = request.uri().clone();
+    let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+    let default_port = if tls { 443 } else { 80 };
+    let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
+    let host = authority.host().to_owned();
+    let port = authority.port_u16().unwrap_or(default_port);
+    let targets = policy
+        .resolve(net, &host, port, default_port)
+        .await
+        .map_err(|denied| {
+            tracing::warn!(plugin, url = %uri, %denied, "HTTP request denied");
+            match denied {
+                Denied::Unresolved(_) => HttpError::DnsError {
+                    rcode: Some("no address".into()),
+                    info_code: None,
+                },
+                Denied::DnsTimeout(..) => HttpError::DnsTimeout,
+                _ => HttpError::HttpRequestDenied,
+            }
+        })?;
+    let options = clamp(options, policy.timeout);
+    let (response, io) =
+        http_client::send(net, request, &targets, &normalise(&host), tls, options).await?;
+    let limit = policy.max_response_bytes;
+    // A response that announces a body over the cap is refused before the plugin reads any of
+    // it, with the error code the plugin can tell apart (a cap hit while streaming reaches the
+    // guest only as a failed read).
+    if let Some(length) = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && length > limit as u64
+    {
+        tracing::warn!(plugin, url = %uri, length, limit, "HTTP response body over max_response_bytes: refused");
+        return Err(HttpError::HttpResponseBodySize(Some(limit as u64)));
+    }
+    let response = response.map(|body| {
+        Limited::new(body, limit)
+            .map_err(move |e| match e.downcast::<HttpError>() {
+                Ok(inner) => *inner,
+                Err(_) => HttpError::HttpResponseBodySize(Some(limit as u64)),
+            })
+            .boxed_unsync()
+    });
+    Ok((response, io))
 }
 
 #[cfg(test)]
@@ -960,5 +1006,250 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    /// A scripted network: names resolve to the listed addresses (or the lookup hangs), every
+    /// connect is recorded, and goes to `redirect` when set, else to the address itself;
+    /// connects to addresses in `hang` never complete.
+    #[derive(Default)]
+    struct Scripted {
+        answers: Vec<(&'static str, Vec<IpAddr>)>,
+        hang_lookup: bool,
+        hang: Vec<SocketAddr>,
+        redirect: Option<SocketAddr>,
+        attempts: std::sync::Mutex<Vec<SocketAddr>>,
+    }
+
+    impl Scripted {
+        fn attempts(&self) -> Vec<SocketAddr> {
+            self.attempts.lock().expect("lock").clone()
+        }
+    }
+
+    impl Network for Scripted {
+        async fn lookup(&self, host: &str, _port: u16) -> std::io::Result<Vec<IpAddr>> {
+            if self.hang_lookup {
+                std::future::pending::<()>().await;
+            }
+            Ok(self
+                .answers
+                .iter()
+                .find(|(name, _)| *name == host)
+                .map(|(_, ips)| ips.clone())
+                .unwrap_or_default())
+        }
+
+        async fn connect(&self, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+            self.attempts.lock().expect("lock").push(addr);
+            if self.hang.contains(&addr) {
+                std::future::pending::<()>().await;
+            }
+            tokio::net::TcpStream::connect(self.redirect.unwrap_or(addr)).await
+        }
+    }
+
+    /// An HTTP server on 127.0.0.1 that answers every request `200 ok`.
+    async fn serve_ok() -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn get(url: &str) -> http::Request<WasiBody> {
+        let body = http_body_util::Empty::<bytes::Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        http::Request::get(url).body(body).expect("request")
+    }
+
+    /// Sends `url` through the hooks of a plugin allowed `hosts`, on `net`.
+    async fn fetch(
+        hosts: &[&str],
+        timeout: Duration,
+        net: &Arc<Scripted>,
+        url: &str,
+    ) -> Result<String, HttpError> {
+        let hosts: Vec<String> = hosts.iter().map(|s| s.to_string()).collect();
+        let policy = EgressPolicy::new(&hosts, timeout, 1024).expect("valid");
+        let mut hooks = EgressHooks::with_network(Arc::new(policy), "test".into(), net.clone());
+        let sent = hooks.send_request(get(url), None, Box::new(async { Ok(()) }));
+        let (response, _io) = Box::into_pin(sent).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    /// A name resolving to a dead address first and a live one second still connects: the
+    /// addresses are tried in the resolver's order.
+    #[tokio::test]
+    async fn every_resolved_address_is_tried_in_order() {
+        let live = serve_ok().await;
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let dead = closed.local_addr().expect("addr");
+        drop(closed);
+        let net = Arc::new(Scripted {
+            answers: vec![("localhost", vec![ip("::1"), ip("127.0.0.1")])],
+            ..Default::default()
+        });
+        let url = format!("http://localhost:{}/", live.port());
+        let host = format!("localhost:{}", live.port());
+        let body = fetch(&[&host], Duration::from_secs(2), &net, &url).await;
+        assert_eq!(body.expect("second address answers"), "ok");
+        assert_eq!(
+            net.attempts(),
+            [SocketAddr::new(ip("::1"), live.port()), live],
+            "::1 first (nothing listens there), then 127.0.0.1"
+        );
+
+        // Nothing listening anywhere: the last address's error.
+        let net = Arc::new(Scripted {
+            answers: vec![("localhost", vec![ip("::1"), ip("127.0.0.1")])],
+            ..Default::default()
+        });
+        let url = format!("http://localhost:{}/", dead.port());
+        let host = format!("localhost:{}", dead.port());
+        let failed = fetch(&[&host], Duration::from_secs(2), &net, &url).await;
+        assert!(
+            matches!(failed, Err(HttpError::ConnectionRefused)),
+            "{failed:?}"
+        );
+        assert_eq!(net.attempts().len(), 2);
+    }
+
+    /// Each address gets its own connect timeout: one that never answers costs that timeout,
+    /// then the next is tried.
+    #[tokio::test]
+    async fn a_silent_address_times_out_and_the_next_is_tried() {
+        let live = serve_ok().await;
+        let net = Arc::new(Scripted {
+            answers: vec![(
+                "api.example.com",
+                vec![ip("93.184.216.34"), ip("93.184.216.35")],
+            )],
+            hang: vec![SocketAddr::new(ip("93.184.216.34"), 80)],
+            redirect: Some(live),
+            ..Default::default()
+        });
+        let started = std::time::Instant::now();
+        let body = fetch(
+            &["api.example.com"],
+            Duration::from_millis(300),
+            &net,
+            "http://api.example.com/",
+        )
+        .await;
+        assert_eq!(body.expect("second address answers"), "ok");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert_eq!(
+            net.attempts(),
+            [
+                SocketAddr::new(ip("93.184.216.34"), 80),
+                SocketAddr::new(ip("93.184.216.35"), 80)
+            ]
+        );
+    }
+
+    /// A lookup that never answers fails with `DNS-timeout` after the DNS timeout, and nothing
+    /// is connected to.
+    #[tokio::test]
+    async fn a_hanging_dns_lookup_times_out() {
+        let net = Arc::new(Scripted {
+            hang_lookup: true,
+            ..Default::default()
+        });
+        let started = std::time::Instant::now();
+        let failed = fetch(
+            &["api.example.com"],
+            Duration::from_millis(200),
+            &net,
+            "http://api.example.com/",
+        )
+        .await;
+        assert!(matches!(failed, Err(HttpError::DnsTimeout)), "{failed:?}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(net.attempts().is_empty());
+        assert_eq!(
+            EgressPolicy::new(&[], Duration::from_secs(60), 1)
+                .expect("valid")
+                .dns_timeout,
+            DNS_TIMEOUT,
+            "the DNS timeout is its own, not http_timeout_ms"
+        );
+    }
+
+    /// A name resolving to NAT64 and 6to4 addresses of a public IPv4 address: the connection
+    /// goes to the IPv6 addresses that were resolved, never to the IPv4 address they carry.
+    #[tokio::test]
+    async fn connections_go_to_the_resolved_address_not_the_embedded_one() {
+        let live = serve_ok().await;
+        for resolved in ["64:ff9b::5db8:d822", "2002:5db8:d822::1"] {
+            let net = Arc::new(Scripted {
+                answers: vec![("api.example.com", vec![ip(resolved)])],
+                redirect: Some(live),
+                ..Default::default()
+            });
+            let body = fetch(
+                &["api.example.com"],
+                Duration::from_secs(2),
+                &net,
+                "http://api.example.com/",
+            )
+            .await;
+            assert_eq!(body.expect("answered"), "ok");
+            assert_eq!(net.attempts(), [SocketAddr::new(ip(resolved), 80)]);
+        }
+    }
+
+    /// A refused address (a name pointing into a reserved block) makes no connection at all;
+    /// a name not listed is not even looked up.
+    #[tokio::test]
+    async fn refused_requests_never_connect() {
+        let net = Arc::new(Scripted {
+            answers: vec![
+                (
+                    "api.example.com",
+                    vec![ip("93.184.216.34"), ip("198.18.0.1")],
+                ),
+                ("other.example.com", vec![ip("93.184.216.34")]),
+            ],
+            ..Default::default()
+        });
+        for url in [
+            "http://api.example.com/",
+            "http://other.example.com/",
+            "http://198.18.0.1/",
+        ] {
+            let failed = fetch(&["api.example.com"], Duration::from_secs(1), &net, url).await;
+            assert!(
+                matches!(failed, Err(HttpError::HttpRequestDenied)),
+                "{url}: {failed:?}"
+            );
+        }
+        assert!(net.attempts().is_empty());
     }
 }
