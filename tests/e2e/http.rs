@@ -424,3 +424,30 @@ async fn https_connects_with_tls_to_the_checked_address() {
     daemon.stop().await.expect("clean stop");
     s.broker.cleanup().await;
 }
+
+/// A denied request's log line names scheme, host and port only: the path and query, where
+/// tokens live, never reach the log.
+#[test]
+fn denied_requests_are_logged_without_path_or_query() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(shipped_plugin("http_executor"))
+        .args([
+            "--body",
+            r#"{"url": "http://169.254.169.254/latest/meta-data/iam/security-credentials?token=hunter2"}"#,
+            "--reply-to",
+            "replies",
+        ])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let denied = stderr
+        .lines()
+        .find(|line| line.contains("HTTP request denied"))
+        .unwrap_or_else(|| panic!("no denied line in:\n{stderr}"));
+    assert!(denied.contains("http://169.254.169.254:80"), "{denied}");
+    for secret in ["hunter2", "token", "security-credentials", "/latest"] {
+        assert!(!stderr.contains(secret), "{secret:?} logged:\n{stderr}");
+    }
+}

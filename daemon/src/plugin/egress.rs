@@ -605,6 +605,21 @@ impl<N: Network> EgressHooks<N> {
     }
 }
 
+/// A request's URL as logs may show it: scheme, host and port, never user info, path or
+/// query, where tokens live.
+fn shown(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let default_port = if scheme == "https" { 443 } else { 80 };
+    match uri.authority() {
+        Some(authority) => format!(
+            "{scheme}://{}:{}",
+            authority.host().to_ascii_lowercase(),
+            authority.port_u16().unwrap_or(default_port)
+        ),
+        None => format!("{scheme}://?"),
+    }
+}
+
 fn clamp(options: Option<RequestOptions>, limit: Duration) -> RequestOptions {
     let pick = |asked: Option<Duration>| Some(asked.map_or(limit, |d| d.min(limit)));
     let asked = options.unwrap_or_default();
@@ -653,7 +668,7 @@ async fn send<N: Network>(
         .resolve(net, &host, port, default_port)
         .await
         .map_err(|denied| {
-            tracing::warn!(plugin, url = %uri, %denied, "HTTP request denied");
+            tracing::warn!(plugin, url = shown(&uri), %denied, "HTTP request denied");
             match denied {
                 Denied::Unresolved(_) => HttpError::DnsError {
                     rcode: Some("no address".into()),
@@ -676,7 +691,13 @@ async fn send<N: Network>(
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         && length > limit as u64
     {
-        tracing::warn!(plugin, url = %uri, length, limit, "HTTP response body over max_response_bytes: refused");
+        tracing::warn!(
+            plugin,
+            url = shown(&uri),
+            length,
+            limit,
+            "HTTP response body over max_response_bytes: refused"
+        );
         return Err(HttpError::HttpResponseBodySize(Some(limit as u64)));
     }
     let response = response.map(|body| {
@@ -996,6 +1017,26 @@ mod tests {
             p.check("169.254.169.254", 80, 80, &[ip("169.254.169.254")])
                 .is_err()
         );
+    }
+
+    /// Log lines show where a request went, never the path, query or user info it carried.
+    #[test]
+    fn logged_urls_show_scheme_host_and_port_only() {
+        for (url, logged) in [
+            (
+                "https://user:pw@api.example.com/v1/items?token=s3cret#frag",
+                "https://api.example.com:443",
+            ),
+            (
+                "http://169.254.169.254/latest/meta-data/iam?x=1",
+                "http://169.254.169.254:80",
+            ),
+            ("http://[::1]:8080/a/b?key=k", "http://[::1]:8080"),
+            ("HTTP://Example.COM:81", "http://example.com:81"),
+        ] {
+            let uri: http::Uri = url.parse().expect("uri");
+            assert_eq!(shown(&uri), logged, "{url}");
+        }
     }
 
     #[test]
