@@ -833,6 +833,7 @@ fn same_plugin(a: &PluginSettings, b: &PluginSettings) -> bool {
         && a.allowed_hosts == b.allowed_hosts
         && a.egress.timeout == b.egress.timeout
         && a.egress.max_response_bytes == b.egress.max_response_bytes
+        && a.egress.trust == b.egress.trust
         && a.publish == b.publish
 }
 

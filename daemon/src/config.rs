@@ -114,6 +114,9 @@ struct RawPlugin {
     http_timeout_ms: Option<u64>,
     /// Largest HTTP response body the plugin may read. Default [`DEFAULT_MAX_RESPONSE_BYTES`].
     max_response_bytes: Option<usize>,
+    /// PEM file of CA certificates its `https://` requests trust besides the OS trust store;
+    /// relative to the config file. Default: none.
+    ca_file: Option<PathBuf>,
     /// Bytes all the publishes made for one message may carry together. Default [`DEFAULT_MAX_PUBLISH_BYTES`].
     max_publish_bytes: Option<usize>,
     /// Exchanges the plugin may publish to. Default: any (unless `allowed_queues` is set).
@@ -689,6 +692,13 @@ fn validate(raw: RawConfig, path: &Path, base: &Path, problems: &mut Vec<String>
             problems.push(format!("{key}.allowed_hosts: {e}"));
             EgressPolicy::deny_all()
         });
+        let egress = match &p.ca_file {
+            None => egress,
+            Some(file) => egress.with_ca_file(&base.join(file)).unwrap_or_else(|e| {
+                problems.push(format!("{key}.ca_file: {e}"));
+                EgressPolicy::deny_all()
+            }),
+        };
         if limits.timeout > BROKER_CONSUMER_TIMEOUT {
             tracing::warn!(
                 "{}: {key}.timeout_ms ({} ms) is longer than RabbitMQ's default consumer_timeout (30 min): \

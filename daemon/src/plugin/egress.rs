@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Limited};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::http_client::{self, Network, System};
+use super::trust::Trust;
 
 /// `http_timeout_ms` when a plugin does not set it: connect, first byte and between bytes.
 pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 10_000;
@@ -53,6 +54,8 @@ pub struct EgressPolicy {
     pub max_response_bytes: usize,
     /// Limit on the host name lookup: [`DNS_TIMEOUT`], or `timeout` if shorter.
     dns_timeout: Duration,
+    /// What `https://` requests are verified against: the OS trust store, plus `ca_file`.
+    pub trust: Trust,
 }
 
 /// Why a request was refused before any connection was made.
@@ -102,6 +105,16 @@ impl EgressPolicy {
             timeout,
             max_response_bytes,
             dns_timeout: DNS_TIMEOUT.min(timeout),
+            trust: Trust::default(),
+        })
+    }
+
+    /// The same policy, trusting the CA certificates of the PEM file at `path` besides the OS
+    /// trust store (`ca_file`). Errors name the file.
+    pub fn with_ca_file(self, path: &std::path::Path) -> Result<Self, String> {
+        Ok(Self {
+            trust: Trust::with_ca_file(path)?,
+            ..self
         })
     }
 
@@ -112,6 +125,7 @@ impl EgressPolicy {
             timeout: Duration::from_millis(DEFAULT_HTTP_TIMEOUT_MS),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             dns_timeout: DNS_TIMEOUT,
+            trust: Trust::default(),
         }
     }
 
@@ -679,6 +693,15 @@ async fn send<N: Network>(
             }
         })?;
     let options = clamp(options, policy.timeout);
+    let tls = match tls {
+        false => None,
+        true => Some(
+            policy
+                .trust
+                .client_config()
+                .ok_or(HttpError::ConfigurationError)?,
+        ),
+    };
     let (response, io) =
         http_client::send(net, request, &targets, &normalise(&host), tls, options).await?;
     let limit = policy.max_response_bytes;

@@ -7,7 +7,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -78,27 +78,25 @@ async fn connect_first<N: Network>(
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// One TLS client configuration for the process: ring, webpki roots.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
-    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .ok()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(Arc::new(config))
-        })
-        .clone()
-        .ok_or(HttpError::ConfigurationError)
+/// The error a plugin sees for a failed TLS handshake: `TLS-certificate-error` for a
+/// certificate that does not verify, `TLS-alert-received` for an alert from the server,
+/// `TLS-protocol-error` otherwise.
+fn tls_error(error: io::Error) -> HttpError {
+    let cause = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match cause {
+        Some(rustls::Error::InvalidCertificate(_)) => HttpError::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => HttpError::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        Some(_) => HttpError::TlsProtocolError,
+        None => HttpError::Tls(error),
+    }
 }
 
-/// Connects to the first of `targets` that accepts (TLS verified against `host` when `tls`),
+/// Connects to the first of `targets` that accepts (TLS with `tls`, verified against `host`),
 /// sends `request` and returns the response, whose body errors after `between_bytes_timeout`
 /// without data.
 pub async fn send<N: Network>(
@@ -106,7 +104,7 @@ pub async fn send<N: Network>(
     mut request: http::Request<WasiBody>,
     targets: &[SocketAddr],
     host: &str,
-    tls: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
     options: RequestOptions,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     let connect_timeout = options.connect_timeout.unwrap_or(FALLBACK_TIMEOUT);
@@ -117,17 +115,21 @@ pub async fn send<N: Network>(
         .max(Duration::from_nanos(1));
 
     let tcp = connect_first(net, targets, connect_timeout).await?;
-    let stream: Box<dyn Stream> = if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-        let connector = tokio_rustls::TlsConnector::from(tls_config()?);
-        let tls = tokio::time::timeout(connect_timeout, connector.connect(name, tcp))
-            .await
-            .map_err(|_| HttpError::ConnectionTimeout)?
-            .map_err(HttpError::Tls)?;
-        Box::new(tls)
-    } else {
-        Box::new(tcp)
+    let stream: Box<dyn Stream> = match tls {
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = tokio::time::timeout(connect_timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| HttpError::ConnectionTimeout)?
+                .map_err(|error| {
+                    tracing::warn!(host, %error, "HTTPS handshake failed");
+                    tls_error(error)
+                })?;
+            Box::new(tls)
+        }
+        None => Box::new(tcp),
     };
     let (mut sender, connection) = tokio::time::timeout(
         connect_timeout,

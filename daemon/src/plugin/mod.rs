@@ -10,6 +10,7 @@ pub mod egress;
 mod host;
 mod http_client;
 mod invoke;
+pub mod trust;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
