@@ -15,7 +15,8 @@ use lapin::BasicProperties;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, header as amqp_header, shipped_plugin, start, unique,
+    Broker, QUEUE_EXPIRES_MS, broker_url, header as amqp_header, shipped_plugin, start_at, unique,
+    write_config,
 };
 
 /// An HTTP server on loopback that counts every request it gets.
@@ -99,6 +100,16 @@ struct Setup {
 
 /// A daemon running http-executor on a fresh queue with a dead-letter queue; `allowed` hosts.
 async fn setup(name: &str, allowed: &[String], extra: &str) -> (Setup, crate::harness::Running) {
+    setup_with_files(name, allowed, extra, &[]).await
+}
+
+/// As [`setup`], with `files` (relative path, contents) written next to the config file.
+async fn setup_with_files(
+    name: &str,
+    allowed: &[String],
+    extra: &str,
+    files: &[(&str, &str)],
+) -> (Setup, crate::harness::Running) {
     let broker = Broker::connect().await;
     let queue = unique(name);
     let replies = unique(&format!("{name}-replies"));
@@ -135,7 +146,15 @@ plugin = "http"
         allowed = allowed.join(", "),
         expires = QUEUE_EXPIRES_MS,
     );
-    let daemon = start(&config).await;
+    let (dir, path) = write_config(&config);
+    for (file, contents) in files {
+        let file = dir.path().join(file);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(file, contents).expect("write");
+    }
+    let daemon = start_at(dir, &path).await;
     (
         Setup {
             broker,
@@ -423,4 +442,224 @@ async fn https_connects_with_tls_to_the_checked_address() {
     s.broker.next(&s.dlq).await;
     daemon.stop().await.expect("clean stop");
     s.broker.cleanup().await;
+}
+
+/// A denied request's log line names scheme, host and port only: the path and query, where
+/// tokens live, never reach the log.
+#[test]
+fn denied_requests_are_logged_without_path_or_query() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["plugin", "run"])
+        .arg(shipped_plugin("http_executor"))
+        .args([
+            "--body",
+            r#"{"url": "http://169.254.169.254/latest/meta-data/iam/security-credentials?token=hunter2"}"#,
+            "--reply-to",
+            "replies",
+        ])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let denied = stderr
+        .lines()
+        .find(|line| line.contains("HTTP request denied"))
+        .unwrap_or_else(|| panic!("no denied line in:\n{stderr}"));
+    assert!(denied.contains("http://169.254.169.254:80"), "{denied}");
+    for secret in ["hunter2", "token", "security-credentials", "/latest"] {
+        assert!(!stderr.contains(secret), "{secret:?} logged:\n{stderr}");
+    }
+}
+
+/// A test certificate authority and a server certificate it issued for `localhost`.
+struct TestPki {
+    ca_pem: String,
+    cert: rustls::pki_types::CertificateDer<'static>,
+    key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+fn test_pki() -> TestPki {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "warren test internal CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).expect("CA");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server certificate");
+    TestPki {
+        ca_pem: ca.pem(),
+        cert: cert.der().clone(),
+        key: rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    }
+}
+
+/// An HTTPS server on 127.0.0.1 presenting `pki`'s certificate; every request that gets
+/// through the handshake is counted and answered `200 internal ok`.
+async fn serve_https(pki: &TestPki) -> Server {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![pki.cert.clone()], pki.key.clone_key())
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = tls
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 11\r\nconnection: close\r\n\r\ninternal ok")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    Server { addr, hits }
+}
+
+/// An internal HTTPS service whose certificate comes from a private CA: with the CA in the
+/// plugin's `ca_file` (relative to the config file) the request succeeds; without it the
+/// handshake fails and the plugin sees a TLS certificate error.
+#[tokio::test]
+async fn https_to_an_internal_ca_needs_its_ca_file() {
+    let pki = test_pki();
+    let server = serve_https(&pki).await;
+    let allowed = [format!("localhost:{}", server.addr.port())];
+    let url = format!("https://localhost:{}/internal", server.addr.port());
+
+    let (s, daemon) = setup_with_files(
+        "https-ca",
+        &allowed,
+        "ca_file = \"certs/internal-ca.pem\"\nconfig = { max_attempts = \"1\" }",
+        &[("certs/internal-ca.pem", &pki.ca_pem)],
+    )
+    .await;
+    s.request(json!({"url": url}), "with-ca").await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "with-ca");
+    assert_eq!(reply["status"], 200, "{reply}");
+    assert_eq!(reply["body"], "internal ok", "{reply}");
+    daemon.stop().await.expect("clean stop");
+    s.broker.cleanup().await;
+
+    let (s, daemon) = setup("https-no-ca", &allowed, "config = { max_attempts = \"1\" }").await;
+    s.request(json!({"url": url}), "without-ca").await;
+    let (correlation, reply) = s.reply().await;
+    assert_eq!(correlation, "without-ca");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.contains("TlsCertificateError"), "{reply}");
+    s.broker.next(&s.dlq).await;
+    daemon.stop().await.expect("clean stop");
+    s.broker.cleanup().await;
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        1,
+        "only the request with the CA got past the handshake"
+    );
+}
+
+/// HTTPS egress trusts the OS trust store (read with rustls-native-certs, which takes
+/// `SSL_CERT_FILE` in place of the system bundle): the same server is trusted when the store
+/// holds its CA, and refused with a TLS certificate error when the store is the system's.
+#[tokio::test]
+async fn https_trusts_the_os_trust_store() {
+    let pki = test_pki();
+    let server = serve_https(&pki).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("os-store.pem");
+    std::fs::write(&store, &pki.ca_pem).expect("write");
+    let port = server.addr.port();
+    let run = |store: Option<&std::path::Path>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren"));
+        command
+            .args(["plugin", "run"])
+            .arg(shipped_plugin("http_executor"))
+            .args(["--allow-host", &format!("localhost:{port}")])
+            .args(["--reply-to", "replies", "-c", "max_attempts=1", "--body"])
+            .arg(json!({"url": format!("https://localhost:{port}/")}).to_string())
+            .env_remove("SSL_CERT_DIR")
+            .env_remove("SSL_CERT_FILE");
+        if let Some(store) = store {
+            command.env("SSL_CERT_FILE", store);
+        }
+        async move {
+            let out = command.output().await.expect("run");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let json = &stdout[stdout.find('{').expect("JSON report")..];
+            let report: Value = serde_json::from_str(json).expect("JSON report");
+            let reply = report["publishes"][0]["body"].as_str().expect("a reply");
+            serde_json::from_str::<Value>(reply).expect("reply JSON")
+        }
+    };
+    let trusted = run(Some(&store)).await;
+    assert_eq!(trusted["status"], 200, "{trusted}");
+    assert_eq!(trusted["body"], "internal ok", "{trusted}");
+    let untrusted = run(None).await;
+    let error = untrusted["error"].as_str().unwrap_or_default();
+    assert!(error.contains("TlsCertificateError"), "{untrusted}");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+}
+
+/// A `ca_file` that is missing, not PEM, or holds no certificate is a config error naming the
+/// key and the file.
+#[test]
+fn bad_ca_files_are_config_errors() {
+    for (contents, says) in [
+        (None, "cannot read"),
+        (Some("not a certificate"), "holds no PEM certificate"),
+        (
+            Some("-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"),
+            "not valid PEM",
+        ),
+    ] {
+        let (dir, path) = write_config(&format!(
+            r#"[broker]
+url = "{url}"
+
+[plugins.http]
+path = "{plugin}"
+ca_file = "certs/ca.pem"
+"#,
+            url = broker_url(),
+            plugin = shipped_plugin("http_executor").display(),
+        ));
+        if let Some(contents) = contents {
+            std::fs::create_dir_all(dir.path().join("certs")).expect("mkdir");
+            std::fs::write(dir.path().join("certs/ca.pem"), contents).expect("write");
+        }
+        let error = format!(
+            "{:#}",
+            warren::config::Config::load(&path).expect_err("refused")
+        );
+        assert!(
+            error.contains("plugins.http.ca_file")
+                && error.contains(&dir.path().join("certs/ca.pem").display().to_string())
+                && error.contains(says),
+            "{error}"
+        );
+    }
 }

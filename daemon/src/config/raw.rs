@@ -75,6 +75,9 @@ pub(super) struct RawPlugin {
     pub(super) http_timeout_ms: Option<u64>,
     /// Largest HTTP response body the plugin may read. Default [`DEFAULT_MAX_RESPONSE_BYTES`].
     pub(super) max_response_bytes: Option<usize>,
+    /// PEM file of CA certificates its `https://` requests trust besides the OS trust store;
+    /// relative to the config file. Default: none.
+    pub(super) ca_file: Option<PathBuf>,
     /// Bytes all the publishes made for one message may carry together. Default [`DEFAULT_MAX_PUBLISH_BYTES`].
     pub(super) max_publish_bytes: Option<usize>,
     /// Exchanges the plugin may publish to. Default: any (unless `allowed_queues` is set).

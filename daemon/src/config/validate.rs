@@ -136,6 +136,7 @@ fn plugin(
             DEFAULT_MAX_RESPONSE_BYTES as u64,
             "max_response_bytes",
         ) as usize,
+        ca_file: p.ca_file.map(|file| base.join(file)),
     };
     let publish = PublishRules::new(
         number(
@@ -172,7 +173,7 @@ fn plugin(
         publish,
     )
     .unwrap_or_else(|bad| {
-        problems.push(format!("{key}.allowed_hosts: {}", bad.error));
+        problems.push(format!("{key}.{}: {}", bad.key, bad.error));
         bad.settings
     })
 }

@@ -1,11 +1,13 @@
-//! Sends a plugin's HTTP request to the one address the egress policy checked, over TCP or TLS.
+//! Sends a plugin's HTTP request to the addresses the egress policy checked, over TCP or TLS.
 //!
 //! `wasmtime-wasi-http`'s default sender resolves the host name again when it connects; this one
-//! connects to the checked socket address, and verifies TLS against the host name.
+//! connects to the checked socket addresses only, in order, and verifies TLS against the host
+//! name.
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -24,36 +26,85 @@ pub type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 /// Used when a timeout is not given (the egress hook always gives all three).
 const FALLBACK_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How egress reaches the network: the name lookup and the TCP connect. [`System`] in the
+/// daemon; tests substitute their own to script what a name resolves to and where connections go.
+pub trait Network: Send + Sync + 'static {
+    /// The addresses `host` resolves to, in the resolver's order.
+    fn lookup(&self, host: &str, port: u16)
+    -> impl Future<Output = io::Result<Vec<IpAddr>>> + Send;
+    /// A TCP connection to `addr`.
+    fn connect(&self, addr: SocketAddr) -> impl Future<Output = io::Result<TcpStream>> + Send;
+}
+
+/// The operating system's resolver and TCP stack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct System;
+
+impl Network for System {
+    async fn lookup(&self, host: &str, port: u16) -> io::Result<Vec<IpAddr>> {
+        Ok(tokio::net::lookup_host((host, port))
+            .await?
+            .map(|a| a.ip())
+            .collect())
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
+        TcpStream::connect(addr).await
+    }
+}
+
+/// Connects to the first of `targets` that accepts within `timeout` each, trying them in
+/// order; if none does, the error of the last one.
+async fn connect_first<N: Network>(
+    net: &N,
+    targets: &[SocketAddr],
+    timeout: Duration,
+) -> Result<TcpStream, HttpError> {
+    let mut last = HttpError::DestinationNotFound;
+    for &target in targets {
+        last = match tokio::time::timeout(timeout, net.connect(target)).await {
+            Ok(Ok(tcp)) => return Ok(tcp),
+            Err(_) => HttpError::ConnectionTimeout,
+            Ok(Err(e)) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                HttpError::ConnectionRefused
+            }
+            Ok(Err(e)) => HttpError::Connect(e),
+        };
+        tracing::debug!(%target, error = %last, "HTTP connect failed; trying the next address");
+    }
+    Err(last)
+}
+
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-/// One TLS client configuration for the process: ring, webpki roots.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, HttpError> {
-    static CONFIG: OnceLock<Option<Arc<rustls::ClientConfig>>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .ok()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(Arc::new(config))
-        })
-        .clone()
-        .ok_or(HttpError::ConfigurationError)
+/// The error a plugin sees for a failed TLS handshake: `TLS-certificate-error` for a
+/// certificate that does not verify, `TLS-alert-received` for an alert from the server,
+/// `TLS-protocol-error` otherwise.
+fn tls_error(error: io::Error) -> HttpError {
+    let cause = error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match cause {
+        Some(rustls::Error::InvalidCertificate(_)) => HttpError::TlsCertificateError,
+        Some(rustls::Error::AlertReceived(alert)) => HttpError::TlsAlertReceived {
+            alert_id: Some(u8::from(*alert)),
+            alert_message: Some(format!("{alert:?}")),
+        },
+        Some(_) => HttpError::TlsProtocolError,
+        None => HttpError::Tls(error),
+    }
 }
 
-/// Connects to `target` (TLS verified against `host` when `tls`), sends `request` and returns
-/// the response, whose body errors after `between_bytes_timeout` without data.
-pub async fn send(
+/// Connects to the first of `targets` that accepts (TLS with `tls`, verified against `host`),
+/// sends `request` and returns the response, whose body errors after `between_bytes_timeout`
+/// without data.
+pub async fn send<N: Network>(
+    net: &N,
     mut request: http::Request<WasiBody>,
-    target: SocketAddr,
+    targets: &[SocketAddr],
     host: &str,
-    tls: bool,
+    tls: Option<Arc<rustls::ClientConfig>>,
     options: RequestOptions,
 ) -> Result<(http::Response<WasiBody>, IoFuture), HttpError> {
     let connect_timeout = options.connect_timeout.unwrap_or(FALLBACK_TIMEOUT);
@@ -63,25 +114,22 @@ pub async fn send(
         .unwrap_or(FALLBACK_TIMEOUT)
         .max(Duration::from_nanos(1));
 
-    let tcp = match tokio::time::timeout(connect_timeout, TcpStream::connect(target)).await {
-        Err(_) => return Err(HttpError::ConnectionTimeout),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-            return Err(HttpError::ConnectionRefused);
+    let tcp = connect_first(net, targets, connect_timeout).await?;
+    let stream: Box<dyn Stream> = match tls {
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+                .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            let tls = tokio::time::timeout(connect_timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| HttpError::ConnectionTimeout)?
+                .map_err(|error| {
+                    tracing::warn!(host, %error, "HTTPS handshake failed");
+                    tls_error(error)
+                })?;
+            Box::new(tls)
         }
-        Ok(Err(e)) => return Err(HttpError::Connect(e)),
-        Ok(Ok(tcp)) => tcp,
-    };
-    let stream: Box<dyn Stream> = if tls {
-        let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
-        let connector = tokio_rustls::TlsConnector::from(tls_config()?);
-        let tls = tokio::time::timeout(connect_timeout, connector.connect(name, tcp))
-            .await
-            .map_err(|_| HttpError::ConnectionTimeout)?
-            .map_err(HttpError::Tls)?;
-        Box::new(tls)
-    } else {
-        Box::new(tcp)
+        None => Box::new(tcp),
     };
     let (mut sender, connection) = tokio::time::timeout(
         connect_timeout,

@@ -11,6 +11,7 @@ mod http_client;
 mod invoke;
 pub mod registry;
 pub mod spec;
+pub mod trust;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

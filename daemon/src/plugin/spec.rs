@@ -39,22 +39,26 @@ pub struct PluginSettings {
     egress: Arc<EgressPolicy>,
 }
 
-/// An `allowed_hosts` entry that is not a host pattern.
+/// An `allowed_hosts` entry that is not a host pattern, or a `ca_file` that cannot be used.
 #[derive(Debug)]
 pub struct BadHosts {
     /// The plugin's settings with no host allowed.
     pub settings: PluginSettings,
+    /// The key at fault: `allowed_hosts` or `ca_file`.
+    pub key: &'static str,
     /// Which entry, and why.
     pub error: String,
 }
 
-/// HTTP limits of a plugin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// HTTP limits and trust of a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpLimits {
     /// Clamp on connect, first-byte and between-bytes timeouts.
     pub timeout: Duration,
     /// Cap on a response body.
     pub max_response_bytes: usize,
+    /// A PEM file of CA certificates trusted besides the OS trust store.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for HttpLimits {
@@ -62,6 +66,7 @@ impl Default for HttpLimits {
         Self {
             timeout: Duration::from_millis(DEFAULT_HTTP_TIMEOUT_MS),
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            ca_file: None,
         }
     }
 }
@@ -79,7 +84,12 @@ impl PluginSettings {
         http: HttpLimits,
         publish: PublishRules,
     ) -> Result<Self, Box<BadHosts>> {
-        let policy = EgressPolicy::new(&allowed_hosts, http.timeout, http.max_response_bytes);
+        let policy = EgressPolicy::new(&allowed_hosts, http.timeout, http.max_response_bytes)
+            .map_err(|e| ("allowed_hosts", e))
+            .and_then(|policy| match &http.ca_file {
+                None => Ok(policy),
+                Some(file) => policy.with_ca_file(file).map_err(|e| ("ca_file", e)),
+            });
         let mut settings = Self {
             name,
             path,
@@ -94,9 +104,13 @@ impl PluginSettings {
                 settings.egress = Arc::new(egress);
                 Ok(settings)
             }
-            Err(error) => {
+            Err((key, error)) => {
                 settings.allowed_hosts.clear();
-                Err(Box::new(BadHosts { settings, error }))
+                Err(Box::new(BadHosts {
+                    settings,
+                    key,
+                    error,
+                }))
             }
         }
     }
@@ -120,6 +134,7 @@ impl PluginSettings {
             && self.allowed_hosts == other.allowed_hosts
             && self.egress.timeout == other.egress.timeout
             && self.egress.max_response_bytes == other.egress.max_response_bytes
+            && self.egress.trust == other.egress.trust
             && self.publish == other.publish
     }
 }
