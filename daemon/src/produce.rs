@@ -1,12 +1,14 @@
 //! `warren publish`: a producer for humans and scripts, one message per line of input, each confirmed.
 
+use std::path::PathBuf;
+
 use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::broker::{self, Role};
-use crate::config::BrokerSettings;
+use crate::config::{BrokerSettings, BrokerUrl, Config, DEFAULT_BROKER_URL};
 use crate::decision::PERSISTENT;
 use crate::message::{Outgoing, Properties, empty_properties};
 
@@ -82,4 +84,76 @@ pub async fn publish_lines(
     connection.close().await;
     result.with_context(|| format!("after {confirmed} confirmed messages"))?;
     Ok(confirmed)
+}
+
+/// `warren publish`: its command-line arguments.
+#[derive(Debug, clap::Args)]
+pub struct PublishArgs {
+    /// Broker URL; defaults to [broker] url of --config, else the local broker.
+    #[arg(long, env = "WARREN_BROKER_URL", hide_env_values = true)]
+    pub url: Option<String>,
+    /// Take the broker URL from this configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Exchange to publish to (default: the default exchange).
+    #[arg(long, short, default_value = "")]
+    pub exchange: String,
+    /// Routing key.
+    #[arg(long, short, conflicts_with = "queue")]
+    pub routing_key: Option<String>,
+    /// Publish straight to this queue (the default exchange with the queue as routing key).
+    #[arg(long, short)]
+    pub queue: Option<String>,
+    /// Message priority (the queue needs max_priority).
+    #[arg(long, short)]
+    pub priority: Option<u8>,
+    /// Publish transient messages instead of persistent ones.
+    #[arg(long)]
+    pub transient: bool,
+    /// reply-to property.
+    #[arg(long)]
+    pub reply_to: Option<String>,
+    /// correlation-id property.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// content-type property.
+    #[arg(long)]
+    pub content_type: Option<String>,
+}
+
+/// `warren publish`: publishes each line of standard input to where `args` say.
+pub async fn command(args: PublishArgs) -> anyhow::Result<()> {
+    let broker = match (args.url, args.config) {
+        (Some(url), _) => BrokerSettings {
+            urls: vec![BrokerUrl::parse(&url).map_err(|e| anyhow::anyhow!("--url: {e}"))?],
+            connection_name: "warren-publish".into(),
+        },
+        (None, Some(path)) => Config::load(&path)?.broker,
+        (None, None) => BrokerSettings {
+            urls: vec![BrokerUrl::parse(DEFAULT_BROKER_URL).map_err(anyhow::Error::msg)?],
+            connection_name: "warren-publish".into(),
+        },
+    };
+    let (exchange, routing_key) = match (args.queue, args.routing_key) {
+        (Some(queue), _) => (String::new(), queue),
+        (None, Some(key)) => (args.exchange, key),
+        (None, None) if !args.exchange.is_empty() => (args.exchange, String::new()),
+        (None, None) => anyhow::bail!(
+            "say where to publish: --queue NAME, or --exchange NAME with --routing-key KEY"
+        ),
+    };
+    let mut target = Target::new(exchange, routing_key);
+    target.properties.priority = args.priority;
+    target.properties.reply_to = args.reply_to;
+    target.properties.correlation_id = args.correlation_id;
+    target.properties.content_type = args.content_type;
+    if args.transient {
+        target.properties.delivery_mode = Some(1);
+    }
+    let stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let count = publish_lines(&broker, &target, stdin)
+        .await
+        .context("warren publish")?;
+    eprintln!("published {count} messages (confirmed by the broker)");
+    Ok(())
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::message::{Field, Header, HeaderValue, Message, Outgoing, Properties, Verdict, resolve};
+use crate::message::{
+    Field, Header, HeaderValue, Message, Outgoing, Properties, Verdict, empty_properties, resolve,
+    text_header,
+};
 use crate::plugin::Runtime;
 use crate::plugin::spec::{HttpLimits, Limits, PluginSettings, PublishRules};
 
@@ -199,4 +202,110 @@ mod tests {
             "{json}"
         );
     }
+}
+
+/// `warren plugin run`: its command-line arguments.
+#[derive(Debug, clap::Args)]
+pub struct PluginRunArgs {
+    /// The plugin's .wasm component.
+    pub file: PathBuf,
+    /// The message body; read from standard input when absent.
+    #[arg(long, short)]
+    pub body: Option<String>,
+    /// A plugin config entry, KEY=VALUE (repeatable).
+    #[arg(long = "config", short = 'c', value_parser = key_value)]
+    pub config: Vec<(String, String)>,
+    /// A message header, KEY=VALUE, as text (repeatable).
+    #[arg(long = "header", short = 'H', value_parser = key_value)]
+    pub headers: Vec<(String, String)>,
+    /// Message priority.
+    #[arg(long)]
+    pub priority: Option<u8>,
+    /// reply-to property.
+    #[arg(long)]
+    pub reply_to: Option<String>,
+    /// correlation-id property.
+    #[arg(long)]
+    pub correlation_id: Option<String>,
+    /// message-id property.
+    #[arg(long)]
+    pub message_id: Option<String>,
+    /// content-type property.
+    #[arg(long)]
+    pub content_type: Option<String>,
+    /// Mark the message as redelivered.
+    #[arg(long)]
+    pub redelivered: bool,
+    /// The broker's delivery count (as on quorum queues).
+    #[arg(long)]
+    pub delivery_count: Option<u32>,
+    /// Exchange the message came through.
+    #[arg(long, default_value = "")]
+    pub exchange: String,
+    /// Routing key (default: the queue).
+    #[arg(long)]
+    pub routing_key: Option<String>,
+    /// Queue the message came from.
+    #[arg(long, default_value = "local")]
+    pub queue: String,
+    /// A host the plugin may reach over HTTP (repeatable), as in allowed_hosts.
+    #[arg(long = "allow-host")]
+    pub allowed_hosts: Vec<String>,
+    /// Wall-clock limit of handle, in ms.
+    #[arg(long, default_value_t = crate::plugin::spec::DEFAULT_TIMEOUT_MS)]
+    pub timeout_ms: u64,
+}
+
+fn key_value(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))
+}
+
+/// `warren plugin run`: runs the plugin on the message `args` describe and prints the report.
+pub async fn command(args: PluginRunArgs) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+
+    let body = match args.body {
+        Some(body) => body.into_bytes(),
+        None => {
+            let mut body = Vec::new();
+            tokio::io::stdin().read_to_end(&mut body).await?;
+            body
+        }
+    };
+    let mut properties = empty_properties();
+    properties.headers = args
+        .headers
+        .into_iter()
+        .map(|(key, value)| text_header(&key, &value))
+        .collect();
+    properties.priority = args.priority;
+    properties.reply_to = args.reply_to;
+    properties.correlation_id = args.correlation_id;
+    properties.message_id = args.message_id;
+    properties.content_type = args.content_type;
+    let message = Message {
+        body,
+        exchange: args.exchange,
+        routing_key: args.routing_key.unwrap_or_else(|| args.queue.clone()),
+        queue: args.queue,
+        redelivered: args.redelivered,
+        delivery_count: args.delivery_count,
+        properties,
+    };
+    let limits = Limits {
+        timeout: std::time::Duration::from_millis(args.timeout_ms),
+        ..Default::default()
+    };
+    let trial = Trial {
+        path: args.file,
+        config: args.config,
+        allowed_hosts: args.allowed_hosts,
+        http: Default::default(),
+        limits,
+    };
+    let report = run(trial, message).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
