@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use warren::config::{Config, DEFAULT_CONFIG_PATH};
 
+use warren::exit;
 use warren::telemetry::{self, LogFormat};
 
 /// Consume RabbitMQ queues and hand each message to a WebAssembly plugin.
@@ -29,13 +30,17 @@ enum Command {
     /// Run the daemon until SIGTERM or SIGINT.
     Run {
         /// The configuration file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        #[arg(long, short, env = "WARREN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Serve the admin endpoint on this address, whatever [admin] listen says (several
+        /// daemons on one host).
+        #[arg(long, env = "WARREN_ADMIN_LISTEN")]
+        admin_listen: Option<std::net::SocketAddr>,
     },
     /// Validate the configuration and compile every plugin; print what would run.
     Check {
         /// The configuration file.
-        #[arg(long, short, default_value = DEFAULT_CONFIG_PATH)]
+        #[arg(long, short, env = "WARREN_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
     /// Publish each line of standard input as one persistent, confirmed message.
@@ -63,29 +68,67 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(execute(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Err(Failed { code, error }) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(code)
         }
     }
 }
 
-async fn execute(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
-            let shutdown = CancellationToken::new();
-            let daemon = warren::app::Daemon::start(config, shutdown.clone()).await?;
-            tokio::spawn(on_signals(shutdown, daemon.reload_handle()));
-            daemon.wait().await
+/// A command that failed, with the exit code that says how (see `warren::exit`).
+struct Failed {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failed {
+    fn config(error: anyhow::Error) -> Self {
+        Self {
+            code: exit::CONFIG,
+            error,
         }
-        Command::Plugin(PluginCommand::Run(args)) => warren::try_plugin::command(args).await,
+    }
+}
+
+impl From<anyhow::Error> for Failed {
+    fn from(error: anyhow::Error) -> Self {
+        Self {
+            code: exit::FAILURE,
+            error,
+        }
+    }
+}
+
+async fn execute(command: Command) -> Result<(), Failed> {
+    match command {
+        Command::Run {
+            config,
+            admin_listen,
+        } => {
+            let mut config = Config::load(&config).map_err(Failed::config)?;
+            if let Some(listen) = admin_listen {
+                config.admin = Some(warren::config::AdminSettings { listen });
+            }
+            let shutdown = CancellationToken::new();
+            let daemon = warren::app::Daemon::start(config, shutdown.clone())
+                .await
+                .map_err(|e| Failed {
+                    code: e.exit_code(),
+                    error: e.into(),
+                })?;
+            tokio::spawn(on_signals(shutdown, daemon.reload_handle()));
+            Ok(daemon.wait().await?)
+        }
+        Command::Plugin(PluginCommand::Run(args)) => Ok(warren::try_plugin::command(args).await?),
         Command::Check { config } => {
-            let config = Config::load(&config)?;
-            print!("{}", warren::check::check(&config).await?);
+            let config = Config::load(&config).map_err(Failed::config)?;
+            let summary = warren::check::check(&config)
+                .await
+                .map_err(Failed::config)?;
+            print!("{summary}");
             Ok(())
         }
-        Command::Publish(args) => warren::produce::command(args).await,
+        Command::Publish(args) => Ok(warren::produce::command(args).await?),
     }
 }
 

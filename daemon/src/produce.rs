@@ -1,6 +1,7 @@
 //! `warren publish`: a producer for humans and scripts, one message per line of input, each confirmed.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::StreamExt;
@@ -8,7 +9,9 @@ use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
 use crate::broker::{self, Role};
-use crate::config::{BrokerSettings, BrokerUrl, Config, DEFAULT_BROKER_URL};
+use crate::config::{
+    BrokerSettings, BrokerUrl, Config, DEFAULT_BROKER_URL, DEFAULT_STARTUP_TIMEOUT_MS,
+};
 use crate::decision::PERSISTENT;
 use crate::message::{Outgoing, Properties, empty_properties};
 
@@ -123,16 +126,17 @@ pub struct PublishArgs {
 
 /// `warren publish`: publishes each line of standard input to where `args` say.
 pub async fn command(args: PublishArgs) -> anyhow::Result<()> {
+    let one = |url: &str| -> anyhow::Result<BrokerSettings> {
+        Ok(BrokerSettings {
+            urls: vec![BrokerUrl::parse(url).map_err(|e| anyhow::anyhow!("--url: {e}"))?],
+            connection_name: format!("warren-publish@{}", crate::config::hostname()),
+            startup_timeout: Duration::from_millis(DEFAULT_STARTUP_TIMEOUT_MS),
+        })
+    };
     let broker = match (args.url, args.config) {
-        (Some(url), _) => BrokerSettings {
-            urls: vec![BrokerUrl::parse(&url).map_err(|e| anyhow::anyhow!("--url: {e}"))?],
-            connection_name: "warren-publish".into(),
-        },
+        (Some(url), _) => one(&url)?,
         (None, Some(path)) => Config::load(&path)?.broker,
-        (None, None) => BrokerSettings {
-            urls: vec![BrokerUrl::parse(DEFAULT_BROKER_URL).map_err(anyhow::Error::msg)?],
-            connection_name: "warren-publish".into(),
-        },
+        (None, None) => one(DEFAULT_BROKER_URL)?,
     };
     let (exchange, routing_key) = match (args.queue, args.routing_key) {
         (Some(queue), _) => (String::new(), queue),

@@ -99,9 +99,10 @@ fn refused(config: &str) -> String {
     let (_dir, path) = write_config(config);
     let out = check(&path);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !out.status.success(),
-        "warren check accepted a bad config:\n{config}"
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(warren::exit::CONFIG)),
+        "warren check must refuse a bad config with EX_CONFIG:\n{config}"
     );
     assert!(
         stderr.contains(path.to_str().expect("utf-8")),
@@ -526,4 +527,104 @@ async fn publish_flags_reach_the_message() {
     assert_eq!(m.delivery.data, b"light");
     assert_eq!(*m.delivery.properties.delivery_mode(), Some(1));
     broker.cleanup().await;
+}
+
+/// `warren run` exits 78 (EX_CONFIG, not restarted by the unit) on a bad config, and 69
+/// (EX_UNAVAILABLE) when the broker stays unreachable past `startup_timeout_ms`.
+#[test]
+fn exit_codes_say_what_failed() {
+    let (_dir, path) = write_config("[[pipelines]]\nname = \"p\"\n");
+    let out = warren(&["run", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(i32::from(warren::exit::CONFIG)));
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let config = valid_config().replace(
+        "url = \"amqp://user:s3cret-pw@127.0.0.1:5672/%2f\"",
+        &format!("url = \"amqp://guest:guest@127.0.0.1:{port}/%2f\"\nstartup_timeout_ms = 1500"),
+    );
+    let (_dir, path) = write_config(&config);
+    let started = Instant::now();
+    let out = warren(&["run", "--config", path.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(warren::exit::UNAVAILABLE)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("startup_timeout_ms"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+/// `${NAME}` in any string takes the environment variable (an unset one is an error naming
+/// the variable and the key); `url_file` takes the broker URL from a file; `WARREN_CONFIG`
+/// is the default of `--config`.
+#[test]
+fn secrets_come_from_the_environment_and_files() {
+    let config = valid_config().replace(
+        "url = \"amqp://user:s3cret-pw@127.0.0.1:5672/%2f\"",
+        "url = \"amqp://user:${WARREN_TEST_BROKER_PW}@127.0.0.1:5672/%2f\"",
+    );
+    let (_dir, path) = write_config(&config);
+    let check_with = |pw: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_warren"));
+        command.arg("check").env("WARREN_CONFIG", &path);
+        match pw {
+            Some(pw) => command.env("WARREN_TEST_BROKER_PW", pw),
+            None => command.env_remove("WARREN_TEST_BROKER_PW"),
+        };
+        command.output().expect("run warren check")
+    };
+    let out = check_with(Some("from-env"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("amqp://user:***@127.0.0.1:5672/%2f"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("from-env"),
+        "the password is never shown: {stdout}"
+    );
+    let out = check_with(None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(i32::from(warren::exit::CONFIG)));
+    assert!(
+        stderr.contains("broker.url: environment variable WARREN_TEST_BROKER_PW is not set"),
+        "{stderr}"
+    );
+
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("broker-url"),
+        "amqp://user:in-a-file@127.0.0.1:5672/%2f\n",
+    )
+    .expect("write");
+    let config = valid_config().replace(
+        "url = \"amqp://user:s3cret-pw@127.0.0.1:5672/%2f\"",
+        &format!("url_file = \"{}\"", dir.path().join("broker-url").display()),
+    );
+    let (_dir, path) = write_config(&config);
+    let out = check(&path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("amqp://user:***@127.0.0.1:5672/%2f"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("in-a-file"), "{stdout}");
+    let missing = valid_config().replace(
+        "url = \"amqp://user:s3cret-pw@127.0.0.1:5672/%2f\"",
+        "url_file = \"/nonexistent/broker-url\"",
+    );
+    assert!(refused(&missing).contains("broker.url_file: cannot read /nonexistent/broker-url"));
 }

@@ -311,39 +311,50 @@ fn plugin_run_reports_the_verdict() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugin trapped"));
 }
 
-/// The shipped unit file passes `systemd-analyze verify` (with ExecStart pointed at the built
-/// binary), keeps the JIT allowed and gives the drain more time than `shutdown_grace_ms`.
+/// The shipped unit files (`warren.service`, and the template `warren@.service` as an
+/// instance) pass `systemd-analyze verify` (with ExecStart pointed at the built binary), keep
+/// the JIT allowed, give the drain more time than `shutdown_grace_ms`, and do not restart on a
+/// bad config (exit code 78).
 #[test]
-fn shipped_unit_file_verifies() {
-    let unit = std::fs::read_to_string(crate::harness::repo_root().join("config/warren.service"))
-        .expect("config/warren.service");
-    assert!(unit.contains("Type=notify"));
-    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
-    assert!(
-        !unit
+fn shipped_unit_files_verify() {
+    for (file, installed_as) in [
+        ("warren.service", "warren.service"),
+        ("warren@.service", "warren@orders.service"),
+    ] {
+        let unit = std::fs::read_to_string(crate::harness::repo_root().join("config").join(file))
+            .unwrap_or_else(|e| panic!("config/{file}: {e}"));
+        assert!(unit.contains("Type=notify"));
+        assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+        assert!(unit.contains("RestartPreventExitStatus=78"), "{file}");
+        assert!(
+            !unit
+                .lines()
+                .any(|l| l.starts_with("MemoryDenyWriteExecute")),
+            "wasmtime's JIT needs writable+executable memory"
+        );
+        let stop_secs: u64 = unit
             .lines()
-            .any(|l| l.starts_with("MemoryDenyWriteExecute")),
-        "wasmtime's JIT needs writable+executable memory"
-    );
-    let stop_secs: u64 = unit
-        .lines()
-        .find_map(|l| l.strip_prefix("TimeoutStopSec="))
-        .and_then(|v| v.trim_end_matches('s').parse().ok())
-        .expect("TimeoutStopSec");
-    assert!(stop_secs * 1000 > warren::config::DEFAULT_SHUTDOWN_GRACE_MS);
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim_end_matches('s').parse().ok())
+            .expect("TimeoutStopSec");
+        assert!(stop_secs * 1000 > warren::config::DEFAULT_SHUTDOWN_GRACE_MS);
 
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("warren.service");
-    std::fs::write(
-        &path,
-        unit.replace("/usr/local/bin/warren", env!("CARGO_BIN_EXE_warren")),
-    )
-    .expect("write unit");
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze (Debian package systemd) must be installed");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && stderr.trim().is_empty(), "{stderr}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(installed_as);
+        std::fs::write(
+            &path,
+            unit.replace("/usr/local/bin/warren", env!("CARGO_BIN_EXE_warren")),
+        )
+        .expect("write unit");
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian package systemd) must be installed");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.trim().is_empty(),
+            "{file}: {stderr}"
+        );
+    }
 }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState, PluginTable};
 use crate::broker::ConnectionHealth;
-use crate::broker::links::{Links, RECONNECT_MIN, connect_all, jitter};
+use crate::broker::links::{LinkError, Links, RECONNECT_MIN, connect_all, jitter};
 use crate::config::{Config, PipelineSettings};
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::plugin::Runtime;
@@ -40,6 +40,31 @@ pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// ever instead of failing it (seen here, and amqp-rs/lapin#450), so this limit is what
 /// moves warren on, to the next of `[broker] urls` if the node stays down.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
+
+/// Why the daemon did not start; each has its exit code ([`crate::exit`]).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A bad plugin, or a configuration the broker refuses (credentials, vhost, topology).
+    #[error("{0:#}")]
+    Config(anyhow::Error),
+    /// The broker stayed unreachable past `[broker] startup_timeout_ms`.
+    #[error("{0:#}")]
+    Unreachable(anyhow::Error),
+    /// Anything else.
+    #[error("{0:#}")]
+    Other(anyhow::Error),
+}
+
+impl StartError {
+    /// The process exit code for it.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::Config(_) => crate::exit::CONFIG,
+            StartError::Unreachable(_) => crate::exit::UNAVAILABLE,
+            StartError::Other(_) => crate::exit::FAILURE,
+        }
+    }
+}
 
 /// Asks a running daemon to re-read its config file (what SIGHUP does).
 #[derive(Clone)]
@@ -83,11 +108,20 @@ pub struct Daemon {
 impl Daemon {
     /// Loads plugins, connects, declares the topology and starts consuming. Every error
     /// (bad plugin, broker down, topology refused) comes back before anything is consumed.
-    pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let plugins =
-            Registry::load(Runtime::new()?, &config.path, config.plugins.values()).await?;
+    pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        let runtime = Runtime::new().map_err(StartError::Other)?;
+        let plugins = Registry::load(runtime, &config.path, config.plugins.values())
+            .await
+            .map_err(StartError::Config)?;
         let metrics = Arc::new(Metrics::new());
-        let links = connect_all(&config, 0, &metrics, &shutdown).await?;
+        let limit = Some(config.broker.startup_timeout);
+        let links = connect_all(&config, 0, &metrics, &shutdown, limit)
+            .await
+            .map_err(|e| match e {
+                LinkError::Refused(e) => StartError::Config(e),
+                LinkError::Unreachable(e) => StartError::Unreachable(e),
+                LinkError::Stopped(e) => StartError::Other(e),
+            })?;
         let health = links.consume.health();
 
         let (failures_tx, failures) = mpsc::unbounded_channel();
@@ -124,11 +158,14 @@ impl Daemon {
             config,
         };
         for settings in daemon.config.pipelines.clone() {
-            daemon.start_pipeline(settings).await?;
+            daemon
+                .start_pipeline(settings)
+                .await
+                .map_err(StartError::Other)?;
         }
         daemon.watch_files();
         daemon.publish_plugin_table();
-        daemon.start_background().await?;
+        daemon.start_background().await.map_err(StartError::Other)?;
         daemon.consuming.store(true, Ordering::Relaxed);
 
         systemd::ready(&format!("{} pipelines consuming", daemon.pipelines.len()));
@@ -378,7 +415,9 @@ impl Daemon {
                 () = tokio::time::sleep(jitter(RECONNECT_MIN)) => {}
             }
             // Errors that retrying cannot fix (credentials, topology) end the daemon here.
-            self.links = connect_all(&self.config, first, &self.metrics, &self.shutdown).await?;
+            self.links = connect_all(&self.config, first, &self.metrics, &self.shutdown, None)
+                .await
+                .map_err(anyhow::Error::new)?;
             self.connection_health
                 .store(Arc::new(self.links.consume.health()));
             let mut all = Ok(());

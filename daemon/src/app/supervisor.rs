@@ -121,7 +121,7 @@ impl Supervisor {
             .consume(
                 &settings.queue,
                 settings.prefetch.get(),
-                &format!("warren.{name}"),
+                &format!("warren@{}.{name}", crate::config::hostname()),
                 settings.coalesce_acks,
                 settings.quorum,
             )

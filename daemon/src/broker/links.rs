@@ -32,7 +32,9 @@ pub async fn connect_all(
     first: usize,
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> anyhow::Result<Links> {
+    give_up_after: Option<Duration>,
+) -> Result<Links, LinkError> {
+    let started = tokio::time::Instant::now();
     let mut delay = RECONNECT_MIN;
     let mut attempt = 1u32;
     loop {
@@ -56,7 +58,15 @@ pub async fn connect_all(
                 }
                 return Ok(links);
             }
-            Err(Retry::Fatal(e)) => return Err(e),
+            Err(Retry::Fatal(e)) => return Err(LinkError::Refused(e)),
+            Err(Retry::Again(e))
+                if give_up_after.is_some_and(|limit| started.elapsed() >= limit) =>
+            {
+                return Err(LinkError::Unreachable(e.context(format!(
+                    "the broker stayed unreachable for {} s (broker.startup_timeout_ms)",
+                    started.elapsed().as_secs()
+                ))));
+            }
             Err(Retry::Again(e)) => {
                 let wait = jitter(delay);
                 tracing::warn!(
@@ -66,7 +76,9 @@ pub async fn connect_all(
                     "broker unavailable; retrying"
                 );
                 tokio::select! {
-                    () = shutdown.cancelled() => anyhow::bail!("stopped while connecting: {e:#}"),
+                    () = shutdown.cancelled() => {
+                        return Err(LinkError::Stopped(e.context("stopped while connecting")));
+                    }
                     () = tokio::time::sleep(wait) => {}
                 }
                 delay = (delay * 2).min(RECONNECT_MAX);
@@ -74,6 +86,21 @@ pub async fn connect_all(
             }
         }
     }
+}
+
+/// Why the broker links could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// Retrying cannot fix it: credentials or vhost refused, the topology refused (a queue
+    /// declared with other arguments) — a matter of configuration.
+    #[error("{0:#}")]
+    Refused(anyhow::Error),
+    /// The broker stayed unreachable past the limit given.
+    #[error("{0:#}")]
+    Unreachable(anyhow::Error),
+    /// Asked to stop while connecting.
+    #[error("{0:#}")]
+    Stopped(anyhow::Error),
 }
 
 enum Retry {

@@ -31,6 +31,18 @@ pub const DEFAULT_PREFETCH: u16 = 10;
 pub const BROKER_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// `shutdown_grace_ms` when not set: how long in-flight messages may take to finish on stop.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// `[broker] startup_timeout_ms` when not set: how long start-up keeps trying the broker.
+pub const DEFAULT_STARTUP_TIMEOUT_MS: u64 = 60_000;
+
+/// This machine's host name, for the names a broker operator sees (connection name, consumer
+/// tags): `unknown` if it cannot be read.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
 /// The longest queue name: AMQP's 255 bytes less room for the longest suffix warren adds
 /// (`.warren-retry.<20 digits>ms`).
 pub const QUEUE_NAME_MAX: usize = 255 - 36;
@@ -67,6 +79,8 @@ pub struct BrokerSettings {
     pub urls: Vec<BrokerUrl>,
     /// Connection name prefix shown by the broker.
     pub connection_name: String,
+    /// How long start-up keeps trying to reach the broker before giving up.
+    pub startup_timeout: Duration,
 }
 
 impl BrokerSettings {
@@ -257,11 +271,31 @@ impl Config {
                 secret::hide_passwords(e.to_string().trim_end())
             )
         })?;
+        // The structure is checked above, with line numbers; then `${NAME}`s are filled in.
+        drop(raw);
+        let mut problems = Vec::new();
+        let mut value: toml::Value = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                secret::hide_passwords(&e.to_string())
+            )
+        })?;
+        secret::interpolate(&mut value, "", &mut problems);
+        if !problems.is_empty() {
+            bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+        }
+        let raw = raw::RawConfig::deserialize(value).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {}",
+                path.display(),
+                secret::hide_passwords(e.to_string().trim_end())
+            )
+        })?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        let mut problems = Vec::new();
         let config = validate::config(raw, path, &base, &mut problems);
         if !problems.is_empty() {
             bail!("{}:\n  {}", path.display(), problems.join("\n  "));

@@ -43,8 +43,14 @@ pub(super) struct RawBroker {
     pub(super) url: Option<String>,
     /// Several URLs, for the nodes of a cluster, tried in turn. Instead of `url`.
     pub(super) urls: Option<Vec<String>>,
-    /// The connection name shown in the management UI. Default: `warren`.
+    /// A file holding the URL (systemd's `LoadCredential=`), read at start and on reload.
+    /// Instead of `url`.
+    pub(super) url_file: Option<PathBuf>,
+    /// The connection name shown in the management UI. Default: `warren@<hostname>`.
     pub(super) connection_name: Option<String>,
+    /// How long start-up may keep trying to reach the broker before warren gives up (exit
+    /// code 69). Default 60000.
+    pub(super) startup_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -202,3 +202,17 @@ fn names_too_long_for_amqp_are_refused() {
     let err = error_of(&format!("[[exchanges]]\nname = \"{}\"\n", "e".repeat(256)));
     assert!(err.contains("exchanges[0].name: 256 bytes long"), "{err}");
 }
+
+#[test]
+fn the_default_connection_name_carries_the_host_name() {
+    let config = parse("").expect("an empty config is valid");
+    assert_eq!(
+        config.broker.connection_name,
+        format!("warren@{}", hostname())
+    );
+    assert_ne!(hostname(), "", "a host name, or `unknown`");
+    assert_eq!(
+        config.broker.startup_timeout,
+        std::time::Duration::from_millis(DEFAULT_STARTUP_TIMEOUT_MS)
+    );
+}

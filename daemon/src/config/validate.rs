@@ -9,7 +9,7 @@ use super::raw::{RawAdmin, RawBinding, RawBroker, RawConfig, RawExchange, RawPlu
 use super::{
     AdminSettings, ArgValue, Arguments, BROKER_CONSUMER_TIMEOUT, BindingSettings, BrokerSettings,
     BrokerUrl, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL, DEFAULT_SHUTDOWN_GRACE_MS,
-    ExchangeSettings, QUEUE_NAME_MAX, QueueSettings,
+    DEFAULT_STARTUP_TIMEOUT_MS, ExchangeSettings, QUEUE_NAME_MAX, QueueSettings,
 };
 use crate::plugin::spec::{
     DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUBLISH_BYTES,
@@ -25,7 +25,7 @@ pub(super) type Problems = Vec<String>;
 
 /// Validates the whole file read from `path` (relative paths resolve against `base`).
 pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Problems) -> Config {
-    let broker = broker(raw.broker, problems);
+    let broker = broker(raw.broker, base, problems);
     let admin = raw.admin.and_then(|a| admin(a, problems));
     let plugins = raw
         .plugins
@@ -51,10 +51,31 @@ pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Pr
     }
 }
 
-fn broker(raw: RawBroker, problems: &mut Problems) -> BrokerSettings {
-    let urls: Vec<(String, String)> = match (raw.url, raw.urls) {
+fn broker(raw: RawBroker, base: &Path, problems: &mut Problems) -> BrokerSettings {
+    let from_file = raw.url_file.map(|file| {
+        let file = base.join(file);
+        match std::fs::read_to_string(&file) {
+            Ok(text) => text.trim().to_owned(),
+            Err(e) => {
+                problems.push(format!(
+                    "broker.url_file: cannot read {}: {e}",
+                    file.display()
+                ));
+                DEFAULT_BROKER_URL.to_owned()
+            }
+        }
+    });
+    let url = match (raw.url, from_file) {
         (Some(_), Some(_)) => {
-            problems.push("broker.urls: give either url or urls, not both".to_owned());
+            problems.push("broker.url_file: give either url or url_file, not both".to_owned());
+            None
+        }
+        (url, from_file) => url.or(from_file),
+    };
+    let urls: Vec<(String, String)> = match (url, raw.urls) {
+        (Some(_), Some(_)) => {
+            problems
+                .push("broker.urls: give either url (or url_file) or urls, not both".to_owned());
             Vec::new()
         }
         (None, Some(urls)) if urls.is_empty() => {
@@ -77,9 +98,18 @@ fn broker(raw: RawBroker, problems: &mut Problems) -> BrokerSettings {
                 .ok()
         })
         .collect();
+    let startup_timeout = positive(
+        raw.startup_timeout_ms,
+        DEFAULT_STARTUP_TIMEOUT_MS,
+        "broker.startup_timeout_ms",
+        problems,
+    );
     BrokerSettings {
         urls,
-        connection_name: raw.connection_name.unwrap_or_else(|| "warren".to_owned()),
+        connection_name: raw
+            .connection_name
+            .unwrap_or_else(|| format!("warren@{}", super::hostname())),
+        startup_timeout: Duration::from_millis(startup_timeout),
     }
 }
 
