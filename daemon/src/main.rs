@@ -109,14 +109,27 @@ async fn execute(command: Command) -> Result<(), Failed> {
             if let Some(listen) = admin_listen {
                 config.admin = Some(warren::config::AdminSettings { listen });
             }
+            // Signals are heard from here on: a SIGTERM while the broker is being retried
+            // ends warren cleanly, a SIGHUP during start-up is applied once it runs.
             let shutdown = CancellationToken::new();
-            let daemon = warren::app::Daemon::start(config, shutdown.clone())
-                .await
-                .map_err(|e| Failed {
-                    code: e.exit_code(),
-                    error: e.into(),
-                })?;
-            tokio::spawn(on_signals(shutdown, daemon.reload_handle()));
+            let (reload, reloads) = warren::app::reload_channel();
+            let signals = Signals::install().map_err(Failed::from)?;
+            tokio::spawn(signals.forward(shutdown.clone(), reload.clone()));
+            let started =
+                warren::app::Daemon::start_with(config, shutdown, (reload, reloads)).await;
+            let daemon = match started {
+                Ok(daemon) => daemon,
+                Err(warren::app::StartError::Stopped(e)) => {
+                    tracing::info!("{e:#}");
+                    return Ok(());
+                }
+                Err(e) => {
+                    return Err(Failed {
+                        code: e.exit_code(),
+                        error: e.into(),
+                    });
+                }
+            };
             Ok(daemon.wait().await?)
         }
         Command::Plugin(PluginCommand::Run(args)) => Ok(warren::try_plugin::command(args).await?),
@@ -132,34 +145,46 @@ async fn execute(command: Command) -> Result<(), Failed> {
     }
 }
 
-/// SIGTERM or SIGINT cancel `shutdown`; SIGHUP asks for a config reload.
-async fn on_signals(shutdown: CancellationToken, reload: warren::app::ReloadHandle) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        tracing::error!("cannot listen for signals");
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                tracing::info!("SIGTERM received");
-                break;
-            }
-            _ = int.recv() => {
-                tracing::info!("SIGINT received");
-                break;
-            }
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received: reloading the config");
-                if !reload.reload() {
-                    return;
+/// The signals warren acts on, listened to from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| anyhow::anyhow!("cannot listen for {name}: {e}"))
+        };
+        Ok(Self {
+            term: listen(SignalKind::terminate(), "SIGTERM")?,
+            int: listen(SignalKind::interrupt(), "SIGINT")?,
+            hup: listen(SignalKind::hangup(), "SIGHUP")?,
+        })
+    }
+
+    /// SIGTERM or SIGINT cancel `shutdown`; SIGHUP asks for a config reload.
+    async fn forward(mut self, shutdown: CancellationToken, reload: warren::app::ReloadHandle) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    tracing::info!("SIGTERM received");
+                    break;
+                }
+                _ = self.int.recv() => {
+                    tracing::info!("SIGINT received");
+                    break;
+                }
+                _ = self.hup.recv() => {
+                    tracing::info!("SIGHUP received: reloading the config");
+                    if !reload.reload() {
+                        return;
+                    }
                 }
             }
         }
+        shutdown.cancel();
     }
-    shutdown.cancel();
 }

@@ -628,3 +628,123 @@ fn secrets_come_from_the_environment_and_files() {
     );
     assert!(refused(&missing).contains("broker.url_file: cannot read /nonexistent/broker-url"));
 }
+
+/// Sends `signal` (`TERM`, `HUP`) to the process `pid`.
+fn send(signal: &str, pid: u32) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// A port nothing listens on (yet).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Signals are heard from the start: a SIGTERM while warren is still trying to reach the
+/// broker ends it cleanly (exit code 0), without waiting for the start-up limit.
+#[test]
+fn sigterm_during_broker_retries_exits_cleanly() {
+    let config = valid_config().replace(
+        "url = \"amqp://user:s3cret-pw@127.0.0.1:5672/%2f\"",
+        &format!(
+            "url = \"amqp://guest:guest@127.0.0.1:{}/%2f\"\nstartup_timeout_ms = 120000",
+            free_port()
+        ),
+    );
+    let (_dir, path) = write_config(&config);
+    let mut daemon = crate::harness::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", path.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start warren run"),
+    );
+    let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
+    let (retrying_tx, retrying) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("broker unavailable; retrying") {
+                let _ = retrying_tx.send(());
+            }
+        }
+    });
+    retrying
+        .recv_timeout(Duration::from_secs(30))
+        .expect("warren retries the broker");
+    send("TERM", daemon.id());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(status) = daemon.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "SIGTERM was not heard"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A SIGHUP that arrives while warren is still starting (here: waiting for the broker) is not
+/// lost: once running, warren reloads the config and starts the pipeline added meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_during_start_up_is_applied_once_running() {
+    let broker = Broker::connect().await;
+    let (first, second) = (unique("hup-first"), unique("hup-second"));
+    broker.queue(&first).await;
+    broker.queue(&second).await;
+    let port = free_port();
+    let config = |queues: &[&str]| {
+        let mut config = crate::harness::TestConfig::with_url(&format!(
+            "amqp://guest:guest@127.0.0.1:{port}/%2f"
+        ))
+        .plugin("printer", &shipped_plugin("printer"), "", "");
+        for queue in queues {
+            config = config
+                .queue(queue, "")
+                .pipeline(queue, queue, "printer", "");
+        }
+        config.build()
+    };
+    let (_dir, path) = write_config(&config(&[&first]));
+    let mut daemon = crate::harness::KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["run", "--config", path.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start warren run"),
+    );
+    // Still starting: the broker is not reachable at that port yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::write(&path, config(&[&first, &second])).expect("rewrite config");
+    send("HUP", daemon.id());
+    // Now let warren reach the broker, through a forwarder on that port.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the forwarder");
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5672").await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    broker.wait_consumers(&first, 1).await;
+    broker.wait_consumers(&second, 1).await;
+    assert!(
+        daemon.try_wait().expect("wait").is_none(),
+        "warren is running"
+    );
+    send("TERM", daemon.id());
+    let _ = daemon.wait();
+    broker.cleanup().await;
+}

@@ -50,6 +50,9 @@ pub enum StartError {
     /// The broker stayed unreachable past `[broker] startup_timeout_ms`.
     #[error("{0:#}")]
     Unreachable(anyhow::Error),
+    /// Asked to stop (SIGTERM) before start-up finished: not a failure.
+    #[error("{0:#}")]
+    Stopped(anyhow::Error),
     /// Anything else.
     #[error("{0:#}")]
     Other(anyhow::Error),
@@ -61,14 +64,26 @@ impl StartError {
         match self {
             StartError::Config(_) => crate::exit::CONFIG,
             StartError::Unreachable(_) => crate::exit::UNAVAILABLE,
+            StartError::Stopped(_) => crate::exit::SUCCESS,
             StartError::Other(_) => crate::exit::FAILURE,
         }
     }
 }
 
-/// Asks a running daemon to re-read its config file (what SIGHUP does).
+/// Asks a running daemon to re-read its config file (what SIGHUP does). A request made while
+/// the daemon is still starting is kept, and applied once it runs.
 #[derive(Clone)]
 pub struct ReloadHandle(mpsc::UnboundedSender<()>);
+
+/// Where a daemon receives reload requests.
+pub struct Reloads(mpsc::UnboundedReceiver<()>);
+
+/// A channel for reload requests: the handle (for a signal handler installed before the
+/// daemon starts) and the end [`Daemon::start_with`] takes.
+pub fn reload_channel() -> (ReloadHandle, Reloads) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (ReloadHandle(tx), Reloads(rx))
+}
 
 impl ReloadHandle {
     /// Requests a config reload; returns false if the daemon has stopped.
@@ -101,7 +116,7 @@ pub struct Daemon {
     background: JoinSet<()>,
     background_stop: CancellationToken,
     inbox: Inbox,
-    reload_tx: mpsc::UnboundedSender<()>,
+    reload: ReloadHandle,
     watcher: Option<Watcher>,
 }
 
@@ -109,6 +124,16 @@ impl Daemon {
     /// Loads plugins, connects, declares the topology and starts consuming. Every error
     /// (bad plugin, broker down, topology refused) comes back before anything is consumed.
     pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Self, StartError> {
+        Self::start_with(config, shutdown, reload_channel()).await
+    }
+
+    /// Like [`Daemon::start`], taking reload requests from a channel made beforehand (so that
+    /// a SIGHUP during start-up is not lost).
+    pub async fn start_with(
+        config: Config,
+        shutdown: CancellationToken,
+        (reload, Reloads(reloads)): (ReloadHandle, Reloads),
+    ) -> Result<Self, StartError> {
         let runtime = Runtime::new().map_err(StartError::Other)?;
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
@@ -120,13 +145,12 @@ impl Daemon {
             .map_err(|e| match e {
                 LinkError::Refused(e) => StartError::Config(e),
                 LinkError::Unreachable(e) => StartError::Unreachable(e),
-                LinkError::Stopped(e) => StartError::Other(e),
+                LinkError::Stopped(e) => StartError::Stopped(e),
             })?;
         let health = links.consume.health();
 
         let (failures_tx, failures) = mpsc::unbounded_channel();
         let (restarts_tx, restarts) = mpsc::unbounded_channel();
-        let (reload_tx, reloads) = mpsc::unbounded_channel();
         let (changes_tx, changes) = mpsc::unbounded_channel();
         let watcher = match Watcher::new(changes_tx) {
             Ok(watcher) => Some(watcher),
@@ -153,7 +177,7 @@ impl Daemon {
                 reloads,
                 changes,
             },
-            reload_tx,
+            reload,
             watcher,
             config,
         };
@@ -251,7 +275,7 @@ impl Daemon {
 
     /// A handle that asks for a config reload, as SIGHUP does.
     pub fn reload_handle(&self) -> ReloadHandle {
-        ReloadHandle(self.reload_tx.clone())
+        self.reload.clone()
     }
 
     /// The version currently serving for each plugin.
@@ -282,7 +306,7 @@ impl Daemon {
                     // SIGHUP: the config, and every plugin file whose content changed.
                     self.reload_config().await;
                     for name in self.plugins.names() {
-                        self.plugins.reload_file(&name, &self.metrics).await;
+                        self.plugins.reload_file(&name, &self.metrics, true).await;
                     }
                     Ok(())
                 }

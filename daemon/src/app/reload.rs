@@ -85,7 +85,7 @@ impl Daemon {
         }
         // Plugin files that changed with it (or alone); unchanged content is not reloaded.
         for name in self.plugins.using_files(&changed) {
-            self.plugins.reload_file(&name, &self.metrics).await;
+            self.plugins.reload_file(&name, &self.metrics, false).await;
         }
     }
 

@@ -108,8 +108,10 @@ impl Registry {
     }
 
     /// Compiles and initialises the plugin's file anew, off the hot path, and swaps it in if
-    /// its content changed. On failure the old version keeps serving.
-    pub async fn reload_file(&mut self, name: &str, metrics: &Metrics) {
+    /// its content changed. On failure the old version keeps serving. A file that failed is
+    /// not tried again until its content changes — unless `again` (an explicit request: a
+    /// SIGHUP), since an `init` may fail for reasons outside the file.
+    pub async fn reload_file(&mut self, name: &str, metrics: &Metrics, again: bool) {
         let Some(entry) = self.plugins.get_mut(name) else {
             return;
         };
@@ -131,7 +133,8 @@ impl Registry {
             }
         };
         let hash = content_hash(&bytes);
-        if hash == entry.slot.load().version() || entry.last_failed.as_deref() == Some(&hash) {
+        let failed_before = entry.last_failed.as_deref() == Some(&hash);
+        if hash == entry.slot.load().version() || (failed_before && !again) {
             return;
         }
         let started = Instant::now();
