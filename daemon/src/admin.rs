@@ -1,10 +1,9 @@
 //! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/plugins`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -16,6 +15,7 @@ use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::{ConnectionHealth, Publisher};
+use crate::config::{AdminSettings, AdminToken};
 use crate::metrics::SharedMetrics;
 use crate::plugin::registry::PluginSlot;
 
@@ -59,30 +59,107 @@ impl AdminState {
     }
 }
 
-/// Binds `listen` now (so a taken port fails start-up) and serves until `shutdown`.
+/// Most connections served at once; more are closed as they come.
+pub const MAX_CONNECTIONS: usize = 64;
+/// How long a client may take to send a request's head (a slowloris client is cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a connection is kept, requests included.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest request head accepted.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Binds `listen` now (so a taken port fails start-up) and serves until `shutdown`: at most
+/// [`MAX_CONNECTIONS`] at once, each cut off after [`HEADER_READ_TIMEOUT`] without a request
+/// head and after [`CONNECTION_TIMEOUT`] in all. With a `token`, every endpoint but `/healthz`
+/// requires `Authorization: Bearer <token>`.
 pub async fn serve(
-    listen: SocketAddr,
+    settings: &AdminSettings,
     state: Arc<AdminState>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("admin.listen: cannot listen on {listen}"))?;
+    if settings.token.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            %listen,
+            "the admin endpoint listens beyond this machine without a token: set admin.token or admin.token_file"
+        );
+    }
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/plugins", get(plugins))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(settings.token.clone()),
+            require_token,
+        ))
+        .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state);
     tracing::info!(%listen, "admin endpoint listening");
-    Ok(tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "admin endpoint failed");
-        }
-    }))
+    Ok(tokio::spawn(accept(listener, app, shutdown)))
+}
+
+async fn accept(listener: tokio::net::TcpListener, app: Router, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin endpoint: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // Over the limit: closed at once, rather than left waiting.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(MAX_HEADER_BYTES)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection) => {}
+                () = shutdown.cancelled() => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+/// Lets a request through if no token is set, or if it carries the token.
+async fn require_token(
+    State(token): State<Arc<Option<AdminToken>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let Some(token) = token.as_ref() else {
+        return next.run(request).await;
+    };
+    let offered = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if offered.is_some_and(|offered| token.matches(offered)) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required (admin.token)\n",
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {

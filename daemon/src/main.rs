@@ -107,7 +107,8 @@ async fn execute(command: Command) -> Result<(), Failed> {
         } => {
             let mut config = Config::load(&config).map_err(Failed::config)?;
             if let Some(listen) = admin_listen {
-                config.admin = Some(warren::config::AdminSettings { listen });
+                let token = config.admin.take().and_then(|admin| admin.token);
+                config.admin = Some(warren::config::AdminSettings { listen, token });
             }
             // Signals are heard from here on: a SIGTERM while the broker is being retried
             // ends warren cleanly, a SIGHUP during start-up is applied once it runs.

@@ -638,12 +638,6 @@ fn send(signal: &str, pid: u32) {
     assert!(status.success(), "kill -{signal} {pid}");
 }
 
-/// A port nothing listens on (yet).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
 /// Signals are heard from the start: a SIGTERM while warren is still trying to reach the
 /// broker ends it cleanly (exit code 0), without waiting for the start-up limit.
 #[test]
@@ -652,7 +646,7 @@ fn sigterm_during_broker_retries_exits_cleanly() {
         "url = \"amqp://user:s3cret-pw@127.0.0.1:5672/%2f\"",
         &format!(
             "url = \"amqp://guest:guest@127.0.0.1:{}/%2f\"\nstartup_timeout_ms = 120000",
-            free_port()
+            crate::operations::free_port()
         ),
     );
     let (_dir, path) = write_config(&config);
@@ -699,7 +693,7 @@ async fn sighup_during_start_up_is_applied_once_running() {
     let (first, second) = (unique("hup-first"), unique("hup-second"));
     broker.queue(&first).await;
     broker.queue(&second).await;
-    let port = free_port();
+    let port = crate::operations::free_port();
     let config = |queues: &[&str]| {
         let mut config = crate::harness::TestConfig::with_url(&format!(
             "amqp://guest:guest@127.0.0.1:{port}/%2f"

@@ -358,3 +358,104 @@ fn shipped_unit_files_verify() {
         );
     }
 }
+
+/// `GET path` with `Authorization: Bearer <token>`: the status code.
+async fn http_get_with_token(port: u16, path: &str, token: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect admin");
+    let request =
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code")
+}
+
+/// A daemon with the admin endpoint on a free port, `admin_extra` lines in `[admin]`.
+async fn with_admin(queue: &str, admin_extra: &str) -> (crate::harness::Running, u16) {
+    let port = free_port();
+    let config = crate::harness::TestConfig::new()
+        .plugin("scripted", &test_plugin("scripted"), "mode = \"ack\"", "")
+        .queue(queue, "")
+        .pipeline(queue, queue, "scripted", "")
+        .build();
+    let config = format!("{config}\n[admin]\nlisten = \"127.0.0.1:{port}\"\n{admin_extra}\n");
+    (start(&config).await, port)
+}
+
+/// With `admin.token`, every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+#[tokio::test]
+async fn the_admin_token_guards_every_endpoint_but_healthz() {
+    let broker = Broker::connect().await;
+    let queue = unique("admin-token");
+    broker.forget_later_queue(&queue);
+    let (daemon, port) = with_admin(&queue, "token = \"s3cret-token\"").await;
+    for path in ["/metrics", "/readyz", "/plugins"] {
+        assert_eq!(http_get(port, path).await.0, 401, "{path} without a token");
+        assert_eq!(
+            http_get_with_token(port, path, "wrong").await,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            http_get_with_token(port, path, "s3cret-token").await,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(http_get(port, "/healthz").await.0, 200);
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}
+
+/// A slowloris client cannot pin the admin endpoint: connections over the limit are closed at
+/// once, one that sends no complete request head is cut off after the header timeout, and
+/// the endpoint then answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_pin_the_admin_endpoint() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let broker = Broker::connect().await;
+    let queue = unique("admin-slow");
+    broker.forget_later_queue(&queue);
+    let (daemon, port) = with_admin(&queue, "").await;
+    let extra = 6;
+    let mut slow = Vec::new();
+    for _ in 0..warren::admin::MAX_CONNECTIONS + extra {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("send");
+        slow.push(stream);
+    }
+    let started = Instant::now();
+    let mut closed = 0;
+    for stream in &mut slow {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(
+            warren::admin::HEADER_READ_TIMEOUT * 3,
+            stream.read(&mut byte),
+        )
+        .await
+        .expect("every slow connection is closed by the server");
+        if matches!(read, Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, slow.len(), "every slow connection was closed");
+    assert!(
+        started.elapsed() < warren::admin::HEADER_READ_TIMEOUT * 3,
+        "cut off by the header timeout, not pinned"
+    );
+    assert_eq!(http_get(port, "/healthz").await.0, 200, "answers again");
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}

@@ -211,7 +211,7 @@ impl Daemon {
                 plugins: self.admin_plugins.clone(),
                 publishers: self.pipelines.publishers(),
             };
-            let server = admin::serve(admin.listen, Arc::new(state), stop.clone()).await?;
+            let server = admin::serve(admin, Arc::new(state), stop.clone()).await?;
             self.background.spawn(async move {
                 let _ = server.await;
             });

@@ -96,6 +96,33 @@ impl BrokerSettings {
 pub struct AdminSettings {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// The bearer token every endpoint but `/healthz` requires, if any. Never shown.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin endpoint's bearer token; `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// A token, if `text` is a usable one (not empty, printable ASCII, no spaces).
+    pub fn new(text: &str) -> Option<Self> {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic()))
+            .then(|| Self(text.to_owned()))
+    }
+
+    /// True if `offered` is this token; takes as long whichever bytes differ.
+    pub fn matches(&self, offered: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), offered.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
 }
 
 /// A value in a queue, exchange or binding `arguments` table.

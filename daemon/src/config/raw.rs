@@ -58,6 +58,10 @@ pub(super) struct RawBroker {
 pub(super) struct RawAdmin {
     /// `host:port` to serve `/metrics`, `/healthz`, `/readyz`, `/plugins` on.
     pub(super) listen: String,
+    /// A bearer token every endpoint but `/healthz` then requires. Default: none.
+    pub(super) token: Option<String>,
+    /// A file holding that token (systemd `LoadCredential=`). Instead of `token`.
+    pub(super) token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]

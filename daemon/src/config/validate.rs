@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use super::raw::{RawAdmin, RawBinding, RawBroker, RawConfig, RawExchange, RawPlugin, RawQueue};
 use super::{
-    AdminSettings, ArgValue, Arguments, BROKER_CONSUMER_TIMEOUT, BindingSettings, BrokerSettings,
-    BrokerUrl, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL, DEFAULT_SHUTDOWN_GRACE_MS,
-    DEFAULT_STARTUP_TIMEOUT_MS, ExchangeSettings, QUEUE_NAME_MAX, QueueSettings,
+    AdminSettings, AdminToken, ArgValue, Arguments, BROKER_CONSUMER_TIMEOUT, BindingSettings,
+    BrokerSettings, BrokerUrl, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL,
+    DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STARTUP_TIMEOUT_MS, ExchangeSettings, QUEUE_NAME_MAX,
+    QueueSettings,
 };
 use crate::plugin::spec::{
     DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUBLISH_BYTES,
@@ -26,7 +27,7 @@ pub(super) type Problems = Vec<String>;
 /// Validates the whole file read from `path` (relative paths resolve against `base`).
 pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Problems) -> Config {
     let broker = broker(raw.broker, base, problems);
-    let admin = raw.admin.and_then(|a| admin(a, problems));
+    let admin = raw.admin.and_then(|a| admin(a, base, problems));
     let plugins = raw
         .plugins
         .into_iter()
@@ -113,9 +114,39 @@ fn broker(raw: RawBroker, base: &Path, problems: &mut Problems) -> BrokerSetting
     }
 }
 
-fn admin(raw: RawAdmin, problems: &mut Problems) -> Option<AdminSettings> {
+fn admin(raw: RawAdmin, base: &Path, problems: &mut Problems) -> Option<AdminSettings> {
+    let text = match (raw.token, raw.token_file) {
+        (Some(_), Some(_)) => {
+            problems.push("admin.token_file: give either token or token_file, not both".into());
+            None
+        }
+        (Some(token), None) => Some(("admin.token", token)),
+        (None, Some(file)) => {
+            let file = base.join(file);
+            match std::fs::read_to_string(&file) {
+                Ok(text) => Some(("admin.token_file", text)),
+                Err(e) => {
+                    problems.push(format!(
+                        "admin.token_file: cannot read {}: {e}",
+                        file.display()
+                    ));
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let token = text.and_then(|(key, text)| {
+        let token = AdminToken::new(&text);
+        if token.is_none() {
+            problems.push(format!(
+                "{key}: the token must be printable ASCII without spaces, and not empty"
+            ));
+        }
+        token
+    });
     match raw.listen.parse() {
-        Ok(listen) => Some(AdminSettings { listen }),
+        Ok(listen) => Some(AdminSettings { listen, token }),
         Err(_) => {
             problems.push(format!(
                 "admin.listen: {:?} is not an address; write host:port, e.g. \"127.0.0.1:9090\"",
