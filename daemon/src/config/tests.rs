@@ -216,3 +216,100 @@ fn the_default_connection_name_carries_the_host_name() {
         std::time::Duration::from_millis(DEFAULT_STARTUP_TIMEOUT_MS)
     );
 }
+
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A value of any TOML type, good or bad for whatever key it lands on.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("0".to_owned()),
+            Just("-1".to_owned()),
+            Just("99999999999999999".to_owned()),
+            Just("true".to_owned()),
+            Just("1.5".to_owned()),
+            Just("\"\"".to_owned()),
+            Just("\"reject\"".to_owned()),
+            Just("\"requeue\"".to_owned()),
+            Just("\"q\"".to_owned()),
+            Just("\"${WARREN_FUZZ_UNSET}\"".to_owned()),
+            Just("\"amqp://u:p@h/%2f\"".to_owned()),
+            Just("[\"a:b\", \"example.com:443\"]".to_owned()),
+            Just("{ k = \"v\" }".to_owned()),
+            "\"[a-z.:/*]{0,12}\"".prop_map(|s| s),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "name",
+            "queue",
+            "plugin",
+            "prefetch",
+            "concurrency",
+            "on_error",
+            "max_deliveries",
+            "retry_delay_ms",
+            "dead_letter_queue",
+            "path",
+            "timeout_ms",
+            "memory_mb",
+            "allowed_hosts",
+            "allowed_queues",
+            "max_priority",
+            "durable",
+            "arguments",
+            "type",
+            "listen",
+            "token",
+            "url",
+            "urls",
+            "startup_timeout_ms",
+            "bogus",
+        ])
+    }
+
+    fn section() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "[broker]",
+            "[admin]",
+            "[plugins.p]",
+            "[[queues]]",
+            "[[exchanges]]",
+            "[[bindings]]",
+            "[[pipelines]]",
+        ])
+    }
+
+    proptest! {
+        /// Whatever the file says, parsing never panics, and a refusal names the file and says
+        /// where: a line (a TOML error) or a key (a validation error).
+        #[test]
+        fn any_config_is_parsed_or_refused_naming_where(
+            sections in proptest::collection::vec(
+                (section(), proptest::collection::vec((key(), value()), 0..4)),
+                0..6,
+            )
+        ) {
+            let mut text = String::new();
+            for (section, entries) in &sections {
+                text.push_str(section);
+                text.push('\n');
+                let mut seen = std::collections::BTreeSet::new();
+                for (key, value) in entries {
+                    if seen.insert(*key) {
+                        text.push_str(&format!("{key} = {value}\n"));
+                    }
+                }
+            }
+            if let Err(e) = Config::parse(&text, Path::new("/nonexistent/warren.toml")) {
+                let e = format!("{e:#}");
+                prop_assert!(e.contains("/nonexistent/warren.toml"), "{}", e);
+                let keyed = e.lines().skip(1).all(|l| l.trim_start().split(':').next().is_some_and(|k| !k.contains(' ')));
+                prop_assert!(e.contains("line") || keyed, "{}", e);
+            }
+        }
+    }
+}
