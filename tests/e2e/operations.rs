@@ -339,23 +339,32 @@ fn shipped_unit_files_verify() {
             .expect("TimeoutStopSec");
         assert!(stop_secs * 1000 > warren::config::DEFAULT_SHUTDOWN_GRACE_MS);
 
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join(installed_as);
-        std::fs::write(
-            &path,
-            unit.replace("/usr/local/bin/warren", env!("CARGO_BIN_EXE_warren")),
+        // As shipped, and with the opt-in lockdown drop-in (a drop-in's lines apply after
+        // the unit's, as if appended).
+        let lockdown = std::fs::read_to_string(
+            crate::harness::repo_root().join("config/warren-lockdown.conf"),
         )
-        .expect("write unit");
-        let out = Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(&path)
-            .output()
-            .expect("systemd-analyze (Debian package systemd) must be installed");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stderr.trim().is_empty(),
-            "{file}: {stderr}"
-        );
+        .expect("config/warren-lockdown.conf");
+        assert!(lockdown.contains("IPAddressDeny=any"));
+        for unit in [unit.clone(), format!("{unit}\n{lockdown}")] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join(installed_as);
+            std::fs::write(
+                &path,
+                unit.replace("/usr/local/bin/warren", env!("CARGO_BIN_EXE_warren")),
+            )
+            .expect("write unit");
+            let out = Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path)
+                .output()
+                .expect("systemd-analyze (Debian package systemd) must be installed");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && stderr.trim().is_empty(),
+                "{file}: {stderr}"
+            );
+        }
     }
 }
 
