@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod contract;
 pub mod decision;
+pub mod dlq;
 pub mod exit;
 pub mod message;
 pub mod metrics;

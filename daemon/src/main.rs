@@ -24,6 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Look at the dead-letter queues, and put their messages back.
+    #[command(subcommand)]
+    Dlq(warren::dlq::DlqCommand),
     /// Work with one plugin, without a broker.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -143,6 +146,7 @@ async fn execute(command: Command) -> Result<(), Failed> {
             Ok(())
         }
         Command::Publish(args) => Ok(warren::produce::command(args).await?),
+        Command::Dlq(command) => Ok(warren::dlq::command(command).await?),
     }
 }
 

@@ -44,7 +44,8 @@ pub fn int_header(key: &str, value: i64) -> Header {
     scalar_header(key, HeaderValue::Int64(value))
 }
 
-fn scalar_header(key: &str, value: HeaderValue) -> Header {
+/// A header holding one value that is not an array or a table.
+pub fn scalar_header(key: &str, value: HeaderValue) -> Header {
     Header {
         key: key.to_owned(),
         value,

@@ -43,3 +43,6 @@ mod headers;
 
 // One pipeline, one failure domain: a pipeline restarted alone, the others undisturbed.
 mod domains;
+
+// `warren dlq`: dead-letter queues listed, replayed, and a replay killed mid-way.
+mod dlq;

@@ -14,6 +14,7 @@
 
 mod consume;
 mod convert;
+mod dead_letters;
 pub mod links;
 mod publish;
 mod settle;
@@ -29,6 +30,7 @@ use futures_util::StreamExt;
 use lapin::{ConnectionProperties, types::ShortString};
 
 pub use consume::Consumer;
+pub use dead_letters::DeadMessage;
 pub use publish::{CONFIRM_TIMEOUT, PublishError, Publisher};
 pub use settle::{Acker, Settled, Settlement};
 

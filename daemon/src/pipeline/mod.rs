@@ -17,7 +17,9 @@ use crate::decision::RetryPolicy;
 use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::registry::PluginSlot;
 
-pub use process::{PIPELINE_HEADER, PLUGIN_VERSION_HEADER, REASON_HEADER};
+pub use process::{
+    DEAD_LETTER_HEADERS, PIPELINE_HEADER, PLUGIN_VERSION_HEADER, REASON_HEADER, TIME_HEADER,
+};
 pub use validate::{InvalidPublish, check_plugin_publishes};
 
 /// How often an idle pipeline loop proves it is alive (for the systemd watchdog).
