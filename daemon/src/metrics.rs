@@ -46,12 +46,45 @@ struct ReloadLabels {
 }
 
 /// Buckets of the `handle` latency histogram, in seconds: 10 µs to 30 s.
-const HANDLE_BUCKETS: [f64; 14] = [
+/// Buckets of the `handle` latency histogram, in seconds: 10 µs up to RabbitMQ's 30-minute
+/// consumer timeout, beyond which no `timeout_ms` makes sense.
+const HANDLE_BUCKETS: [f64; 19] = [
     0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0,
+    60.0, 120.0, 300.0, 600.0, 1800.0,
 ];
+
+/// Buckets of the publish-confirm latency histogram, in seconds: 100 µs to the 30 s confirm
+/// timeout.
+const CONFIRM_BUCKETS: [f64; 12] = [
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 5.0, 30.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginVersionLabels {
+    plugin: String,
+    version: String,
+}
 
 /// Every metric's name (after the `warren_` prefix) and help text.
 const HELP: &[(&str, &str)] = &[
+    ("build_info", "warren's version (value 1)"),
+    (
+        "plugin_info",
+        "The version (hash) of each plugin now serving (value 1)",
+    ),
+    (
+        "publish_confirm_seconds",
+        "Time from publishing a message's publishes to the broker's confirm of all of them, by pipeline",
+    ),
+    (
+        "dead_letter_depth",
+        "Messages in each pipeline's dead-letter queue (<queue>.dead), read every 10 s",
+    ),
     (
         "messages",
         "Messages handled, by pipeline and verdict (ack, reject, requeue, republish, error)",
@@ -165,6 +198,10 @@ pub struct Metrics {
     channel_reopens: Family<PipelineLabels, Counter>,
     channel_open: Family<PipelineLabels, Gauge>,
     pipeline_restarts: Family<PipelineLabels, Counter>,
+    build_info: Family<BuildLabels, Gauge>,
+    plugin_info: Family<PluginVersionLabels, Gauge>,
+    confirm_seconds: Family<PipelineLabels, Histogram>,
+    dead_letter_depth: Family<PipelineLabels, Gauge>,
     /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
     pub broker_reconnects: Counter,
     /// 1 while the consuming connection is open.
@@ -209,9 +246,51 @@ impl Metrics {
             channel_reopens: registered(&mut r, "publish_channel_reopens", Family::default()),
             channel_open: registered(&mut r, "publish_channel_open", Family::default()),
             pipeline_restarts: registered(&mut r, "pipeline_restarts", Family::default()),
+            build_info: registered(&mut r, "build_info", Family::default()),
+            plugin_info: registered(&mut r, "plugin_info", Family::default()),
+            confirm_seconds: registered(
+                &mut r,
+                "publish_confirm_seconds",
+                Family::new_with_constructor(
+                    (|| Histogram::new(CONFIRM_BUCKETS)) as fn() -> Histogram,
+                ),
+            ),
+            dead_letter_depth: registered(&mut r, "dead_letter_depth", Family::default()),
             handled: Counter::default(),
             registry: r,
         }
+        .with_build_info()
+    }
+
+    fn with_build_info(self) -> Self {
+        self.build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        self
+    }
+
+    /// Records which version of each plugin serves (one series per plugin, value 1).
+    pub fn set_plugin_versions<'a>(&self, versions: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        self.plugin_info.clear();
+        for (plugin, version) in versions {
+            self.plugin_info
+                .get_or_create(&PluginVersionLabels {
+                    plugin: plugin.to_owned(),
+                    version: version.to_owned(),
+                })
+                .set(1);
+        }
+    }
+
+    /// Records how many messages a pipeline's dead-letter queue holds.
+    pub fn set_dead_letter_depth(&self, pipeline: &str, depth: u32) {
+        self.dead_letter_depth
+            .get_or_create(&PipelineLabels {
+                pipeline: pipeline.to_owned(),
+            })
+            .set(i64::from(depth));
     }
 
     /// The counter of lapin recoveries of one connection (`consume` or `publish`).
@@ -262,6 +341,7 @@ impl Metrics {
             publish_failures: self.publish_failures.get_or_create(&p()).clone(),
             stale_settlements: self.stale_settlements.get_or_create(&p()).clone(),
             settle_failures: self.settle_failures.get_or_create(&p()).clone(),
+            confirm_seconds: self.confirm_seconds.get_or_create(&p()).clone(),
             redeliveries: self.redeliveries.get_or_create(&p()).clone(),
             dead_lettered: crate::decision::Reason::CODES.map(|reason| {
                 self.dead_lettered
@@ -347,6 +427,8 @@ pub struct PipelineMetrics {
     pub stale_settlements: Counter,
     /// Settlements that failed with an error.
     pub settle_failures: Counter,
+    /// Time from publishing a message's publishes to the broker confirming all of them.
+    pub confirm_seconds: Histogram,
     /// Redelivered messages received.
     pub redeliveries: Counter,
     /// Messages rejected for good, by [`crate::decision::Reason::index`].
@@ -424,6 +506,9 @@ mod tests {
         metrics.channel_reopens("p").inc();
         metrics.set_channel_open("p", true);
         metrics.pipeline_restart("p");
+        metrics.set_plugin_versions([("p", "abc")]);
+        metrics.set_dead_letter_depth("p", 3);
+        pipeline.confirm_seconds.observe(0.01);
         let text = metrics.render();
         let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP")).collect();
         assert_eq!(helps.len(), HELP.len(), "{text}");

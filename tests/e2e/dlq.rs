@@ -59,6 +59,26 @@ async fn dead_letters_are_listed_and_replayed() {
         broker.publish(&queue, too_long.as_bytes(), id).await;
     }
     broker.wait_ready(&dead, 40).await;
+    // Read every 10 s.
+    let depth = [("pipeline", queue.as_str())];
+    daemon
+        .wait_metric_for(
+            "warren_dead_letter_depth",
+            &depth,
+            40.0,
+            Duration::from_secs(30),
+        )
+        .await;
+    let versions = daemon.scrape();
+    assert!(
+        versions
+            .samples
+            .iter()
+            .any(|s| s.metric == "warren_plugin_info"
+                && s.labels.get("plugin") == Some("router")
+                && s.labels.get("version").is_some_and(|v| v.len() == 12)),
+        "warren_plugin_info names the router's version"
+    );
     daemon.stop().await.expect("clean stop");
 
     let (_dir, path) = write_config(&text);

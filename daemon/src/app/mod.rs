@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, AdminState, PluginTable};
 use crate::broker::ConnectionHealth;
 use crate::broker::links::{LinkError, Links, RECONNECT_MIN, connect_all, jitter};
-use crate::config::{Config, PipelineSettings};
+use crate::config::{Config, DeadLetter, PipelineSettings};
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::plugin::Runtime;
 use crate::plugin::registry::Registry;
@@ -32,6 +32,8 @@ use crate::watch::Watcher;
 pub use reload::ConfigDiff;
 pub use supervisor::{RESTART_MAX, RESTART_MIN};
 
+/// How often the depth of each dead-letter queue is read for `warren_dead_letter_depth`.
+pub const DEAD_LETTER_DEPTH_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the connections' state is checked (a lost publishing connection is seen here).
 pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// How long lapin may take to recover a lost connection before warren reconnects itself.
@@ -259,7 +261,12 @@ impl Daemon {
         );
     }
 
+    /// Publishes the plugins (with their users) for `/plugins`, and their versions for
+    /// `warren_plugin_info`.
     fn publish_plugin_table(&self) {
+        let versions = self.plugins.versions();
+        self.metrics
+            .set_plugin_versions(versions.iter().map(|(n, v)| (n.as_str(), v.as_str())));
         let table = self
             .plugins
             .slots()
@@ -290,10 +297,15 @@ impl Daemon {
     /// reload request.
     pub async fn wait(mut self) -> anyhow::Result<()> {
         let mut check = tokio::time::interval(CONNECTION_CHECK);
+        let mut depths = tokio::time::interval(DEAD_LETTER_DEPTH_INTERVAL);
         let result = loop {
             let step = tokio::select! {
                 () = self.shutdown.cancelled() => break Ok(()),
                 _ = check.tick() => self.check_links().await,
+                _ = depths.tick() => {
+                    self.read_dead_letter_depths().await;
+                    Ok(())
+                }
                 Some((name, error)) = self.inbox.failures.recv() => {
                     self.pipelines.failed(&name, &error).await;
                     Ok(())
@@ -308,6 +320,7 @@ impl Daemon {
                     for name in self.plugins.names() {
                         self.plugins.reload_file(&name, &self.metrics, true).await;
                     }
+                    self.publish_plugin_table();
                     Ok(())
                 }
                 Some(paths) = self.inbox.changes.recv() => {
@@ -332,6 +345,17 @@ impl Daemon {
         self.links.publish.close().await;
         tracing::info!("stopped");
         result
+    }
+
+    /// Reads how many messages each pipeline's dead-letter queue holds, for the metrics.
+    async fn read_dead_letter_depths(&self) {
+        for pipeline in &self.config.pipelines {
+            if let DeadLetter::Queue(queue) = &pipeline.dead_letter
+                && let Ok(depth) = self.links.consume.queue_depth(queue).await
+            {
+                self.metrics.set_dead_letter_depth(&pipeline.name, depth);
+            }
+        }
     }
 
     /// Reconnects everything if a connection is lost for good, or lapin has been recovering

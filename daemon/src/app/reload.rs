@@ -87,6 +87,7 @@ impl Daemon {
         for name in self.plugins.using_files(&changed) {
             self.plugins.reload_file(&name, &self.metrics, false).await;
         }
+        self.publish_plugin_table();
     }
 
     /// Re-reads the config file and applies it: plugins reloaded, topology declared,

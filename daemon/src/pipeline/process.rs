@@ -101,7 +101,14 @@ impl Pipeline {
         if let Err(fate) = self.check_publishes(plugin, &mut decision, message) {
             return fate;
         }
-        match self.publisher.publish_all(&decision.publishes).await {
+        let started = Instant::now();
+        let published = self.publisher.publish_all(&decision.publishes).await;
+        if !decision.publishes.is_empty() {
+            self.metrics
+                .confirm_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        match published {
             Ok(()) => decision.fate,
             Err(error) => self.publish_failed(plugin, message, decision.kind, error),
         }
