@@ -101,7 +101,10 @@ async fn metrics_count_what_happened() {
             "warren_messages_total",
             &[("pipeline", "ops"), ("verdict", "ack")],
         );
-        if settled >= 4.0 || start.elapsed() > Duration::from_secs(20) {
+        // Verdicts are counted when decided; a message is out of flight once settled (a
+        // reject after its copy to the dead-letter queue is confirmed).
+        let in_flight = sample(&scrape, "warren_messages_in_flight", &[("pipeline", "ops")]);
+        if (settled >= 4.0 && in_flight == 0.0) || start.elapsed() > Duration::from_secs(20) {
             break scrape;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
