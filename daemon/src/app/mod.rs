@@ -318,7 +318,7 @@ impl Daemon {
                     // SIGHUP: the config, and every plugin file whose content changed.
                     self.reload_config().await;
                     for name in self.plugins.names() {
-                        self.plugins.reload_file(&name, &self.metrics, true).await;
+                        self.reload_plugin_file(&name, true).await;
                     }
                     self.publish_plugin_table();
                     Ok(())
@@ -345,6 +345,13 @@ impl Daemon {
         self.links.publish.close().await;
         tracing::info!("stopped");
         result
+    }
+
+    /// Reloads a plugin from its file (see [`Registry::reload_file`]) and counts the result.
+    async fn reload_plugin_file(&mut self, name: &str, again: bool) {
+        if let Some(ok) = self.plugins.reload_file(name, again).await {
+            self.metrics.reload(name, ok);
+        }
     }
 
     /// Reads how many messages each pipeline's dead-letter queue holds, for the metrics.

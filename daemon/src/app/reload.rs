@@ -85,7 +85,7 @@ impl Daemon {
         }
         // Plugin files that changed with it (or alone); unchanged content is not reloaded.
         for name in self.plugins.using_files(&changed) {
-            self.plugins.reload_file(&name, &self.metrics, false).await;
+            self.reload_plugin_file(&name, false).await;
         }
         self.publish_plugin_table();
     }
@@ -120,10 +120,10 @@ impl Daemon {
             tracing::warn!("{later}");
         }
         // Every new or changed plugin is loaded first: a failure refuses the whole config.
-        let mut summary = self
-            .plugins
-            .apply(&new.path, &new.plugins, &self.metrics)
-            .await?;
+        let (swapped, mut summary) = self.plugins.apply(&new.path, &new.plugins).await?;
+        for name in swapped {
+            self.metrics.reload(&name, true);
+        }
         self.links.consume.declare(&new).await?;
         // Pipelines that go away or change stop first (they drain).
         for name in &diff.stop {

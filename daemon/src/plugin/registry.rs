@@ -14,7 +14,6 @@ use arc_swap::ArcSwap;
 
 use super::spec::PluginSettings;
 use super::{Plugin, Runtime, content_hash};
-use crate::metrics::Metrics;
 
 /// The current version of a plugin. A reload swaps it; calls in flight keep their `Arc`.
 pub type PluginSlot = Arc<ArcSwap<Plugin>>;
@@ -111,10 +110,11 @@ impl Registry {
     /// its content changed. On failure the old version keeps serving. A file that failed is
     /// not tried again until its content changes — unless `again` (an explicit request: a
     /// SIGHUP), since an `init` may fail for reasons outside the file.
-    pub async fn reload_file(&mut self, name: &str, metrics: &Metrics, again: bool) {
-        let Some(entry) = self.plugins.get_mut(name) else {
-            return;
-        };
+    ///
+    /// Returns `Some(true)` if a new version was loaded, `Some(false)` if loading failed, and
+    /// `None` if nothing was tried (same content, file gone or being written).
+    pub async fn reload_file(&mut self, name: &str, again: bool) -> Option<bool> {
+        let entry = self.plugins.get_mut(name)?;
         let path = entry.settings.path.clone();
         let bytes = match tokio::fs::read(&path).await {
             Ok(bytes) => bytes,
@@ -125,24 +125,23 @@ impl Registry {
                     version = entry.slot.load().version(),
                     "plugin file removed; the loaded version keeps serving"
                 );
-                return;
+                return None;
             }
             Err(e) => {
                 tracing::warn!(plugin = name, path = %path.display(), error = %e, "cannot read plugin file");
-                return;
+                return None;
             }
         };
         let hash = content_hash(&bytes);
         let failed_before = entry.last_failed.as_deref() == Some(&hash);
         if hash == entry.slot.load().version() || (failed_before && !again) {
-            return;
+            return None;
         }
         let started = Instant::now();
         match self.runtime.load_bytes(&entry.settings, bytes).await {
             Ok(plugin) => {
                 let old = entry.slot.swap(plugin);
                 entry.last_failed = None;
-                metrics.reload(name, true);
                 tracing::info!(
                     plugin = name,
                     from = old.version(),
@@ -150,6 +149,7 @@ impl Registry {
                     took_ms = started.elapsed().as_millis() as u64,
                     "plugin reloaded"
                 );
+                Some(true)
             }
             Err(e) => {
                 // A file that changed since it was read is still being written (a slow copy):
@@ -157,10 +157,9 @@ impl Registry {
                 let now = tokio::fs::read(&path).await;
                 if now.is_ok_and(|now| content_hash(&now) != hash) {
                     tracing::debug!(plugin = name, path = %path.display(), "plugin file still being written; waiting for it");
-                    return;
+                    return None;
                 }
                 entry.last_failed = Some(hash);
-                metrics.reload(name, false);
                 tracing::error!(
                     plugin = name,
                     path = %path.display(),
@@ -168,6 +167,7 @@ impl Registry {
                     error = %format!("{e:#}"),
                     "plugin reload failed; the loaded version keeps serving"
                 );
+                Some(false)
             }
         }
     }
@@ -175,13 +175,12 @@ impl Registry {
     /// Brings the registry to `plugins` (a new config's): every new or changed plugin is
     /// loaded first, and any failure refuses them all, leaving the registry as it was. Then
     /// changed plugins are swapped in place, new ones added and unused ones dropped. Returns
-    /// what changed, in words.
+    /// the names of the plugins swapped in place, and what changed, in words.
     pub async fn apply(
         &mut self,
         config_path: &Path,
         plugins: &BTreeMap<String, PluginSettings>,
-        metrics: &Metrics,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
         let mut fresh = BTreeMap::new();
         for (name, settings) in plugins {
             let unchanged = self
@@ -194,6 +193,7 @@ impl Registry {
             }
         }
         let mut summary = Vec::new();
+        let mut swapped = Vec::new();
         for (name, plugin) in fresh {
             let settings = plugins[&name].clone();
             match self.plugins.get_mut(&name) {
@@ -201,8 +201,8 @@ impl Registry {
                     entry.slot.store(plugin);
                     entry.settings = settings;
                     entry.last_failed = None;
-                    metrics.reload(&name, true);
                     summary.push(format!("plugin {name} reloaded"));
+                    swapped.push(name);
                 }
                 None => {
                     self.plugins.insert(
@@ -218,7 +218,7 @@ impl Registry {
             }
         }
         self.plugins.retain(|name, _| plugins.contains_key(name));
-        Ok(summary)
+        Ok((swapped, summary))
     }
 
     /// The version currently serving for each plugin.
