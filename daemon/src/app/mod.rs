@@ -84,9 +84,16 @@ impl Daemon {
     /// Loads plugins, connects, declares the topology and starts consuming. Every error
     /// (bad plugin, broker down, topology refused) comes back before anything is consumed.
     pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let plugins =
-            Registry::load(Runtime::new()?, &config.path, config.plugins.values()).await?;
+        let plugins = Registry::load(
+            Runtime::new(&config.cache)?,
+            &config.path,
+            config.plugins.values(),
+        )
+        .await?;
         let metrics = Arc::new(Metrics::new());
+        for (name, slot) in plugins.slots() {
+            metrics.compiled(name, slot.load().compilation().source);
+        }
         let links = connect_all(&config, 0, &metrics, &shutdown).await?;
         let health = links.consume.health();
 

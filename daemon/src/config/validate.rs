@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::raw::{RawAdmin, RawBinding, RawBroker, RawConfig, RawExchange, RawPlugin, RawQueue};
 use super::{
     AdminSettings, ArgValue, Arguments, BROKER_CONSUMER_TIMEOUT, BindingSettings, BrokerSettings,
-    BrokerUrl, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL, DEFAULT_SHUTDOWN_GRACE_MS,
-    ExchangeSettings, QUEUE_NAME_MAX, QueueSettings,
+    BrokerUrl, CacheSetting, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL,
+    DEFAULT_SHUTDOWN_GRACE_MS, ExchangeSettings, QUEUE_NAME_MAX, QueueSettings,
 };
 use crate::plugin::spec::{
     DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUBLISH_BYTES,
@@ -27,6 +27,7 @@ pub(super) type Problems = Vec<String>;
 pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Problems) -> Config {
     let broker = broker(raw.broker, problems);
     let admin = raw.admin.and_then(|a| admin(a, problems));
+    let cache = cache_dir(raw.cache_dir, base, problems);
     let plugins = raw
         .plugins
         .into_iter()
@@ -43,6 +44,7 @@ pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Pr
         shutdown_grace: Duration::from_millis(
             raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         ),
+        cache,
         plugins,
         queues,
         exchanges,
@@ -92,6 +94,25 @@ fn admin(raw: RawAdmin, problems: &mut Problems) -> Option<AdminSettings> {
                 raw.listen
             ));
             None
+        }
+    }
+}
+
+/// `cache_dir`: a directory (relative to the config file), or `false`; absent, the default.
+fn cache_dir(raw: Option<toml::Value>, base: &Path, problems: &mut Problems) -> CacheSetting {
+    const FIX: &str = "give a directory (cache_dir = \"/var/cache/warren\"), false to turn the \
+                       compile cache off, or leave cache_dir out for the default location";
+    match raw {
+        None => CacheSetting::Default,
+        Some(toml::Value::Boolean(false)) => CacheSetting::Off,
+        Some(toml::Value::String(dir)) if !dir.is_empty() => CacheSetting::Dir(base.join(dir)),
+        Some(toml::Value::String(_)) => {
+            problems.push(format!("cache_dir: empty; {FIX}"));
+            CacheSetting::Default
+        }
+        Some(other) => {
+            problems.push(format!("cache_dir: {other} is not a directory; {FIX}"));
+            CacheSetting::Default
         }
     }
 }
