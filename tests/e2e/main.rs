@@ -43,3 +43,6 @@ mod headers;
 
 // One pipeline, one failure domain: a pipeline restarted alone, the others undisturbed.
 mod domains;
+
+// The compile cache: warmed by check, a second start compiles nothing, corrupt entries rebuilt.
+mod cache;
