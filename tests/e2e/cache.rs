@@ -306,3 +306,37 @@ async fn a_swapped_plugin_is_compiled_afresh() {
     );
     broker.cleanup().await;
 }
+
+/// A cache directory that cannot be created, or that others can write to, is a warning: the
+/// check (and so the start) goes on without a cache, every plugin compiled.
+#[test]
+fn an_unusable_cache_dir_is_a_warning_not_a_failure() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new();
+    let text = std::fs::read_to_string(&setup.config).expect("config");
+    std::fs::write(setup.dir.path().join("a-file"), b"").expect("a file");
+    let open = setup.dir.path().join("open");
+    std::fs::create_dir(&open).expect("mkdir");
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    for (dir, why) in [
+        ("a-file/cache", "cannot create"),
+        ("open", "others can write to it"),
+    ] {
+        let config = text.replace("cache_dir = \"cache\"", &format!("cache_dir = \"{dir}\""));
+        std::fs::write(&setup.config, config).expect("write config");
+        let (stdout, stderr) = setup.check();
+        assert!(
+            stdout.contains("cache    none: every start compiles every plugin"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("(compiled in "), "{stdout}");
+        let warned = stderr.lines().any(|line| {
+            line.contains("\"WARN\"") && line.contains("compile cache off") && line.contains(why)
+        });
+        assert!(warned, "a warning saying {why:?}:\n{stderr}");
+    }
+    assert!(
+        std::fs::read_dir(&open).expect("open").next().is_none(),
+        "nothing written to a directory others can write to"
+    );
+}

@@ -181,13 +181,14 @@ impl CompileCache {
     fn open_at(dir: &Path) -> Result<Self, String> {
         let dir = std::path::absolute(dir).map_err(|e| format!("cannot make it absolute: {e}"))?;
         let wasmtime_dir = dir.join(WASMTIME_SUBDIR);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&wasmtime_dir)
-            .map_err(|e| format!("cannot create {}: {e}", wasmtime_dir.display()))?;
         let euid = rustix::process::geteuid().as_raw();
+        // The directory, then wasmtime's folder in it: each checked before anything is put in it.
         for d in [&dir, &wasmtime_dir] {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
             let meta =
                 std::fs::metadata(d).map_err(|e| format!("cannot read {}: {e}", d.display()))?;
             if let Some(why) = untrusted(meta.uid(), meta.mode(), euid) {
