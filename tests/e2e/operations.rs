@@ -312,7 +312,8 @@ fn plugin_run_reports_the_verdict() {
 }
 
 /// The shipped unit file passes `systemd-analyze verify` (with ExecStart pointed at the built
-/// binary), keeps the JIT allowed and gives the drain more time than `shutdown_grace_ms`.
+/// binary), keeps the JIT allowed, gives the drain more time than `shutdown_grace_ms`, and
+/// gives warren its compile cache directory.
 #[test]
 fn shipped_unit_file_verifies() {
     let unit = std::fs::read_to_string(crate::harness::repo_root().join("config/warren.service"))
@@ -331,6 +332,11 @@ fn shipped_unit_file_verifies() {
         .and_then(|v| v.trim_end_matches('s').parse().ok())
         .expect("TimeoutStopSec");
     assert!(stop_secs * 1000 > warren::config::DEFAULT_SHUTDOWN_GRACE_MS);
+    assert!(
+        unit.lines().any(|l| l == "CacheDirectory=warren")
+            && unit.lines().any(|l| l == "CacheDirectoryMode=0700"),
+        "the compile cache, private to warren: $CACHE_DIRECTORY"
+    );
 
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("warren.service");

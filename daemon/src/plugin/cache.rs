@@ -292,6 +292,19 @@ mod tests {
         assert_eq!(default_dir(&vars), Ok(Some("/home/w/.cache/warren".into())));
     }
 
+    /// wasmtime deletes whatever it does not recognise in its directory: it must never be
+    /// given the configured one (which may hold other things), only a folder of its own.
+    #[test]
+    fn wasmtime_gets_a_folder_of_its_own() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = CompileCache::open_at(dir.path()).expect("a usable cache");
+        let own = std::fs::canonicalize(dir.path().join(WASMTIME_SUBDIR)).expect("created");
+        assert_eq!(cache.wasmtime().directory(), &own);
+        assert_eq!(cache.dir(), dir.path().join(WASMTIME_SUBDIR));
+        let mode = std::fs::metadata(&own).expect("meta").mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
     #[test]
     fn only_a_directory_no_one_else_can_write_is_trusted() {
         assert_eq!(untrusted(1000, 0o40700, 1000), None);
