@@ -147,6 +147,11 @@ async fn metrics_count_what_happened() {
     assert_eq!(plugins[0]["name"], "scripted");
     assert_eq!(plugins[0]["pipelines"][0], "ops");
     assert_eq!(plugins[0]["version"].as_str().map(str::len), Some(12));
+    assert!(
+        matches!(plugins[0]["code"].as_str(), Some("compiled" | "cached")),
+        "{plugins}"
+    );
+    assert!(plugins[0]["compile_ms"].is_u64(), "{plugins}");
     daemon.stop().await.expect("clean stop");
     broker.cleanup().await;
 }
