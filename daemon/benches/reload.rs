@@ -62,7 +62,9 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(
         &config_path,
         format!(
-            "[broker]\nurl = \"{url}\"\n\n[plugins.tagged]\npath = \"tagged.wasm\"\nconfig = {{ to = \"{out}\" }}\n\n\
+            // No compile cache: every swap compiles, as the figures in BENCHMARKS.md did
+            // before there was one (with it, tag_a and tag_b are cached after the first two).
+            "cache_dir = false\n[broker]\nurl = \"{url}\"\n\n[plugins.tagged]\npath = \"tagged.wasm\"\nconfig = {{ to = \"{out}\" }}\n\n\
              [[queues]]\nname = \"{queue}\"\n\n[[pipelines]]\nname = \"reload\"\nqueue = \"{queue}\"\nplugin = \"tagged\"\n"
         ),
     )?;

@@ -526,7 +526,8 @@ config = { mode = "body" }
 "#;
     let (_dir, path) = write_config(config, &[&plugin_path])?;
     let config = Config::load(&path)?;
-    let runtime = Runtime::new()?;
+    // No compile cache, so that the load time below is a compile, as before the cache.
+    let runtime = Runtime::new(&warren::plugin::cache::CacheSetting::Off)?;
     let loading = Instant::now();
     let ack = runtime.load(&config.plugins["ack"]).await?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;

@@ -218,6 +218,8 @@ async fn plugins(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
                 "version": plugin.version(),
                 "path": plugin.path().display().to_string(),
                 "loaded_at": loaded_at,
+                "code": plugin.compilation().source.as_str(),
+                "compile_ms": plugin.compilation().took.as_millis() as u64,
                 "pipelines": pipelines,
             })
         })

@@ -8,10 +8,20 @@ use crate::plugin::registry::Registry;
 
 /// Checks everything that can be checked without the broker; returns a summary of what would run.
 pub async fn check(config: &Config) -> anyhow::Result<String> {
-    let plugins = Registry::load(Runtime::new()?, &config.path, config.plugins.values()).await?;
+    // The same cache as `run`'s (the same config): a check leaves every plugin compiled in it.
+    let runtime = Runtime::new(&config.cache)?;
+    let cache = runtime.cache().map(|c| c.dir().display().to_string());
+    let plugins = Registry::load(runtime, &config.path, config.plugins.values()).await?;
     let mut out = String::new();
     let _ = writeln!(out, "config {} is valid", config.path.display());
     let _ = writeln!(out, "broker   {}", config.broker.shown());
+    let _ = writeln!(
+        out,
+        "cache    {}",
+        cache
+            .as_deref()
+            .unwrap_or("none: every start compiles every plugin")
+    );
     for (name, slot) in plugins.slots() {
         let p = slot.load();
         let s = &config.plugins[name];
@@ -22,9 +32,11 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         };
         let _ = writeln!(
             out,
-            "plugin   {name}: {} version {} (timeout {} ms, memory {} MiB, http hosts: {hosts})",
+            "plugin   {name}: {} version {} ({} in {} ms; timeout {} ms, memory {} MiB, http hosts: {hosts})",
             p.path().display(),
             p.version(),
+            p.compilation().source.as_str(),
+            p.compilation().took.as_millis(),
             s.limits.timeout.as_millis(),
             s.limits.memory_bytes / (1024 * 1024),
         );

@@ -122,6 +122,10 @@ const HELP: &[(&str, &str)] = &[
         "Plugin loads after start-up, by plugin and result (ok, failed)",
     ),
     (
+        "plugin_compiles",
+        "Plugin loads (at start and on reload), by plugin and where the machine code came from (result: compiled, or cached: from the compile cache)",
+    ),
+    (
         "config_reloads",
         "Config reloads (file change or SIGHUP), by result (ok, failed: refused whole)",
     ),
@@ -190,6 +194,7 @@ pub struct Metrics {
     settle_failures: Family<PipelineLabels, Counter>,
     redeliveries: Family<PipelineLabels, Counter>,
     reloads: Family<ReloadLabels, Counter>,
+    compiles: Family<ReloadLabels, Counter>,
     config_reloads: Family<ResultLabels, Counter>,
     recoveries: Family<ConnectionLabels, Counter>,
     dead_lettered: Family<FailureLabels, Counter>,
@@ -236,6 +241,7 @@ impl Metrics {
             settle_failures: registered(&mut r, "settle_failures", Family::default()),
             redeliveries: registered(&mut r, "redeliveries", Family::default()),
             reloads: registered(&mut r, "plugin_reloads", Family::default()),
+            compiles: registered(&mut r, "plugin_compiles", Family::default()),
             config_reloads: registered(&mut r, "config_reloads", Family::default()),
             recoveries: registered(&mut r, "broker_recoveries", Family::default()),
             broker_reconnects: registered(&mut r, "broker_reconnects", Counter::default()),
@@ -393,6 +399,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts a plugin load by where its code came from: compiled, or the compile cache.
+    pub fn compiled(&self, plugin: &str, source: crate::plugin::cache::Source) {
+        self.compiles
+            .get_or_create(&ReloadLabels {
+                plugin: plugin.to_owned(),
+                result: source.as_str(),
+            })
+            .inc();
+    }
+
     /// Counts a config reload, applied or refused.
     pub fn config_reload(&self, ok: bool) {
         self.config_reloads
@@ -502,6 +518,7 @@ mod tests {
         pipeline.handle_seconds.observe(0.1);
         metrics.recoveries("consume").inc();
         metrics.reload("x", true);
+        metrics.compiled("x", crate::plugin::cache::Source::Cached);
         metrics.config_reload(true);
         metrics.channel_reopens("p").inc();
         metrics.set_channel_open("p", true);

@@ -10,6 +10,7 @@ use crate::message::{
     text_header,
 };
 use crate::plugin::Runtime;
+use crate::plugin::cache::CacheSetting;
 use crate::plugin::spec::{HttpLimits, Limits, PluginSettings, PublishRules};
 
 /// A plugin to run and how.
@@ -45,7 +46,8 @@ pub async fn run(trial: Trial, message: Message) -> anyhow::Result<Value> {
         PublishRules::default(),
     )
     .map_err(|bad| anyhow::anyhow!("--allow-host: {}", bad.error))?;
-    let runtime = Runtime::new()?;
+    // No config here: the default cache location ($CACHE_DIRECTORY, $XDG_CACHE_HOME, ~/.cache).
+    let runtime = Runtime::new(&CacheSetting::Default)?;
     let plugin = runtime.load(&settings).await?;
     let outcome = plugin.handle(&Arc::from(name.as_str()), &message).await?;
     Ok(json!({

@@ -46,3 +46,6 @@ mod domains;
 
 // `warren dlq`: dead-letter queues listed, replayed, and a replay killed mid-way.
 mod dlq;
+
+// The compile cache: warmed by check, a second start compiles nothing, corrupt entries rebuilt.
+mod cache;

@@ -150,6 +150,11 @@ async fn metrics_count_what_happened() {
     assert_eq!(plugins[0]["name"], "scripted");
     assert_eq!(plugins[0]["pipelines"][0], "ops");
     assert_eq!(plugins[0]["version"].as_str().map(str::len), Some(12));
+    assert!(
+        matches!(plugins[0]["code"].as_str(), Some("compiled" | "cached")),
+        "{plugins}"
+    );
+    assert!(plugins[0]["compile_ms"].is_u64(), "{plugins}");
     daemon.stop().await.expect("clean stop");
     broker.cleanup().await;
 }
@@ -317,7 +322,7 @@ fn plugin_run_reports_the_verdict() {
 /// The shipped unit files (`warren.service`, and the template `warren@.service` as an
 /// instance) pass `systemd-analyze verify` (with ExecStart pointed at the built binary), keep
 /// the JIT allowed, give the drain more time than `shutdown_grace_ms`, and do not restart on a
-/// bad config (exit code 78).
+/// bad config (exit code 78), and give warren its compile cache directory.
 #[test]
 fn shipped_unit_files_verify() {
     for (file, installed_as) in [
@@ -341,6 +346,11 @@ fn shipped_unit_files_verify() {
             .and_then(|v| v.trim_end_matches('s').parse().ok())
             .expect("TimeoutStopSec");
         assert!(stop_secs * 1000 > warren::config::DEFAULT_SHUTDOWN_GRACE_MS);
+        assert!(
+            unit.lines().any(|l| l.starts_with("CacheDirectory=warren"))
+                && unit.lines().any(|l| l == "CacheDirectoryMode=0700"),
+            "the compile cache, private to warren: $CACHE_DIRECTORY"
+        );
 
         // As shipped, and with the opt-in lockdown drop-in (a drop-in's lines apply after
         // the unit's, as if appended).

@@ -136,11 +136,14 @@ impl Daemon {
         shutdown: CancellationToken,
         (reload, Reloads(reloads)): (ReloadHandle, Reloads),
     ) -> Result<Self, StartError> {
-        let runtime = Runtime::new().map_err(StartError::Other)?;
+        let runtime = Runtime::new(&config.cache).map_err(StartError::Other)?;
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
             .map_err(StartError::Config)?;
         let metrics = Arc::new(Metrics::new());
+        for (name, slot) in plugins.slots() {
+            metrics.compiled(name, slot.load().compilation().source);
+        }
         let limit = Some(config.broker.startup_timeout);
         let links = connect_all(&config, 0, &metrics, &shutdown, limit)
             .await
@@ -351,6 +354,17 @@ impl Daemon {
     async fn reload_plugin_file(&mut self, name: &str, again: bool) {
         if let Some(ok) = self.plugins.reload_file(name, again).await {
             self.metrics.reload(name, ok);
+            if ok {
+                self.count_compile(name);
+            }
+        }
+    }
+
+    /// Counts how the plugin now serving under `name` was compiled (or came from the cache).
+    fn count_compile(&self, name: &str) {
+        if let Some(slot) = self.plugins.slot(name) {
+            self.metrics
+                .compiled(name, slot.load().compilation().source);
         }
     }
 

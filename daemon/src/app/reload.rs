@@ -34,6 +34,10 @@ impl ConfigDiff {
             diff.later
                 .push("admin.listen changed: it takes effect when warren restarts".into());
         }
+        if new.cache != old.cache {
+            diff.later
+                .push("cache_dir changed: it takes effect when warren restarts".into());
+        }
         if new.shutdown_grace != old.shutdown_grace {
             diff.later.push(
                 "shutdown_grace_ms changed: pipelines started from now on use it; running ones keep theirs until restarted"
@@ -123,6 +127,7 @@ impl Daemon {
         let (swapped, mut summary) = self.plugins.apply(&new.path, &new.plugins).await?;
         for name in swapped {
             self.metrics.reload(&name, true);
+            self.count_compile(&name);
         }
         self.links.consume.declare(&new).await?;
         // Pipelines that go away or change stop first (they drain).
@@ -204,5 +209,17 @@ mod tests {
         assert_eq!(diff.refused, None);
         assert_eq!(diff.later.len(), 1);
         assert!(diff.later[0].starts_with("admin.listen changed"));
+    }
+
+    #[test]
+    fn a_cache_dir_change_is_later() {
+        let old = config(ONE, "");
+        let diff = ConfigDiff::between(&old, &config(ONE, "cache_dir = false"));
+        assert_eq!(diff.refused, None);
+        assert_eq!(
+            diff.later,
+            ["cache_dir changed: it takes effect when warren restarts"]
+        );
+        assert!(diff.stop.is_empty() && diff.start.is_empty());
     }
 }

@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+pub use crate::plugin::cache::CacheSetting;
 pub use crate::plugin::spec::PluginSettings;
 pub use secret::BrokerUrl;
 
@@ -60,6 +61,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// How long in-flight messages may take to finish on stop.
     pub shutdown_grace: Duration,
+    /// Where compiled plugins are cached between starts (`cache_dir`).
+    pub cache: CacheSetting,
     /// Plugins by name.
     pub plugins: BTreeMap<String, PluginSettings>,
     /// Queues to declare.

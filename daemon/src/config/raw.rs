@@ -19,6 +19,11 @@ pub(super) struct RawConfig {
     pub(super) admin: Option<RawAdmin>,
     /// `shutdown_grace_ms`: time for in-flight messages on stop. Default 30000.
     pub(super) shutdown_grace_ms: Option<u64>,
+    /// `cache_dir`: where compiled plugins are kept between starts, relative to the config
+    /// file, or `false` for no cache. Default: `$CACHE_DIRECTORY` (systemd), else
+    /// `$XDG_CACHE_HOME/warren`, else `~/.cache/warren`. A string or `false`, checked by
+    /// `validate` (so that a wrong type names the key).
+    pub(super) cache_dir: Option<toml::Value>,
     /// `[plugins.NAME]`: the plugins, by name.
     #[serde(default)]
     pub(super) plugins: BTreeMap<String, RawPlugin>,

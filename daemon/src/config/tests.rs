@@ -217,6 +217,39 @@ fn the_default_connection_name_carries_the_host_name() {
     );
 }
 
+#[test]
+fn cache_dir_is_a_directory_relative_to_the_config_or_false() {
+    let cache = |text: &str| parse(text).expect("valid config").cache;
+    assert_eq!(cache(""), CacheSetting::Default);
+    assert_eq!(cache("cache_dir = false"), CacheSetting::Off);
+    assert_eq!(
+        cache("cache_dir = \"cache\""),
+        CacheSetting::Dir("/nonexistent/cache".into())
+    );
+    assert_eq!(
+        cache("cache_dir = \"/var/cache/warren\""),
+        CacheSetting::Dir("/var/cache/warren".into())
+    );
+}
+
+#[test]
+fn a_cache_dir_of_another_kind_is_refused_naming_the_key() {
+    for bad in [
+        "cache_dir = true",
+        "cache_dir = \"\"",
+        "cache_dir = 3",
+        "cache_dir = [\"a\"]",
+    ] {
+        let err = error_of(bad);
+        assert!(err.contains("cache_dir: "), "{bad}: {err}");
+        assert!(
+            err.contains("false to turn the compile cache off"),
+            "{bad}: {err}"
+        );
+        assert!(err.contains("/nonexistent/warren.toml"), "{bad}: {err}");
+    }
+}
+
 mod fuzz {
     use proptest::prelude::*;
 

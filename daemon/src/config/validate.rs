@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::raw::{RawAdmin, RawBinding, RawBroker, RawConfig, RawExchange, RawPlugin, RawQueue};
 use super::{
     AdminSettings, AdminToken, ArgValue, Arguments, BROKER_CONSUMER_TIMEOUT, BindingSettings,
-    BrokerSettings, BrokerUrl, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL,
+    BrokerSettings, BrokerUrl, CacheSetting, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL,
     DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STARTUP_TIMEOUT_MS, ExchangeSettings, QUEUE_NAME_MAX,
     QueueSettings,
 };
@@ -28,6 +28,7 @@ pub(super) type Problems = Vec<String>;
 pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Problems) -> Config {
     let broker = broker(raw.broker, base, problems);
     let admin = raw.admin.and_then(|a| admin(a, base, problems));
+    let cache = cache_dir(raw.cache_dir, base, problems);
     let plugins = raw
         .plugins
         .into_iter()
@@ -44,6 +45,7 @@ pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Pr
         shutdown_grace: Duration::from_millis(
             raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         ),
+        cache,
         plugins,
         queues,
         exchanges,
@@ -153,6 +155,25 @@ fn admin(raw: RawAdmin, base: &Path, problems: &mut Problems) -> Option<AdminSet
                 raw.listen
             ));
             None
+        }
+    }
+}
+
+/// `cache_dir`: a directory (relative to the config file), or `false`; absent, the default.
+fn cache_dir(raw: Option<toml::Value>, base: &Path, problems: &mut Problems) -> CacheSetting {
+    const FIX: &str = "give a directory (cache_dir = \"/var/cache/warren\"), false to turn the \
+                       compile cache off, or leave cache_dir out for the default location";
+    match raw {
+        None => CacheSetting::Default,
+        Some(toml::Value::Boolean(false)) => CacheSetting::Off,
+        Some(toml::Value::String(dir)) if !dir.is_empty() => CacheSetting::Dir(base.join(dir)),
+        Some(toml::Value::String(_)) => {
+            problems.push(format!("cache_dir: empty; {FIX}"));
+            CacheSetting::Default
+        }
+        Some(other) => {
+            problems.push(format!("cache_dir: {other} is not a directory; {FIX}"));
+            CacheSetting::Default
         }
     }
 }

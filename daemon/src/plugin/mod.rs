@@ -5,6 +5,7 @@
 //! traps or times out is dropped and a fresh one takes its place. Swapping plugin versions
 //! is swapping an `Arc<Plugin>`: calls in flight keep the version they started with.
 
+pub mod cache;
 pub mod egress;
 mod host;
 mod http_client;
@@ -15,7 +16,7 @@ pub mod trust;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow};
 use sha2::{Digest, Sha256};
@@ -24,6 +25,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use crate::contract as bindings;
 use wasmtime::{Config as EngineConfig, Engine};
 
+use cache::{CacheSetting, Compilation, CompileCache, Source};
 pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
 pub use invoke::{Outcome, PluginError};
 use spec::{Limits, PluginSettings, PublishRules};
@@ -32,19 +34,27 @@ use spec::{Limits, PluginSettings, PublishRules};
 /// and a guest computing without pause yields to other tasks once per tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The shared wasmtime engine and linker, and the thread that ticks the epoch.
+/// The shared wasmtime engine and linker, the compile cache, and the thread that ticks the
+/// epoch.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    cache: Option<CompileCache>,
+    /// Held while compiling: one compile at a time, so that the cache's hit and miss counters
+    /// before and after a compile are that compile's. (Each compile uses every core.)
+    compiling: Arc<Mutex<()>>,
 }
 
 impl Runtime {
-    /// Creates the engine (async, epoch interruption) and links WASI and the host imports.
-    pub fn new() -> anyhow::Result<Self> {
+    /// Creates the engine (async, epoch interruption, the compile cache `cache` names) and
+    /// links WASI and the host imports. A cache that cannot be used is a warning, not an error.
+    pub fn new(cache: &CacheSetting) -> anyhow::Result<Self> {
         let mut config = EngineConfig::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        let cache = CompileCache::open(cache);
+        config.cache(cache.as_ref().map(CompileCache::wasmtime));
         let engine =
             Engine::new(&config).map_err(|e| anyhow!("cannot create wasmtime engine: {e:#}"))?;
 
@@ -71,7 +81,14 @@ impl Runtime {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            cache,
+            compiling: Arc::default(),
         })
+    }
+
+    /// The compile cache in use, if any.
+    pub fn cache(&self) -> Option<&CompileCache> {
+        self.cache.as_ref()
     }
 
     /// Reads, compiles, links and initialises one instance of a plugin, off the async threads.
@@ -94,8 +111,8 @@ impl Runtime {
     ) -> anyhow::Result<Arc<Plugin>> {
         let path = settings.path.clone();
         let version = content_hash(&bytes);
-        let engine = self.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&engine, &bytes))
+        let runtime = self.clone();
+        let (component, compilation) = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
             .await
             .context("plugin compilation panicked")?
             .map_err(|e| {
@@ -105,7 +122,43 @@ impl Runtime {
                     path.display()
                 )
             })?;
-        self.prepare(settings, component, version).await
+        self.prepare(settings, component, version, compilation)
+            .await
+    }
+
+    /// Compiles a component, or takes it from the compile cache, and says which (blocking).
+    fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, Compilation)> {
+        let _one_at_a_time = self
+            .compiling
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let started = Instant::now();
+        let hits = || self.cache.as_ref().map_or(0, |cache| cache.counts().0);
+        let before = hits();
+        let result = Component::new(&self.engine, bytes);
+        let source = if hits() > before {
+            Source::Cached
+        } else {
+            Source::Compiled
+        };
+        let (component, source) = match (result, &self.cache) {
+            (Ok(component), _) => (component, source),
+            // An entry wasmtime accepted (it decoded, and its header matched the engine) but
+            // that does not load: never trusted again. Which file it was is not known, so the
+            // whole cache goes; then the component is compiled from its bytes.
+            (Err(e), Some(cache)) if source == Source::Cached => {
+                tracing::warn!(
+                    dir = %cache.dir().display(),
+                    error = %format!("{e:#}"),
+                    "a compile cache entry does not load; clearing the cache and compiling"
+                );
+                cache.clear();
+                (Component::new(&self.engine, bytes)?, Source::Compiled)
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let took = started.elapsed();
+        Ok((component, Compilation { source, took }))
     }
 
     async fn prepare(
@@ -113,6 +166,7 @@ impl Runtime {
         settings: &PluginSettings,
         component: Component,
         version: String,
+        compilation: Compilation,
     ) -> anyhow::Result<Arc<Plugin>> {
         let path = settings.path.display();
         let name = &settings.name;
@@ -129,6 +183,7 @@ impl Runtime {
             version,
             path: settings.path.clone(),
             loaded_at: SystemTime::now(),
+            compilation,
             engine: self.engine.clone(),
             pre,
             config: settings.config.clone(),
@@ -154,6 +209,7 @@ pub struct Plugin {
     version: String,
     path: std::path::PathBuf,
     loaded_at: SystemTime,
+    compilation: Compilation,
     engine: Engine,
     pre: bindings::PluginPre<HostState>,
     config: Vec<(String, String)>,
@@ -183,6 +239,11 @@ impl Plugin {
     /// When it was loaded.
     pub fn loaded_at(&self) -> SystemTime {
         self.loaded_at
+    }
+
+    /// Whether its code was compiled or came from the compile cache, and how long that took.
+    pub fn compilation(&self) -> Compilation {
+        self.compilation
     }
 
     /// Its sandbox limits.

@@ -42,10 +42,13 @@ async fn load_one(
         .load(settings)
         .await
         .with_context(|| format!("{}: plugins.{}", config_path.display(), settings.name))?;
+    let compilation = plugin.compilation();
     tracing::info!(
         plugin = plugin.name(),
         version = plugin.version(),
         path = %plugin.path().display(),
+        code = compilation.source.as_str(),
+        compile_ms = compilation.took.as_millis() as u64,
         "plugin loaded"
     );
     Ok(plugin)
@@ -140,12 +143,15 @@ impl Registry {
         let started = Instant::now();
         match self.runtime.load_bytes(&entry.settings, bytes).await {
             Ok(plugin) => {
+                let compilation = plugin.compilation();
                 let old = entry.slot.swap(plugin);
                 entry.last_failed = None;
                 tracing::info!(
                     plugin = name,
                     from = old.version(),
                     to = hash,
+                    code = compilation.source.as_str(),
+                    compile_ms = compilation.took.as_millis() as u64,
                     took_ms = started.elapsed().as_millis() as u64,
                     "plugin reloaded"
                 );
