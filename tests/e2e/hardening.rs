@@ -9,7 +9,8 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::json;
 
 use crate::harness::{
-    Broker, Running, TestConfig, broker_url, header, queue_counts, start, test_plugin, unique,
+    Broker, PATIENCE, Running, TestConfig, broker_url, header, queue_counts, start, test_plugin,
+    unique,
 };
 
 /// A config where each of `queues` is consumed by a pipeline of its name running the `router`
@@ -788,5 +789,70 @@ async fn leaked_handles_do_not_pile_up() {
         fds[1]
     );
     drop(daemon);
+    broker.cleanup().await;
+}
+
+/// A message that kills the whole process (here: `kill -9` while the plugin holds it) does not
+/// crash-loop for ever on a classic queue: each redelivery is counted, and after
+/// `max_deliveries` it is dead-lettered without reaching the plugin again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_that_kills_warren_is_dead_lettered_after_max_deliveries() {
+    const MAX_DELIVERIES: usize = 2;
+    let broker = Broker::connect().await;
+    let queue = unique("crash-loop");
+    broker.queue(&queue).await;
+    let config = TestConfig::new()
+        .plugin(
+            "scripted",
+            &test_plugin("scripted"),
+            "mode = \"body\"",
+            "timeout_ms = 600000",
+        )
+        .queue(&queue, "")
+        .pipeline(
+            &queue,
+            &queue,
+            "scripted",
+            &format!("prefetch = 1\nmax_deliveries = {MAX_DELIVERIES}"),
+        )
+        .build();
+    let (_dir, path) = crate::harness::write_config(&config);
+    broker
+        .publish(
+            &queue,
+            b"sleep:600000",
+            BasicProperties::default().with_message_id("deadly".into()),
+        )
+        .await;
+    let run = || {
+        crate::harness::KillOnDrop(
+            std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+                .args(["run", "--config", path.to_str().expect("utf-8")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start warren run"),
+        )
+    };
+    // Each run takes the message into the plugin (it sleeps there), then dies with it.
+    for _ in 0..MAX_DELIVERIES {
+        let mut daemon = run();
+        let held = || async { (queue_counts(&queue).await == (0, 1)).then_some(()) };
+        crate::harness::eventually("the message in the plugin", PATIENCE, held).await;
+        daemon.kill().expect("kill -9");
+        let _ = daemon.wait();
+    }
+    // The next run counts the redelivery over the limit: dead-lettered, the plugin not called.
+    let _daemon = run();
+    let dead = dead_reasons(&broker, &format!("{queue}.dead"), 1).await;
+    assert_eq!(
+        dead["deadly"],
+        format!(
+            "delivery limit: delivery {} of max_deliveries {MAX_DELIVERIES}",
+            MAX_DELIVERIES + 1
+        )
+    );
+    let emptied = || async { (queue_counts(&queue).await == (0, 0)).then_some(()) };
+    crate::harness::eventually("the queue emptied", PATIENCE, emptied).await;
     broker.cleanup().await;
 }
