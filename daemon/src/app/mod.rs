@@ -5,6 +5,7 @@
 //! drain on stop.
 
 mod background;
+mod handles;
 mod reload;
 mod supervisor;
 
@@ -29,6 +30,7 @@ use crate::plugin::Runtime;
 use crate::plugin::registry::Registry;
 use crate::systemd;
 use crate::watch::Watcher;
+pub use handles::{ReloadHandle, Reloads, StartError, reload_channel};
 pub use reload::ConfigDiff;
 pub use supervisor::{RESTART_MAX, RESTART_MIN};
 
@@ -42,57 +44,6 @@ pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// ever instead of failing it (seen here, and amqp-rs/lapin#450), so this limit is what
 /// moves warren on, to the next of `[broker] urls` if the node stays down.
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
-
-/// Why the daemon did not start; each has its exit code ([`crate::exit`]).
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// A bad plugin, or a configuration the broker refuses (credentials, vhost, topology).
-    #[error("{0:#}")]
-    Config(anyhow::Error),
-    /// The broker stayed unreachable past `[broker] startup_timeout_ms`.
-    #[error("{0:#}")]
-    Unreachable(anyhow::Error),
-    /// Asked to stop (SIGTERM) before start-up finished: not a failure.
-    #[error("{0:#}")]
-    Stopped(anyhow::Error),
-    /// Anything else.
-    #[error("{0:#}")]
-    Other(anyhow::Error),
-}
-
-impl StartError {
-    /// The process exit code for it.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            StartError::Config(_) => crate::exit::CONFIG,
-            StartError::Unreachable(_) => crate::exit::UNAVAILABLE,
-            StartError::Stopped(_) => crate::exit::SUCCESS,
-            StartError::Other(_) => crate::exit::FAILURE,
-        }
-    }
-}
-
-/// Asks a running daemon to re-read its config file (what SIGHUP does). A request made while
-/// the daemon is still starting is kept, and applied once it runs.
-#[derive(Clone)]
-pub struct ReloadHandle(mpsc::UnboundedSender<()>);
-
-/// Where a daemon receives reload requests.
-pub struct Reloads(mpsc::UnboundedReceiver<()>);
-
-/// A channel for reload requests: the handle (for a signal handler installed before the
-/// daemon starts) and the end [`Daemon::start_with`] takes.
-pub fn reload_channel() -> (ReloadHandle, Reloads) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    (ReloadHandle(tx), Reloads(rx))
-}
-
-impl ReloadHandle {
-    /// Requests a config reload; returns false if the daemon has stopped.
-    pub fn reload(&self) -> bool {
-        self.0.send(()).is_ok()
-    }
-}
 
 /// What the daemon's loop listens to.
 struct Inbox {
