@@ -427,15 +427,15 @@ impl LoggingDaemon {
 
     /// Waits (up to [`LOG_PATIENCE`]) for a log line containing `needle` and returns it.
     fn wait_for(&mut self, needle: &str) -> String {
-        let start = Instant::now();
-        while start.elapsed() < LOG_PATIENCE {
-            if let Ok(line) = self.lines.recv_timeout(crate::support::POLL)
-                && line.contains(needle)
-            {
-                return line;
+        let deadline = Instant::now() + LOG_PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("warren did not log {needle:?} within {LOG_PATIENCE:?}"),
             }
         }
-        panic!("warren never logged {needle:?}");
     }
 
     /// SIGTERM; asserts exit 0 and returns the whole log.

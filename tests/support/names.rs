@@ -6,6 +6,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// The family of the tests' names.
 pub const TEST_FAMILY: &str = "warren-test";
 
+/// The family of the benches' names.
+pub const BENCH_FAMILY: &str = "warren-bench";
+
 /// A name no other test, bench or earlier run uses: `FAMILY.WHAT.PID.N.NANOS` (the process, a
 /// counter within it, and the clock against a pid used again).
 pub fn unique_in(family: &str, what: &str) -> String {
