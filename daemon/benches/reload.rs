@@ -9,7 +9,6 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -43,14 +42,7 @@ async fn main() -> anyhow::Result<()> {
     broker.queue(&out).await;
     let config = TestConfig::with_url(&url)
         .default_grace()
-        .plugin(
-            "tagged",
-            Path::new("tagged.wasm"),
-            &format!("to = \"{out}\""),
-            "",
-        )
-        .queue(&queue, "")
-        .pipeline("reload", &queue, "tagged", "");
+        .tagged_beside("reload", &queue, &out, "");
     let (dir, config_path) = write_config_with(&config.build(), &[("tagged.wasm", &builds[0].1)]);
     let plugin = dir.path().join("tagged.wasm");
     let daemon = start_at(dir, &config_path).await;

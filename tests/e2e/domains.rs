@@ -1,11 +1,9 @@
 //! One pipeline is one failure domain: a pipeline whose channel the broker closes is restarted
 //! alone, and the others go on as if nothing happened.
 
-use lapin::BasicProperties;
-
 use crate::support::{
     Broker, PATIENCE, TestConfig, collect_ids, drain_ids, eventually, queue_counts, sample, start,
-    unique,
+    unique, with_id,
 };
 
 /// Two pipelines under load; one's queue is deleted in the middle. That pipeline alone is
@@ -29,9 +27,7 @@ async fn a_deleted_queue_restarts_its_pipeline_alone() {
         .tagged("calm", &calm, &calm_out, "prefetch = 20")
         .build();
     let daemon = start(&config).await;
-    let id = |what: &str, i: usize| {
-        BasicProperties::default().with_message_id(format!("{what}-{i}").into())
-    };
+    let id = |what: &str, i: usize| with_id(format!("{what}-{i}"));
     for i in 0..N {
         broker.publish(&calm, b"x", id("calm", i)).await;
         if i < HIT {

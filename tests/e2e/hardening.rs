@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::support::{
     Broker, KillOnDrop, Running, TestConfig, broker_url, collect_ids, eventually, header,
-    queue_counts, repo_root, shipped_plugin, start, test_plugin, unique, warren_run, write_config,
+    queue_counts, rabbitmqctl_output, repo_root, shipped_plugin, start, test_plugin, unique,
+    warren_run, with_id, write_config,
 };
 
 /// A name over AMQP's 255 bytes, as a hostile plugin asks for it.
@@ -39,11 +40,6 @@ fn router_config(
             .pipeline(queue, queue, "router", pipeline_extra);
     }
     config.build()
-}
-
-/// A message with an id, as a producer sends it.
-fn with_id(id: &str) -> BasicProperties {
-    BasicProperties::default().with_message_id(id.into())
 }
 
 /// The text of header `key`.
@@ -102,7 +98,7 @@ async fn names_over_255_bytes_are_dead_lettered_naming_the_field() {
             .publish(&queue, body.to_string().as_bytes(), with_id(id))
             .await;
         broker
-            .publish(&queue, b"plain", with_id(&format!("ok-after-{id}")))
+            .publish(&queue, b"plain", with_id(format!("ok-after-{id}")))
             .await;
     }
     let dead = dead_reasons(&broker, &format!("{queue}.dead"), hostile.len()).await;
@@ -294,10 +290,10 @@ async fn one_refused_publish_is_confined_to_its_message() {
             .await;
         for i in 0..BEHIND {
             broker
-                .publish(&a, b"plain", with_id(&format!("{id}-a-{i}")))
+                .publish(&a, b"plain", with_id(format!("{id}-a-{i}")))
                 .await;
             broker
-                .publish(&b, b"plain", with_id(&format!("{id}-b-{i}")))
+                .publish(&b, b"plain", with_id(format!("{id}-b-{i}")))
                 .await;
         }
     }
@@ -520,14 +516,9 @@ async fn opting_out_of_the_dead_letter_queue_drops_rejected_messages() {
         .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(queue_counts(&queue).await, (0, 0));
-    let listing = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "name", "--no-table-headers"])
-        .output()
-        .expect("rabbitmqctl");
+    let listing = rabbitmqctl_output(&["list_queues", "name", "--no-table-headers"]).await;
     assert!(
-        !String::from_utf8_lossy(&listing.stdout)
-            .lines()
-            .any(|l| l.trim() == format!("{queue}.dead")),
+        !listing.lines().any(|l| l.trim() == format!("{queue}.dead")),
         "no dead-letter queue is declared"
     );
     broker.cleanup().await;

@@ -2,7 +2,6 @@
 //! nothing handled twice, untouched pipelines undisturbed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,7 +11,7 @@ use lapin::types::AMQPValue;
 
 use crate::support::{
     Broker, TestConfig, header, replace_file, sample, scrape_of, start_at, test_plugin, unique,
-    write_config_with,
+    with_id, write_config, write_config_with,
 };
 
 /// Messages the swap test publishes at the least: it goes on until the last swap is done.
@@ -31,22 +30,6 @@ const RELOAD_SETTLE: Duration = Duration::from_millis(400);
 /// Long enough for a config reload to restart a pipeline.
 const CONFIG_SETTLE: Duration = Duration::from_millis(800);
 
-/// A config with the tagging test plugin as `tagged.wasm` beside it (the file the tests swap),
-/// republishing to `out`: the pipeline `name` on `queue`, with `pipeline_extra` lines.
-fn tagged_beside(name: &str, queue: &str, out: &str, pipeline_extra: &str) -> String {
-    TestConfig::new()
-        .default_grace()
-        .plugin(
-            "tagged",
-            Path::new("tagged.wasm"),
-            &format!("to = \"{out}\""),
-            "",
-        )
-        .queue(queue, "")
-        .pipeline(name, queue, "tagged", pipeline_extra)
-        .build()
-}
-
 /// Under continuous load, the plugin file is replaced ten times (atomic `mv` and in-place
 /// writes), alternating two builds that tag their output, with a broken file written in the
 /// middle: every message is handled exactly once, none is redelivered, all are acked, and the
@@ -62,7 +45,10 @@ async fn plugin_swaps_under_load_lose_and_duplicate_nothing() {
         std::fs::read(test_plugin("tag_a")).expect("tag_a"),
         std::fs::read(test_plugin("tag_b")).expect("tag_b"),
     ];
-    let config = tagged_beside("swap", &queue, &out, "prefetch = 50\nconcurrency = 20");
+    let config = TestConfig::new()
+        .default_grace()
+        .tagged_beside("swap", &queue, &out, "prefetch = 50\nconcurrency = 20")
+        .build();
     let (dir, config_path) = write_config_with(&config, &[("tagged.wasm", &builds[0])]);
     let plugin = dir.path().join("tagged.wasm");
     let daemon = start_at(dir, &config_path).await;
@@ -77,11 +63,7 @@ async fn plugin_swaps_under_load_lose_and_duplicate_nothing() {
             let mut sent = 0;
             while sent < MESSAGES || swapping.load(Ordering::Relaxed) {
                 broker
-                    .publish(
-                        &queue,
-                        b"payload",
-                        BasicProperties::default().with_message_id(format!("m{sent}").into()),
-                    )
+                    .publish(&queue, b"payload", with_id(format!("m{sent}")))
                     .await;
                 sent += 1;
                 if sent % BURST == 0 {
@@ -203,7 +185,7 @@ async fn config_reload_changes_only_what_changed() {
                 &format!("prefetch = {prefetch}\nconcurrency = 50"),
             )
     };
-    let (dir, config_path) = write_config_with(&render("old", &old, 10).build(), &[]);
+    let (dir, config_path) = write_config(&render("old", &old, 10).build());
     let daemon = start_at(dir, &config_path).await;
 
     // The steady pipeline flows the whole time.
@@ -213,11 +195,7 @@ async fn config_reload_changes_only_what_changed() {
             let broker = Broker::connect().await;
             for i in 0..STEADY {
                 broker
-                    .publish(
-                        &steady,
-                        b"steady",
-                        BasicProperties::default().with_message_id(format!("s{i}").into()),
-                    )
+                    .publish(&steady, b"steady", with_id(format!("s{i}")))
                     .await;
                 tokio::time::sleep(PAUSE).await;
             }
@@ -307,7 +285,10 @@ async fn broken_deploys_and_deletion_keep_the_old_version() {
     broker.queue(&out).await;
     broker.forget_later_queue(&queue);
     let good = std::fs::read(test_plugin("tag_a")).expect("tag_a");
-    let config = tagged_beside("broken", &queue, &out, "");
+    let config = TestConfig::new()
+        .default_grace()
+        .tagged_beside("broken", &queue, &out, "")
+        .build();
     let (dir, config_path) = write_config_with(&config, &[("tagged.wasm", &good)]);
     let plugin = dir.path().join("tagged.wasm");
     let daemon = start_at(dir, &config_path).await;

@@ -12,36 +12,26 @@ use tokio_util::sync::CancellationToken;
 use crate::operations::{free_port, http_get};
 use crate::support::{
     Broker, KillOnDrop, PATIENCE, TEST_GRACE_MS, TestConfig, broker_url, collect_ids,
-    dead_letters_to, drain_ids, eventually, queue_counts, sample, start, test_plugin, unique,
-    warren_run, write_config,
+    dead_letters_to, drain_ids, eventually, queue_counts, rabbitmqctl_output, sample, start,
+    test_plugin, unique, warren_run, with_id, write_config,
 };
 
 /// Closes every broker connection whose client-given name starts with `prefix` (`rabbitmqctl`).
 async fn close_connections(prefix: &str) -> usize {
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_connections",
-            "pid",
-            "client_properties",
-            "--no-table-headers",
-        ])
-        .output()
-        .await
-        .expect("rabbitmqctl list_connections");
-    let listing = String::from_utf8_lossy(&out.stdout);
+    let listing = rabbitmqctl_output(&[
+        "list_connections",
+        "pid",
+        "client_properties",
+        "--no-table-headers",
+    ])
+    .await;
     let mut closed = 0;
     for line in listing.lines() {
         let Some((pid, properties)) = line.split_once('\t') else {
             continue;
         };
         if properties.contains(&format!("{{\"connection_name\",\"{prefix}")) {
-            let status = tokio::process::Command::new("rabbitmqctl")
-                .args(["-q", "close_connection", pid, "closed by warren's tests"])
-                .status()
-                .await
-                .expect("rabbitmqctl close_connection");
-            assert!(status.success());
+            rabbitmqctl_output(&["close_connection", pid, "closed by warren's tests"]).await;
             closed += 1;
         }
     }
@@ -82,13 +72,7 @@ async fn reconnects_after_the_broker_closes_its_connections() {
         tokio::spawn(async move {
             let broker = Broker::connect().await;
             for i in 0..N {
-                broker
-                    .publish(
-                        &queue,
-                        b"x",
-                        BasicProperties::default().with_message_id(format!("r{i}").into()),
-                    )
-                    .await;
+                broker.publish(&queue, b"x", with_id(format!("r{i}"))).await;
                 if i % BURST == 0 {
                     tokio::time::sleep(PAUSE).await;
                 }
@@ -253,13 +237,7 @@ async fn kill_9_under_load_then_restart_loses_nothing() {
     const N: usize = 3000;
     const PREFETCH: usize = 50;
     for i in 0..N {
-        broker
-            .publish(
-                &queue,
-                b"x",
-                BasicProperties::default().with_message_id(format!("k{i}").into()),
-            )
-            .await;
+        broker.publish(&queue, b"x", with_id(format!("k{i}"))).await;
     }
     let extra = format!("prefetch = {PREFETCH}\nconcurrency = 4");
     let config = TestConfig::new()
@@ -420,13 +398,7 @@ async fn a_silent_network_is_noticed_by_heartbeats_and_recovered() {
     let daemon = start(&config.build()).await;
     /// Messages: half before the path goes silent, half after.
     const N: usize = 100;
-    let publish = |i: usize| {
-        broker.publish(
-            &queue,
-            b"x",
-            BasicProperties::default().with_message_id(format!("h{i}").into()),
-        )
-    };
+    let publish = |i: usize| broker.publish(&queue, b"x", with_id(format!("h{i}")));
     for i in 0..N / 2 {
         publish(i).await;
     }
@@ -493,13 +465,7 @@ async fn a_node_gone_for_good_moves_warren_to_the_next_url() {
     let daemon = start(&config.build()).await; // through the proxy: the first URL
     /// Messages: half before the node dies, half after.
     const N: usize = 100;
-    let publish = |i: usize| {
-        broker.publish(
-            &queue,
-            b"x",
-            BasicProperties::default().with_message_id(format!("f{i}").into()),
-        )
-    };
+    let publish = |i: usize| broker.publish(&queue, b"x", with_id(format!("f{i}")));
     for i in 0..N / 2 {
         publish(i).await;
     }

@@ -13,7 +13,7 @@ use lapin::BasicProperties;
 
 use support::{
     Broker, PATIENCE, TestConfig, broker_url, collect_ids, eventually, queue_counts, sample, start,
-    test_plugin, unique,
+    test_plugin, unique, with_id,
 };
 
 /// The broker's memory high watermark, as it is outside these tests.
@@ -115,9 +115,7 @@ async fn broker_restart() {
             .publish(
                 &queue,
                 b"persistent",
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_message_id(format!("p{i}").into()),
+                with_id(format!("p{i}")).with_delivery_mode(2),
             )
             .await;
     }
@@ -183,11 +181,7 @@ async fn memory_alarm() {
     const N: usize = 40;
     for i in 0..N {
         broker
-            .publish(
-                &queue,
-                b"blocked",
-                BasicProperties::default().with_message_id(format!("a{i}").into()),
-            )
+            .publish(&queue, b"blocked", with_id(format!("a{i}")))
             .await;
         broker
             .publish(&plain, b"ack", BasicProperties::default())
@@ -300,9 +294,7 @@ async fn cluster_node_loss() {
             .publish(
                 &queue,
                 b"replicated",
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_message_id(format!("c{i}").into()),
+                with_id(format!("c{i}")).with_delivery_mode(2),
             )
             .await;
     }
@@ -388,7 +380,7 @@ async fn consumer_timeout() {
             let producer = Broker::connect().await;
             let mut sent = 0usize;
             while !loading.is_cancelled() {
-                let id = BasicProperties::default().with_message_id(format!("calm-{sent}").into());
+                let id = with_id(format!("calm-{sent}"));
                 producer.publish(&calm, b"x", id).await;
                 sent += 1;
                 tokio::time::sleep(CALM_EVERY).await;

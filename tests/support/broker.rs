@@ -222,10 +222,14 @@ impl Broker {
     /// Waits up to [`PATIENCE`] until `queue` holds exactly `n` ready messages.
     pub async fn wait_ready(&self, queue: &str, n: u32) {
         let what = format!("{queue} holding {n} ready messages");
-        eventually(what, PATIENCE, || async {
-            (self.ready(queue).await == n).then_some(())
-        })
-        .await;
+        self.wait_until(queue, what, |q| q.message_count() == n)
+            .await;
+    }
+
+    /// Waits up to [`PATIENCE`] until the state of `queue` `holds`.
+    async fn wait_until(&self, queue: &str, what: String, holds: impl Fn(&lapin::Queue) -> bool) {
+        let probe = || async { holds(&self.inspect(queue).await).then_some(()) };
+        eventually(what, PATIENCE, probe).await;
     }
 
     /// Consumers on `queue`.
@@ -236,10 +240,8 @@ impl Broker {
     /// Waits up to [`PATIENCE`] until `queue` has `n` consumers.
     pub async fn wait_consumers(&self, queue: &str, n: u32) {
         let what = format!("{queue} having {n} consumers");
-        eventually(what, PATIENCE, || async {
-            (self.consumers(queue).await == n).then_some(())
-        })
-        .await;
+        self.wait_until(queue, what, |q| q.consumer_count() == n)
+            .await;
     }
 
     /// Deletes `queue` now (as an operator would, under the daemon's feet).
@@ -323,21 +325,32 @@ fn count_id(seen: &mut BTreeMap<String, usize>, m: &lapin::message::BasicGetMess
     *seen.entry(id.to_string()).or_default() += 1;
 }
 
-/// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
-pub async fn queue_counts(queue: &str) -> (usize, usize) {
-    let listing = tokio::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_queues",
-            "name",
-            "messages_ready",
-            "messages_unacknowledged",
-            "--no-table-headers",
-        ])
+/// What `rabbitmqctl -q ARGS` prints; the test fails if it cannot run or fails.
+pub async fn rabbitmqctl_output(args: &[&str]) -> String {
+    let output = tokio::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
         .output()
         .await
-        .expect("rabbitmqctl list_queues");
-    let listing = String::from_utf8_lossy(&listing.stdout);
+        .unwrap_or_else(|e| panic!("rabbitmqctl {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
+pub async fn queue_counts(queue: &str) -> (usize, usize) {
+    let listing = rabbitmqctl_output(&[
+        "list_queues",
+        "name",
+        "messages_ready",
+        "messages_unacknowledged",
+        "--no-table-headers",
+    ])
+    .await;
     let row = listing
         .lines()
         .find(|l| l.starts_with(&format!("{queue}\t")))
@@ -349,6 +362,12 @@ pub async fn queue_counts(queue: &str) -> (usize, usize) {
             .unwrap_or_else(|| panic!("a count in {row:?}"))
     };
     (number(1), number(2))
+}
+
+/// The properties of a message with the id `id`, as a producer sends it (the tests count
+/// messages by id).
+pub fn with_id(id: impl std::fmt::Display) -> BasicProperties {
+    BasicProperties::default().with_message_id(id.to_string().into())
 }
 
 /// The value of header `key` in a message's properties.

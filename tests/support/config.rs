@@ -142,6 +142,15 @@ impl TestConfig {
             .pipeline(name, queue, name, pipeline_extra)
     }
 
+    /// Like [`TestConfig::tagged`], but the plugin is named `tagged` and is the file
+    /// `tagged.wasm` beside the config, which the caller writes (and swaps, to reload it).
+    pub fn tagged_beside(self, name: &str, queue: &str, out: &str, pipeline_extra: &str) -> Self {
+        let to = format!("to = \"{out}\"");
+        self.plugin("tagged", Path::new("tagged.wasm"), &to, "")
+            .queue(queue, "")
+            .pipeline(name, queue, "tagged", pipeline_extra)
+    }
+
     /// The file's text.
     pub fn build(&self) -> String {
         let grace = match self.grace_ms {
