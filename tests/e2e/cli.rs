@@ -147,75 +147,42 @@ fn valid_config_passes_check() {
     );
 }
 
+/// A change to one part of the [`Valid`] config.
+type Change = fn(&mut Valid);
+
 /// Every kind of bad config is refused with the key (or path) and the file named.
 #[test]
 fn bad_configs_name_the_key() {
-    let cases = [
+    // Each case changes one part of the valid config; the error names the key.
+    let cases: [(Change, &str); 9] = [
         (
-            Valid {
-                pipeline_extra: "prefetch = 5\nprefetchx = 1",
-                ..Valid::default()
-            },
+            |c| c.pipeline_extra = "prefetch = 5\nprefetchx = 1",
             "prefetchx",
         ),
+        (|c| c.pipeline_extra = "prefetch = \"five\"", "prefetch"),
+        (|c| c.plugin = "nope", "pipelines[0].plugin"),
+        (|c| c.queue = "other", "pipelines[0].queue"),
         (
-            Valid {
-                pipeline_extra: "prefetch = \"five\"",
-                ..Valid::default()
-            },
-            "prefetch",
-        ),
-        (
-            Valid {
-                plugin: "nope",
-                ..Valid::default()
-            },
-            "pipelines[0].plugin",
-        ),
-        (
-            Valid {
-                queue: "other",
-                ..Valid::default()
-            },
-            "pipelines[0].queue",
-        ),
-        (
-            Valid {
-                pipeline_extra: "prefetch = 0",
-                ..Valid::default()
-            },
+            |c| c.pipeline_extra = "prefetch = 0",
             "pipelines[0].prefetch",
         ),
         (
-            Valid {
-                plugin_path: PathBuf::from("missing/nothing.wasm"),
-                ..Valid::default()
-            },
+            |c| c.plugin_path = "missing/nothing.wasm".into(),
             "plugins.p.path",
         ),
+        (|c| c.mode = "nonsense", "plugins.p"),
         (
-            Valid {
-                mode: "nonsense",
-                ..Valid::default()
-            },
-            "plugins.p",
-        ),
-        (
-            Valid {
-                url: "http://user:s3cret-pw@127.0.0.1:5672/%2f",
-                ..Valid::default()
-            },
+            |c| c.url = "http://user:s3cret-pw@127.0.0.1:5672/%2f",
             "broker.url",
         ),
         (
-            Valid {
-                plugin_extra: "max_body_bytes = 0",
-                ..Valid::default()
-            },
+            |c| c.plugin_extra = "max_body_bytes = 0",
             "plugins.p.max_body_bytes",
         ),
     ];
-    for (config, key) in cases {
+    for (change, key) in cases {
+        let mut config = Valid::default();
+        change(&mut config);
         let stderr = refused(&config.build());
         assert!(stderr.contains(key), "error should name {key}:\n{stderr}");
     }
