@@ -91,6 +91,23 @@ fn spawn_daemon(config: &std::path::Path) -> KillOnDrop {
     )
 }
 
+/// `warren run` on [`sleeper_config`] for `queue`, returned once it consumes, with its config
+/// file (to start it again). The queue is declared first, as warren declares it, so that its
+/// consumer can be awaited.
+async fn run_consuming(
+    broker: &Broker,
+    queue: &str,
+    seconds_per_dot: &str,
+    at_once: u32,
+) -> (tempfile::TempDir, std::path::PathBuf, KillOnDrop) {
+    broker.queue(queue).await;
+    let config = sleeper_config(queue, WAIT_FOR_SLEEPS_MS, seconds_per_dot, at_once);
+    let (dir, path) = write_config(&config);
+    let daemon = spawn_daemon(&path);
+    broker.wait_consumers(queue, 1).await;
+    (dir, path, daemon)
+}
+
 /// The number of threads of process `pid` (from `/proc`).
 fn threads(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -107,12 +124,8 @@ fn threads(pid: u32) -> usize {
 async fn a_sleeping_message_holds_no_thread() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper-threads");
-    broker.queue(&queue).await; // as warren declares it; there to be watched before it starts
-    let config = sleeper_config(&queue, WAIT_FOR_SLEEPS_MS, "2.0", HUNDRED);
-    let (_dir, path) = write_config(&config);
-    let mut daemon = spawn_daemon(&path);
+    let (_dir, _, mut daemon) = run_consuming(&broker, &queue, "2.0", HUNDRED).await;
     let stdout = BufReader::new(daemon.stdout.take().expect("stdout"));
-    broker.wait_consumers(&queue, 1).await;
     let idle = threads(daemon.id());
     for _ in 0..HUNDRED {
         broker
@@ -151,13 +164,8 @@ async fn a_sleeping_message_holds_no_thread() {
 async fn kill_9_mid_sleep_loses_nothing() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper-kill");
-    broker.queue(&queue).await; // as warren declares it; there to be watched before it starts
-    let config = sleeper_config(&queue, WAIT_FOR_SLEEPS_MS, "1.0", TWENTY);
-    let (_dir, config) = write_config(&config);
-    let mut daemon = spawn_daemon(&config);
+    let (_dir, config, mut daemon) = run_consuming(&broker, &queue, "1.0", TWENTY).await;
     let mut stdout = BufReader::new(daemon.stdout.take().expect("stdout")).lines();
-    // Wait until it consumes, then publish.
-    broker.wait_consumers(&queue, 1).await;
     for i in 0..KILLED {
         broker
             .publish(
