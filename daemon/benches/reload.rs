@@ -1,108 +1,73 @@
 //! Hot-reload latency: the time from a new plugin file landing (an atomic `mv`) to the first
 //! message handled by the new version, under a steady load.
 //!
-//! Needs RabbitMQ (`127.0.0.1:5672` as guest, or `WARREN_BENCH_URL`) and `plugins/build`
-//! (it swaps the test plugins `tag_a` and `tag_b`, which tag each message they republish).
-//! Run: `cargo bench -p warren --bench reload`. Results: `BENCHMARKS.md`.
+//! Needs RabbitMQ (`127.0.0.1:5672` as guest, or `WARREN_BENCH_URL`); it swaps the test plugins
+//! `tag_a` and `tag_b` (built by `plugins/build` when missing or stale), which tag each message
+//! they republish. Run: `cargo bench -p warren --bench reload`. Results: `BENCHMARKS.md`.
 
-use std::path::Path;
+// The test kit shared with the end-to-end and fault tests.
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions, QueueDeleteOptions,
-};
+use lapin::BasicProperties;
+use lapin::options::BasicConsumeOptions;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
-use warren::app::Daemon;
-use warren::config::Config;
+
+use support::{
+    BENCH_FAMILY, Broker, TestConfig, broker_url, connect, replace_file, start_at, test_plugin,
+    unique_in, write_config_with,
+};
 
 /// Swaps measured.
 const SWAPS: usize = 10;
 /// Interval between two messages of the steady load.
 const LOAD_INTERVAL: Duration = Duration::from_millis(2);
-
-fn repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn replace(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("landing");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
+/// Time between two swaps: the load flows through the version just deployed meanwhile.
+const SWAP_EVERY: Duration = Duration::from_millis(300);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let url = std::env::var("WARREN_BENCH_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+    let url = std::env::var("WARREN_BENCH_URL").unwrap_or_else(|_| broker_url());
     let builds = [
-        (
-            "a",
-            std::fs::read(repo().join("tests/plugins/dist/tag_a.wasm"))?,
-        ),
-        (
-            "b",
-            std::fs::read(repo().join("tests/plugins/dist/tag_b.wasm"))?,
-        ),
+        ("a", std::fs::read(test_plugin("tag_a"))?),
+        ("b", std::fs::read(test_plugin("tag_b"))?),
     ];
-    let id = format!(
-        "{}.{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    );
-    let queue = format!("warren-bench.reload.{id}");
-    let out = format!("warren-bench.reload-out.{id}");
-    let dir = tempfile::tempdir()?;
+    let queue = unique_in(BENCH_FAMILY, "reload");
+    let out = unique_in(BENCH_FAMILY, "reload-out");
+    let broker = Broker::connect_as(&url, "warren-bench.control").await;
+    broker.queue(&out).await;
+    // No compile cache: every swap compiles, as the figures in BENCHMARKS.md did before
+    // there was one (with it, tag_a and tag_b are cached after the first two).
+    let config = TestConfig::with_url(&url)
+        .default_grace()
+        .top_level("cache_dir = false")
+        .tagged_beside("reload", &queue, &out, "");
+    let (dir, config_path) = write_config_with(&config.build(), &[("tagged.wasm", &builds[0].1)]);
     let plugin = dir.path().join("tagged.wasm");
-    std::fs::write(&plugin, &builds[0].1)?;
-    let config_path = dir.path().join("warren.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            // No compile cache: every swap compiles, as the figures in BENCHMARKS.md did
-            // before there was one (with it, tag_a and tag_b are cached after the first two).
-            "cache_dir = false\n[broker]\nurl = \"{url}\"\n\n[plugins.tagged]\npath = \"tagged.wasm\"\nconfig = {{ to = \"{out}\" }}\n\n\
-             [[queues]]\nname = \"{queue}\"\n\n[[pipelines]]\nname = \"reload\"\nqueue = \"{queue}\"\nplugin = \"tagged\"\n"
-        ),
-    )?;
-
-    let connection = lapin::Connection::connect(&url, ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .queue_declare(
-            out.as_str().into(),
-            QueueDeclareOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let shutdown = CancellationToken::new();
-    let daemon = Daemon::start(Config::load(&config_path)?, shutdown.clone()).await?;
-    let running = tokio::spawn(daemon.wait());
+    let daemon = start_at(dir, &config_path).await;
 
     // Steady load.
-    let load = {
-        let channel = connection.create_channel().await?;
-        let queue = queue.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
+    let loading = CancellationToken::new();
+    let load = tokio::spawn({
+        let (url, queue, loading) = (url.clone(), queue.clone(), loading.clone());
+        async move {
+            let producer = Broker::connect_as(&url, "warren-bench.load").await;
             let mut tick = tokio::time::interval(LOAD_INTERVAL);
-            while !stop.is_cancelled() {
+            while !loading.is_cancelled() {
                 tick.tick().await;
-                let _ = channel
-                    .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions::default(),
-                        b"load",
-                        BasicProperties::default(),
-                    )
+                producer
+                    .publish(&queue, b"load", BasicProperties::default())
                     .await;
             }
-        })
-    };
+            producer.close().await;
+        }
+    });
+    let connection = connect(&url, "warren-bench.reload").await;
+    let channel = connection.create_channel().await?;
     let mut consumer = channel
         .basic_consume(
             out.as_str().into(),
@@ -117,10 +82,10 @@ async fn main() -> anyhow::Result<()> {
 
     let mut latencies = Vec::new();
     for swap in 0..SWAPS {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(SWAP_EVERY).await;
         let (tag, bytes) = &builds[(swap + 1) % 2];
         let landed = Instant::now();
-        replace(&plugin, bytes)?;
+        replace_file(&plugin, bytes);
         loop {
             let delivery = consumer
                 .next()
@@ -139,14 +104,14 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
-    shutdown.cancel();
+    loading.cancel();
     let _ = load.await;
-    running.await??;
-    for q in [&queue, &out] {
-        let _ = channel
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
+    daemon.stop().await?;
+    let _ = connection.close(200, "done".into()).await;
+    // Both queues, and the dead-letter queue warren declared beside its own.
+    broker.forget_later_queue(&queue);
+    broker.cleanup().await;
+    broker.close().await;
 
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;

@@ -1,13 +1,17 @@
 //! The `warren` command: `check` on the shipped config and on bad configs, `publish`, `run`.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{
-    Broker, broker_url, repo_root, shipped_plugin, test_plugin, unique, write_config,
+use crate::support::{
+    Broker, KillOnDrop, TestConfig, broker_url, repo_root, scripted_config, shipped_plugin,
+    test_plugin, unique, warren_run, write_config,
 };
+
+/// How long a `warren run` may take to log a line the test waits for (`warren ready`).
+const LOG_PATIENCE: Duration = Duration::from_secs(30);
 
 fn warren(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -50,8 +54,11 @@ fn shipped_config_passes_check() {
 /// Opting out of the dead-letter queue is said out loud by `check`.
 #[test]
 fn check_warns_when_rejected_messages_would_be_dropped() {
-    let config = valid_config().replace("prefetch = 5", "prefetch = 5\ndead_letter_queue = false");
-    let (_dir, path) = write_config(&config);
+    let config = Valid {
+        pipeline_extra: "prefetch = 5\ndead_letter_queue = false",
+        ..Valid::default()
+    };
+    let (_dir, path) = write_config(&config.build());
     let out = check(&path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -68,29 +75,48 @@ fn check_warns_when_rejected_messages_would_be_dropped() {
     assert!(stdout.contains("rejected -> dropped"), "{stdout}");
 }
 
+/// A valid config for `warren check`, with a password to look for: the pipeline `pipe`
+/// from the queue `q` to the plugin `p` (`scripted`, mode `ack`). The bad-config cases each
+/// change one of its parts.
+struct Valid {
+    url: &'static str,
+    plugin_path: PathBuf,
+    mode: &'static str,
+    plugin_extra: &'static str,
+    queue: &'static str,
+    plugin: &'static str,
+    pipeline_extra: &'static str,
+}
+
+impl Default for Valid {
+    fn default() -> Self {
+        Self {
+            url: "amqp://user:s3cret-pw@127.0.0.1:5672/%2f",
+            plugin_path: test_plugin("scripted"),
+            mode: "ack",
+            plugin_extra: "",
+            queue: "q",
+            plugin: "p",
+            pipeline_extra: "prefetch = 5",
+        }
+    }
+}
+
+impl Valid {
+    fn build(&self) -> String {
+        let mode = format!("mode = \"{}\"", self.mode);
+        TestConfig::with_url(self.url)
+            .default_grace()
+            .plugin("p", &self.plugin_path, &mode, self.plugin_extra)
+            .queue_exact("q", "", "")
+            .pipeline("pipe", self.queue, self.plugin, self.pipeline_extra)
+            .build()
+    }
+}
+
+/// The valid config, as text.
 fn valid_config() -> String {
-    format!(
-        r#"[broker]
-url = "amqp://user:s3cret-pw@127.0.0.1:5672/%2f"
-
-[plugins.p]
-path = "{}"
-
-[[queues]]
-name = "q"
-
-[[pipelines]]
-name = "pipe"
-queue = "q"
-plugin = "p"
-prefetch = 5
-"#,
-        test_plugin("scripted").display()
-    )
-    .replace(
-        "[plugins.p]\npath",
-        "[plugins.p]\nconfig = { mode = \"ack\" }\npath",
-    )
+    Valid::default().build()
 }
 
 /// Runs `warren check` on `config` and returns its stderr, asserting it failed without
@@ -118,7 +144,7 @@ fn refused(config: &str) -> String {
 /// The baseline for the bad-config cases is itself valid.
 #[test]
 fn valid_config_passes_check() {
-    let (_dir, path) = write_config(&valid_config());
+    let (_dir, path) = write_config(&Valid::default().build());
     let out = check(&path);
     assert!(
         out.status.success(),
@@ -127,50 +153,43 @@ fn valid_config_passes_check() {
     );
 }
 
+/// A change to one part of the [`Valid`] config.
+type Change = fn(&mut Valid);
+
 /// Every kind of bad config is refused with the key (or path) and the file named.
 #[test]
 fn bad_configs_name_the_key() {
-    let base = valid_config();
-    let cases: Vec<(String, &str)> = vec![
+    // Each case changes one part of the valid config; the error names the key.
+    let cases: [(Change, &str); 9] = [
         (
-            base.replace("prefetch = 5", "prefetch = 5\nprefetchx = 1"),
+            |c| c.pipeline_extra = "prefetch = 5\nprefetchx = 1",
             "prefetchx",
         ),
+        (|c| c.pipeline_extra = "prefetch = \"five\"", "prefetch"),
+        (|c| c.plugin = "nope", "pipelines[0].plugin"),
+        (|c| c.queue = "other", "pipelines[0].queue"),
         (
-            base.replace("prefetch = 5", "prefetch = \"five\""),
-            "prefetch",
-        ),
-        (
-            base.replace("plugin = \"p\"", "plugin = \"nope\""),
-            "pipelines[0].plugin",
-        ),
-        (
-            base.replace("queue = \"q\"", "queue = \"other\""),
-            "pipelines[0].queue",
-        ),
-        (
-            base.replace("prefetch = 5", "prefetch = 0"),
+            |c| c.pipeline_extra = "prefetch = 0",
             "pipelines[0].prefetch",
         ),
         (
-            base.replace(
-                &test_plugin("scripted").display().to_string(),
-                "missing/nothing.wasm",
-            ),
+            |c| c.plugin_path = "missing/nothing.wasm".into(),
             "plugins.p.path",
         ),
+        (|c| c.mode = "nonsense", "plugins.p"),
         (
-            base.replace("mode = \"ack\"", "mode = \"nonsense\""),
-            "plugins.p",
+            |c| c.url = "http://user:s3cret-pw@127.0.0.1:5672/%2f",
+            "broker.url",
         ),
-        (base.replace("amqp://user", "http://user"), "broker.url"),
         (
-            base.replace("mode = \"ack\" }", "mode = \"ack\" }\nmax_body_bytes = 0"),
+            |c| c.plugin_extra = "max_body_bytes = 0",
             "plugins.p.max_body_bytes",
         ),
     ];
-    for (config, key) in cases {
-        let stderr = refused(&config);
+    for (change, key) in cases {
+        let mut config = Valid::default();
+        change(&mut config);
+        let stderr = refused(&config.build());
         assert!(stderr.contains(key), "error should name {key}:\n{stderr}");
     }
 }
@@ -181,11 +200,11 @@ fn invalid_plugin_file_is_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm this is not a component").expect("write");
-    let config = valid_config().replace(
-        &test_plugin("scripted").display().to_string(),
-        &bogus.display().to_string(),
-    );
-    let stderr = refused(&config);
+    let config = Valid {
+        plugin_path: bogus,
+        ..Valid::default()
+    };
+    let stderr = refused(&config.build());
     assert!(stderr.contains("plugins.p"), "{stderr}");
     assert!(stderr.contains("bogus.wasm"), "{stderr}");
 }
@@ -193,17 +212,19 @@ fn invalid_plugin_file_is_refused() {
 /// A plugin whose `init` refuses its config is refused at start-up.
 #[test]
 fn plugin_init_error_is_reported() {
-    let config = valid_config().replace("mode = \"ack\"", "mode = \"nonsense\"");
-    let stderr = refused(&config);
+    let config = Valid {
+        mode: "nonsense",
+        ..Valid::default()
+    };
+    let stderr = refused(&config.build());
     assert!(stderr.contains("unknown mode"), "{stderr}");
 }
 
 /// `warren run` with a broker that refuses the credentials fails without printing the password.
 #[test]
 fn run_never_prints_the_password() {
-    let config = valid_config();
-    let (_dir, path) = write_config(&config);
-    let out = warren(&["run", "--config", path.to_str().expect("utf-8")]);
+    let (_dir, path) = write_config(&Valid::default().build());
+    let out = warren_run(&path).output().expect("run warren");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("cannot connect"), "{stderr}");
@@ -220,34 +241,21 @@ async fn publish_and_printer_quick_start() {
     let broker = Broker::connect().await;
     let queue = unique("hello");
     broker.forget_later_queue(&queue);
-    let config = format!(
-        r#"[broker]
-url = "{url}"
-
-[plugins.printer]
-path = "{printer}"
-config = {{ prefix = " [x] Received" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = 120000 }}
-
-[[pipelines]]
-name = "hello"
-queue = "{queue}"
-plugin = "printer"
-"#,
-        url = broker_url(),
-        printer = shipped_plugin("printer").display(),
-    );
-    let (_dir, path) = write_config(&config);
-    let mut daemon = crate::harness::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["run", "--config", path.to_str().expect("utf-8")])
+    let config = TestConfig::new()
+        .default_grace()
+        .plugin(
+            "printer",
+            &shipped_plugin("printer"),
+            r#"prefix = " [x] Received""#,
+            "",
+        )
+        .queue(&queue, "")
+        .pipeline("hello", &queue, "printer", "");
+    let (_dir, path) = write_config(&config.build());
+    let mut daemon = KillOnDrop::spawn(
+        warren_run(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start warren run"),
+            .stderr(Stdio::piped()),
     );
     let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -259,7 +267,7 @@ plugin = "printer"
         }
     });
     ready_rx
-        .recv_timeout(Duration::from_secs(30))
+        .recv_timeout(LOG_PATIENCE)
         .expect("warren run becomes ready");
 
     let publish = Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -279,7 +287,7 @@ plugin = "printer"
         lines.next().expect("a line").expect("utf-8"),
         lines.next().expect("a line").expect("utf-8"),
     ];
-    assert!(start.elapsed() < Duration::from_secs(20));
+    assert!(start.elapsed() < crate::support::PATIENCE);
     // Concurrency 10: the two may be printed in either order.
     printed.sort();
     assert_eq!(
@@ -288,12 +296,7 @@ plugin = "printer"
     );
 
     // SIGTERM stops it cleanly.
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = daemon.wait().expect("wait");
+    let exit = daemon.terminate();
     assert!(exit.success(), "warren run exits 0 on SIGTERM: {exit:?}");
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
@@ -328,7 +331,7 @@ async fn unroutable_publish_is_logged_without_the_body() {
     let queue = unique("unroutable-log");
     broker.forget_later_queue(&queue);
     let nowhere = unique("nowhere");
-    let config = crate::harness::scripted_config(
+    let config = scripted_config(
         &queue,
         &format!(r#"mode = "republish", to = "{nowhere}""#),
         "",
@@ -358,7 +361,7 @@ async fn unroutable_publish_is_logged_without_the_body() {
 
 /// `warren run` as a process, its stderr (the log) read line by line as it comes.
 struct LoggingDaemon {
-    process: crate::harness::KillOnDrop,
+    process: KillOnDrop,
     lines: std::sync::mpsc::Receiver<String>,
     reader: std::thread::JoinHandle<String>,
     _dir: tempfile::TempDir,
@@ -369,15 +372,12 @@ impl LoggingDaemon {
     /// filter).
     fn start(config: &str, args: &[&str]) -> Self {
         let (dir, path) = write_config(config);
-        let mut process = crate::harness::KillOnDrop(
-            Command::new(env!("CARGO_BIN_EXE_warren"))
-                .args(["run", "--config", path.to_str().expect("utf-8")])
+        let mut process = KillOnDrop::spawn(
+            warren_run(&path)
                 .args(args)
                 .env_remove("RUST_LOG")
                 .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start warren run"),
+                .stderr(Stdio::piped()),
         );
         let stderr = BufReader::new(process.stderr.take().expect("stderr"));
         let (lines_tx, lines) = std::sync::mpsc::channel();
@@ -398,27 +398,22 @@ impl LoggingDaemon {
         }
     }
 
-    /// Waits (up to 30 s) for a log line containing `needle` and returns it.
+    /// Waits (up to [`LOG_PATIENCE`]) for a log line containing `needle` and returns it.
     fn wait_for(&mut self, needle: &str) -> String {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100))
-                && line.contains(needle)
-            {
-                return line;
+        let deadline = Instant::now() + LOG_PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("warren did not log {needle:?} within {LOG_PATIENCE:?}"),
             }
         }
-        panic!("warren never logged {needle:?}");
     }
 
     /// SIGTERM; asserts exit 0 and returns the whole log.
     fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.process.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        assert!(self.process.wait().expect("wait").success(), "exit 0");
+        assert!(self.process.terminate().success(), "exit 0");
         self.reader.join().expect("stderr reader")
     }
 }
@@ -431,7 +426,7 @@ async fn json_logs_name_the_failed_message() {
     let broker = Broker::connect().await;
     let queue = unique("json-log");
     broker.forget_later_queue(&queue);
-    let config = crate::harness::scripted_config(&queue, r#"mode = "trap""#, "");
+    let config = scripted_config(&queue, r#"mode = "trap""#, "");
     let mut daemon = LoggingDaemon::start(&config, &["--log-format", "json"]);
     daemon.wait_for("warren ready");
     broker
@@ -449,7 +444,9 @@ async fn json_logs_name_the_failed_message() {
     assert_eq!(fields["plugin"], "scripted", "{line}");
     assert_eq!(fields["message_id"], "m-42", "{line}");
     assert!(
-        fields["version"].as_str().is_some_and(|v| v.len() == 12),
+        fields["version"]
+            .as_str()
+            .is_some_and(|v| v.len() == crate::hardening::VERSION_DIGITS),
         "the plugin version (12 hex digits): {line}"
     );
     assert!(

@@ -1,10 +1,9 @@
 //! One pipeline is one failure domain: a pipeline whose channel the broker closes is restarted
 //! alone, and the others go on as if nothing happened.
 
-use lapin::BasicProperties;
-
-use crate::harness::{
-    Broker, TestConfig, collect_ids, drain_ids, queue_counts, start, test_plugin, unique,
+use crate::support::{
+    Broker, PATIENCE, TestConfig, collect_ids, drain_ids, eventually, queue_counts, sample, start,
+    unique, with_id,
 };
 
 /// Two pipelines under load; one's queue is deleted in the middle. That pipeline alone is
@@ -12,7 +11,10 @@ use crate::harness::{
 /// every one of its messages exactly once, and warren never reconnects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_queue_restarts_its_pipeline_alone() {
+    /// Messages of the untouched pipeline.
     const N: usize = 1_000;
+    /// Messages of the pipeline whose queue is deleted (when half the others are out).
+    const HIT: usize = 100;
     let broker = Broker::connect().await;
     let (hit, calm) = (unique("domain-hit"), unique("domain-calm"));
     let (hit_out, calm_out) = (unique("domain-hit-out"), unique("domain-calm-out"));
@@ -20,22 +22,15 @@ async fn a_deleted_queue_restarts_its_pipeline_alone() {
     broker.queue(&calm_out).await;
     broker.forget_later_queue(&hit);
     broker.forget_later_queue(&calm);
-    let tagged = test_plugin("tag_a");
     let config = TestConfig::new()
-        .plugin("hit", &tagged, &format!("to = \"{hit_out}\""), "")
-        .plugin("calm", &tagged, &format!("to = \"{calm_out}\""), "")
-        .queue(&hit, "")
-        .queue(&calm, "")
-        .pipeline("hit", &hit, "hit", "prefetch = 20")
-        .pipeline("calm", &calm, "calm", "prefetch = 20")
+        .tagged("hit", &hit, &hit_out, "prefetch = 20")
+        .tagged("calm", &calm, &calm_out, "prefetch = 20")
         .build();
     let daemon = start(&config).await;
-    let id = |what: &str, i: usize| {
-        BasicProperties::default().with_message_id(format!("{what}-{i}").into())
-    };
+    let id = |what: &str, i: usize| with_id(format!("{what}-{i}"));
     for i in 0..N {
         broker.publish(&calm, b"x", id("calm", i)).await;
-        if i < 100 {
+        if i < HIT {
             broker.publish(&hit, b"x", id("hit", i)).await;
         }
         if i == N / 2 {
@@ -52,23 +47,22 @@ async fn a_deleted_queue_restarts_its_pipeline_alone() {
     // The restarted pipeline declared its queue again and consumes it.
     broker.wait_consumers(&hit, 1).await;
     broker.publish(&hit, b"x", id("hit-after", 0)).await;
-    let after = broker.next(&hit_out).await;
-    let mut seen_after = after
-        .delivery
-        .properties
-        .message_id()
-        .clone()
-        .map(|s| s.to_string());
-    while seen_after.as_deref() != Some("hit-after-0") {
-        seen_after = broker
-            .next(&hit_out)
-            .await
-            .delivery
-            .properties
-            .message_id()
-            .clone()
-            .map(|s| s.to_string());
-    }
+    // Older messages of the pipeline come first: take them all until that one.
+    let handled_after = || async {
+        while let Some(message) = broker.get(&hit_out).await {
+            let id = message.delivery.properties.message_id().clone();
+            if id.is_some_and(|id| id.as_str() == "hit-after-0") {
+                return Some(());
+            }
+        }
+        None
+    };
+    eventually(
+        "the message after the restart handled",
+        PATIENCE,
+        handled_after,
+    )
+    .await;
 
     let mut calm_seen = collect_ids(&broker, &calm_out, N).await;
     let scrape = daemon.scrape();
@@ -89,7 +83,7 @@ async fn a_deleted_queue_restarts_its_pipeline_alone() {
     };
     assert!(!restarted("calm"), "the untouched pipeline was restarted");
     assert_eq!(
-        crate::harness::sample(&scrape, "warren_broker_reconnects_total", &[]),
+        sample(&scrape, "warren_broker_reconnects_total", &[]),
         0.0,
         "warren reconnected everything"
     );

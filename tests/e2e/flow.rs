@@ -1,11 +1,24 @@
 //! Flow control and what a plugin sees: prefetch, priority order, message fields.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::harness::{Broker, sample, scripted_config, start, unique};
+use crate::support::{
+    Broker, TestConfig, dead_letters_to, scripted, scripted_config, start, test_plugin, unique,
+};
+
+/// The prefetch of the prefetch test: at most this many messages out at once.
+const PREFETCH: u32 = 3;
+/// Messages queued for the prefetch test, more than [`PREFETCH`] and each asleep in the plugin.
+const QUEUED: u32 = 12;
+/// How often, and how far apart, the prefetch test looks at the queue.
+const LOOKS: u32 = 5;
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
+/// The highest priority of the priority queue.
+const MAX_PRIORITY: u8 = 10;
 
 /// With prefetch 3 and concurrency 10, the broker never has more than 3 messages out:
 /// while every delivered message sleeps in the plugin, exactly 9 of 12 stay ready.
@@ -14,7 +27,7 @@ async fn prefetch_bounds_unacked_messages() {
     let broker = Broker::connect().await;
     let queue = unique("prefetch");
     broker.queue(&queue).await;
-    for _ in 0..12 {
+    for _ in 0..QUEUED {
         broker
             .publish(&queue, b"sleep:3000", BasicProperties::default())
             .await;
@@ -22,13 +35,18 @@ async fn prefetch_bounds_unacked_messages() {
     let daemon = start(&scripted_config(
         &queue,
         "mode = \"body\"",
-        "prefetch = 3\nconcurrency = 10",
+        &format!("prefetch = {PREFETCH}\nconcurrency = 10"),
     ))
     .await;
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    for _ in 0..LOOKS {
+        tokio::time::sleep(LOOK_EVERY).await;
         let ready = broker.ready(&queue).await;
-        assert_eq!(ready, 9, "prefetch 3 should leave 9 of 12 messages ready");
+        assert_eq!(
+            ready,
+            QUEUED - PREFETCH,
+            "prefetch {PREFETCH} should leave {} of {QUEUED} messages ready",
+            QUEUED - PREFETCH
+        );
     }
     daemon.stop().await.expect("clean stop");
     broker.cleanup().await;
@@ -42,7 +60,10 @@ async fn priority_queue_is_processed_highest_first() {
     let out = unique("priority-out");
     broker.queue(&out).await;
     let mut args = FieldTable::default();
-    args.insert("x-max-priority".into(), AMQPValue::LongInt(10));
+    args.insert(
+        "x-max-priority".into(),
+        AMQPValue::LongInt(MAX_PRIORITY.into()),
+    );
     broker.queue_with(&queue, args).await;
     for priority in [3u8, 9, 0, 5, 7, 1, 8, 2, 6, 4] {
         broker
@@ -53,16 +74,13 @@ async fn priority_queue_is_processed_highest_first() {
             )
             .await;
     }
-    let config = scripted_config(
+    let config = scripted(
         &queue,
         &format!("mode = \"republish\", to = \"{out}\""),
+        &format!("max_priority = {MAX_PRIORITY}"),
         "prefetch = 1",
-    )
-    .replace(
-        &format!("name = \"{queue}\"\narguments"),
-        &format!("name = \"{queue}\"\nmax_priority = 10\narguments"),
     );
-    let daemon = start(&config).await;
+    let daemon = start(&config.build()).await;
     let mut order = Vec::new();
     for _ in 0..10 {
         let m = broker.next(&out).await;
@@ -140,6 +158,9 @@ async fn plugin_sees_every_message_field() {
     broker.cleanup().await;
 }
 
+/// How long the requeuing daemon of the quorum test runs: long enough to requeue the message.
+const REQUEUE_LOOP: Duration = Duration::from_millis(300);
+
 /// On a quorum queue the broker's delivery count reaches the plugin.
 #[tokio::test]
 async fn quorum_queue_delivery_count_reaches_the_plugin() {
@@ -151,16 +172,17 @@ async fn quorum_queue_delivery_count_reaches_the_plugin() {
     // requeue-once requeues the first delivery and echoes nothing; use echo after a requeue:
     // first a daemon that requeues, then one that echoes.
     let quorum = |mode: &str| {
-        scripted_config(&queue, mode, "prefetch = 1").replace(
-            &format!("name = \"{queue}\"\narguments = {{ \"x-expires\" = 120000 }}"),
-            &format!("name = \"{queue}\"\narguments = {{ \"x-queue-type\" = \"quorum\" }}"),
-        )
+        TestConfig::new()
+            .plugin("scripted", &test_plugin("scripted"), mode, "")
+            .queue_exact(&queue, r#""x-queue-type" = "quorum""#, "")
+            .pipeline(&queue, &queue, "scripted", "prefetch = 1")
+            .build()
     };
     let requeuer = start(&quorum("mode = \"body\"")).await;
     broker
         .publish(&queue, b"requeue", BasicProperties::default())
         .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(REQUEUE_LOOP).await;
     requeuer.stop().await.expect("clean stop");
     let echo = start(&quorum(&format!("mode = \"echo\", to = \"{out}\""))).await;
     let seen = broker.next(&out).await;
@@ -174,6 +196,17 @@ async fn quorum_queue_delivery_count_reaches_the_plugin() {
     broker.cleanup().await;
 }
 
+/// Prefetch and concurrency of the coalescing test: its window of messages out at once.
+const COALESCED: u32 = 50;
+/// Messages of the coalescing test's first part, finishing out of order.
+const OUT_OF_ORDER: u64 = 60;
+/// One message in this many (the fourth of each) is rejected between acks.
+const REJECT_EVERY: u64 = 7;
+/// The longest sleep of the out-of-order messages, in ms.
+const MAX_SLEEP_MS: u64 = 90;
+/// Quick messages behind the slow one in the coalescing test's second part.
+const QUICK: u32 = 20;
+
 /// Ack coalescing (on by default): out-of-order completions with rejects between acks all
 /// settle correctly, and a slow message at the head of the window is never covered by a
 /// `multiple` ack — stopping while it sleeps returns exactly it to the queue.
@@ -186,22 +219,21 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
     broker.queue(&dlq).await;
     broker.fanout_to(&dlx, &dlq).await;
     broker.forget_later_queue(&queue);
-    let config = scripted_config(&queue, "mode = \"body\"", "prefetch = 50\nconcurrency = 50")
-        .replace(
-            &format!("name = \"{queue}\"\narguments"),
-            &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
-        )
-        .replace("shutdown_grace_ms = 5000", "shutdown_grace_ms = 0");
+    let window = format!("prefetch = {COALESCED}\nconcurrency = {COALESCED}");
+    // With a grace period of 0, the stop's flush is what sends the acks still held.
+    let config = scripted(&queue, "mode = \"body\"", &dead_letters_to(&dlx), &window)
+        .grace_ms(0)
+        .build();
 
     // Out of order, with rejects between acks.
     let daemon = start(&config).await;
     let mut rejects = 0;
-    for i in 0..60u64 {
-        let body = if i % 7 == 3 {
+    for i in 0..OUT_OF_ORDER {
+        let body = if i % REJECT_EVERY == 3 {
             rejects += 1;
             "reject".to_owned()
         } else {
-            format!("sleep:{}", (i * 37) % 90)
+            format!("sleep:{}", (i * 37) % MAX_SLEEP_MS)
         };
         broker
             .publish(&queue, body.as_bytes(), BasicProperties::default())
@@ -212,13 +244,16 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
         broker.next(&dlq).await;
         dead += 1;
     }
-    // Every sleep done and its ack handed over; with a grace period of 0, the stop's flush is
-    // what sends the acks still held.
+    // Every sleep done and its ack handed over.
     let acks = [("pipeline", queue.as_str()), ("verdict", "ack")];
+    let in_flight = [("pipeline", queue.as_str())];
+    let acked = OUT_OF_ORDER - rejects;
     daemon
-        .wait_metric("warren_messages_total", &acks, f64::from(60 - rejects))
+        .wait_metric("warren_messages_total", &acks, acked as f64)
         .await;
-    settled_down_to(&daemon, &queue, 0.0).await;
+    daemon
+        .wait_metric_down_to("warren_messages_in_flight", &in_flight, 0.0)
+        .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&queue).await,
@@ -235,16 +270,18 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
     broker
         .publish(&queue, b"sleep:5000", BasicProperties::default())
         .await;
-    for _ in 0..20 {
+    for _ in 0..QUICK {
         broker
             .publish(&queue, b"ack", BasicProperties::default())
             .await;
     }
-    let acks = [("pipeline", queue.as_str()), ("verdict", "ack")];
     daemon
-        .wait_metric("warren_messages_total", &acks, 20.0)
+        .wait_metric("warren_messages_total", &acks, f64::from(QUICK))
         .await;
-    settled_down_to(&daemon, &queue, 1.0).await; // the quick ones are settled
+    // The quick ones are settled; the slow one is still inside the plugin.
+    daemon
+        .wait_metric_down_to("warren_messages_in_flight", &in_flight, 1.0)
+        .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&queue).await,
@@ -252,21 +289,4 @@ async fn coalesced_acks_never_cover_unfinished_or_rejected_messages() {
         "only the unfinished message returns: the quick acks were sent, the slow one was not covered"
     );
     broker.cleanup().await;
-}
-
-/// Waits until `pipeline` has at most `left` messages in flight (received, not yet settled).
-async fn settled_down_to(daemon: &crate::harness::Running, pipeline: &str, left: f64) {
-    let start = Instant::now();
-    while sample(
-        &daemon.scrape(),
-        "warren_messages_in_flight",
-        &[("pipeline", pipeline)],
-    ) > left
-    {
-        assert!(
-            start.elapsed() < crate::harness::PATIENCE,
-            "{pipeline} did not settle down to {left} in flight"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

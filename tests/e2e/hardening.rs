@@ -8,10 +8,14 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use serde_json::json;
 
-use crate::harness::{
-    Broker, PATIENCE, Running, TestConfig, broker_url, header, queue_counts, start, test_plugin,
-    unique,
+use crate::support::{
+    Broker, KillOnDrop, PATIENCE, Running, TestConfig, broker_url, collect_ids, eventually, header,
+    queue_counts, rabbitmqctl_output, repo_root, shipped_plugin, start, test_plugin, unique,
+    warren_run, with_id, write_config,
 };
+
+/// A name over AMQP's 255 bytes, as a hostile plugin asks for it.
+const TOO_LONG: usize = 300;
 
 /// A config where each of `queues` is consumed by a pipeline of its name running the `router`
 /// test plugin, republishing to `out` unless the body says otherwise; `plugin_extra` and
@@ -36,11 +40,6 @@ fn router_config(
             .pipeline(queue, queue, "router", pipeline_extra);
     }
     config.build()
-}
-
-/// A message with an id, as a producer sends it.
-fn with_id(id: &str) -> BasicProperties {
-    BasicProperties::default().with_message_id(id.into())
 }
 
 /// The text of header `key`.
@@ -86,7 +85,7 @@ async fn names_over_255_bytes_are_dead_lettered_naming_the_field() {
         "prefetch = 1",
     ))
     .await;
-    let long = "x".repeat(300);
+    let long = "x".repeat(TOO_LONG);
     let hostile = [
         ("routing-key", json!({ "routing_key": long })),
         ("exchange", json!({ "exchange": long })),
@@ -99,26 +98,27 @@ async fn names_over_255_bytes_are_dead_lettered_naming_the_field() {
             .publish(&queue, body.to_string().as_bytes(), with_id(id))
             .await;
         broker
-            .publish(&queue, b"plain", with_id(&format!("ok-after-{id}")))
+            .publish(&queue, b"plain", with_id(format!("ok-after-{id}")))
             .await;
     }
     let dead = dead_reasons(&broker, &format!("{queue}.dead"), hostile.len()).await;
+    let too_long = |field: &str| format!("invalid publish: {field} is {TOO_LONG} bytes long");
     let expected = [
+        ("routing-key", too_long("routing_key")),
+        ("exchange", too_long("exchange")),
+        ("message-id", too_long("message_id")),
         (
-            "routing-key",
-            "invalid publish: routing_key is 300 bytes long",
+            "header-key",
+            "invalid publish: the key of header".to_owned(),
         ),
-        ("exchange", "invalid publish: exchange is 300 bytes long"),
         (
-            "message-id",
-            "invalid publish: message_id is 300 bytes long",
+            "expiration",
+            "invalid publish: expiration \"soon\"".to_owned(),
         ),
-        ("header-key", "invalid publish: the key of header"),
-        ("expiration", "invalid publish: expiration \"soon\""),
     ];
     for (id, reason) in expected {
         assert!(
-            dead[id].starts_with(reason),
+            dead[id].starts_with(&reason),
             "{id}: reason {:?} should start with {reason:?}",
             dead[id]
         );
@@ -136,7 +136,7 @@ async fn names_over_255_bytes_are_dead_lettered_naming_the_field() {
         .wait_metric(
             "warren_invalid_publishes_total",
             &[("pipeline", queue.as_str())],
-            5.0,
+            hostile.len() as f64,
         )
         .await;
     let in_flight = daemon.metric("warren_messages_in_flight", &[("pipeline", &queue)]);
@@ -262,9 +262,13 @@ async fn one_refused_publish_is_confined_to_its_message() {
         &[&a, &b],
         &out,
         "",
-        "prefetch = 20",
+        &format!("prefetch = {PREFETCH}"),
     ))
     .await;
+    /// Each pipeline's prefetch.
+    const PREFETCH: usize = 20;
+    /// Plain messages published to each pipeline after each refused publish.
+    const BEHIND: usize = 10;
     // The test's connection is guest's: guest may set user_id = "guest".
     broker
         .publish(
@@ -284,12 +288,12 @@ async fn one_refused_publish_is_confined_to_its_message() {
                 with_id(id),
             )
             .await;
-        for i in 0..10 {
+        for i in 0..BEHIND {
             broker
-                .publish(&a, b"plain", with_id(&format!("{id}-a-{i}")))
+                .publish(&a, b"plain", with_id(format!("{id}-a-{i}")))
                 .await;
             broker
-                .publish(&b, b"plain", with_id(&format!("{id}-b-{i}")))
+                .publish(&b, b"plain", with_id(format!("{id}-b-{i}")))
                 .await;
         }
     }
@@ -303,14 +307,19 @@ async fn one_refused_publish_is_confined_to_its_message() {
         dead["a-404"].contains("404 NOT_FOUND - no such exchange (checked before publishing)"),
         "{dead:?}"
     );
-    let routed = crate::harness::collect_ids(&broker, &out, 41).await;
-    assert_eq!(routed.len(), 41, "routed: {routed:?}");
+    // The user-id message, and the plain ones behind both refused publishes, of both pipelines.
+    let plain = 1 + 2 * 2 * BEHIND;
+    let routed = collect_ids(&broker, &out, plain).await;
+    assert_eq!(routed.len(), plain, "routed: {routed:?}");
     assert!(routed.contains_key("a-user-id"));
     assert!(!routed.contains_key("a-403") && !routed.contains_key("a-404"));
     // A publish in flight when the broker closed the channel may have been routed without its
     // confirm: it is published again (at least once, never zero times), at most one per slot.
     let duplicates: usize = routed.values().map(|n| n - 1).sum();
-    assert!(duplicates <= 20, "{duplicates} duplicates: {routed:?}");
+    assert!(
+        duplicates <= PREFETCH,
+        "{duplicates} duplicates: {routed:?}"
+    );
     daemon
         .wait_metric(
             "warren_publish_channel_reopens_total",
@@ -364,6 +373,9 @@ async fn user_id_is_kept_only_when_it_is_warren_s_own() {
     broker.cleanup().await;
 }
 
+/// The length of a plugin version: the first hex digits of its SHA-256.
+pub const VERSION_DIGITS: usize = 12;
+
 /// A rejected message of a queue without a dead-letter exchange lands in `<queue>.dead`
 /// unchanged (body, properties, headers) with warren's reason, pipeline and plugin version;
 /// nothing is dropped silently.
@@ -396,7 +408,11 @@ async fn rejected_messages_land_in_the_dead_letter_queue_unchanged() {
     assert_eq!(text_of(p, "app"), "kept");
     assert_eq!(text_of(p, "x-warren-reason"), "rejected by the plugin");
     assert_eq!(text_of(p, "x-warren-pipeline"), queue);
-    assert_eq!(text_of(p, "x-warren-plugin-version").len(), 12);
+    assert_eq!(
+        text_of(p, "x-warren-plugin-version").len(),
+        VERSION_DIGITS,
+        "a plugin version is {VERSION_DIGITS} hex digits"
+    );
     daemon
         .wait_metric(
             "warren_dead_lettered_total",
@@ -500,18 +516,20 @@ async fn opting_out_of_the_dead_letter_queue_drops_rejected_messages() {
         .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(queue_counts(&queue).await, (0, 0));
-    let listing = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_queues", "name", "--no-table-headers"])
-        .output()
-        .expect("rabbitmqctl");
+    let listing = rabbitmqctl_output(&["list_queues", "name", "--no-table-headers"]).await;
     assert!(
-        !String::from_utf8_lossy(&listing.stdout)
-            .lines()
-            .any(|l| l.trim() == format!("{queue}.dead")),
+        !listing.lines().any(|l| l.trim() == format!("{queue}.dead")),
         "no dead-letter queue is declared"
     );
     broker.cleanup().await;
 }
+
+/// The plugin's `max_body_bytes` in the ledger.
+const MAX_BODY_BYTES: usize = 4096;
+/// The body of the ledger's over-size messages, over [`MAX_BODY_BYTES`] (in [`HOSTILE`]'s reason).
+const OVER_SIZE: usize = 5000;
+/// One message in this many of the ledger is hostile.
+const HOSTILE_EVERY: usize = 10;
 
 /// The kinds of hostile message in the ledger, and where each must end up: `None` routed to
 /// the output queue, `Some(prefix)` dead-lettered with a reason that starts so.
@@ -551,7 +569,7 @@ async fn ledger_of_5000_messages_accounts_for_every_one() {
         &user.url(),
         &[&a, &b],
         &out,
-        "max_body_bytes = 4096",
+        &format!("max_body_bytes = {MAX_BODY_BYTES}"),
         "prefetch = 50\nmax_deliveries = 3",
     ))
     .await;
@@ -560,15 +578,19 @@ async fn ledger_of_5000_messages_accounts_for_every_one() {
     let started = Instant::now();
     for i in 0..TOTAL {
         // Well-formed and hostile messages alike spread over both pipelines.
-        let queue = if (i + i / 10) % 2 == 0 { &a } else { &b };
+        let queue = if (i + i / HOSTILE_EVERY).is_multiple_of(2) {
+            &a
+        } else {
+            &b
+        };
         let id = format!("m-{i}");
         let mut properties = with_id(&id);
         let mut body = format!("message {i}").into_bytes();
-        let kind = (i % 10 == 0).then(|| HOSTILE[(i / 10) % HOSTILE.len()]);
+        let kind = (i % HOSTILE_EVERY == 0).then(|| HOSTILE[(i / HOSTILE_EVERY) % HOSTILE.len()]);
         match kind.map(|(name, _)| name) {
             None => {}
             Some("long-route") => {
-                body = json!({ "routing_key": "r".repeat(300) })
+                body = json!({ "routing_key": "r".repeat(TOO_LONG) })
                     .to_string()
                     .into_bytes();
             }
@@ -591,7 +613,7 @@ async fn ledger_of_5000_messages_accounts_for_every_one() {
                 headers.insert("ratio".into(), AMQPValue::Double(0.25));
                 properties = properties.with_headers(headers);
             }
-            Some("over-size") => body = vec![b'x'; 5000],
+            Some("over-size") => body = vec![b'x'; OVER_SIZE],
             Some("bad-expiration") => {
                 body = json!({ "expiration": "-1" }).to_string().into_bytes();
             }
@@ -614,7 +636,7 @@ async fn ledger_of_5000_messages_accounts_for_every_one() {
             .filter(|(q, dead)| *q == queue && dead.is_some())
             .count()
     };
-    let routed = crate::harness::collect_ids(&broker, &out, routed_ids).await;
+    let routed = collect_ids(&broker, &out, routed_ids).await;
     let dead_a = dead_reasons(&broker, &format!("{a}.dead"), dead_in(&a)).await;
     let dead_b = dead_reasons(&broker, &format!("{b}.dead"), dead_in(&b)).await;
     let settled_in = started.elapsed();
@@ -652,7 +674,7 @@ async fn ledger_of_5000_messages_accounts_for_every_one() {
         "ledger: {TOTAL} messages ({} hostile), {routed_ids} routed, {} dead-lettered \
          ({} in {a}.dead, {} in {b}.dead), 0 lost, 0 unacked, {duplicates} duplicates; \
          published in {published_in:?}, all settled in {settled_in:?}",
-        TOTAL / 10,
+        TOTAL / HOSTILE_EVERY,
         dead_a.len() + dead_b.len(),
         dead_a.len(),
         dead_b.len(),
@@ -667,8 +689,8 @@ async fn ledger_of_5000_messages_accounts_for_every_one() {
 async fn the_readme_http_quick_start_reply_lands_in_replies() {
     let server = crate::http::serve("127.0.0.1:0").await;
     let broker = Broker::connect().await;
-    crate::harness::shipped_plugin("printer");
-    let root = crate::harness::repo_root();
+    shipped_plugin("printer");
+    let root = repo_root();
     let mut config = std::fs::read_to_string(root.join("config/warren.toml"))
         .expect("shipped config")
         .replace(
@@ -728,8 +750,17 @@ async fn wait_handled(server: &crate::http::Server, queue: &str, n: usize, patie
         let hits = server.hits.load(std::sync::atomic::Ordering::SeqCst);
         (hits >= n && queue_counts(queue).await == (0, 0)).then_some(())
     };
-    crate::harness::eventually(format!("{n} requests made"), patience, handled).await;
+    eventually(format!("{n} requests made"), patience, handled).await;
 }
+
+/// The response body the leaky plugin never reads: big enough to stay in its connection.
+const LEAKED_BODY_BYTES: usize = 256 * 1024;
+/// Leaking messages after which the descriptors are counted, then counted again.
+const LEAKS: [usize; 2] = [1_000, 10_000];
+/// How long the leaking messages of one count may take.
+const LEAK_PATIENCE: Duration = Duration::from_secs(120);
+/// Descriptors the daemon may open besides, between the two counts (connections, timers).
+const FD_SLACK: usize = 20;
 
 /// A plugin that leaks an HTTP response (and its connection: the body of 256 KiB is never
 /// read) on every message does not make the daemon's open file descriptors grow: after 10,000
@@ -742,7 +773,10 @@ async fn leaked_handles_do_not_pile_up() {
     let queue = unique("leak");
     // Declared first (as the config declares it), so that its consumer can be awaited.
     broker.queue(&queue).await;
-    let leaky = format!("authority = \"{}\", path = \"/big?n=262144\"", server.addr);
+    let leaky = format!(
+        "authority = \"{}\", path = \"/big?n={LEAKED_BODY_BYTES}\"",
+        server.addr
+    );
     let config = TestConfig::new()
         .plugin(
             "leaky",
@@ -753,28 +787,25 @@ async fn leaked_handles_do_not_pile_up() {
         .queue(&queue, "")
         .pipeline("leak", &queue, "leaky", "prefetch = 1")
         .build();
-    let (_dir, path) = crate::harness::write_config(&config);
+    let (_dir, path) = write_config(&config);
     // Its own process, so that its descriptors are its alone.
-    let daemon = crate::harness::KillOnDrop(
-        std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["run", "--config", path.to_str().expect("utf-8")])
+    let daemon = KillOnDrop::spawn(
+        warren_run(&path)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start warren run"),
+            .stderr(std::process::Stdio::null()),
     );
     broker.wait_consumers(&queue, 1).await;
     let pid = daemon.id();
     let mut sent = 0;
     let mut fds = Vec::new();
-    for target in [1_000, 10_000] {
+    for target in LEAKS {
         while sent < target {
             broker
                 .publish(&queue, b"leak", BasicProperties::default())
                 .await;
             sent += 1;
         }
-        wait_handled(&server, &queue, target, Duration::from_secs(120)).await;
+        wait_handled(&server, &queue, target, LEAK_PATIENCE).await;
         fds.push(open_fds(pid));
     }
     eprintln!(
@@ -783,7 +814,7 @@ async fn leaked_handles_do_not_pile_up() {
     );
     assert!(fds[0] > 0, "cannot read /proc/{pid}/fd");
     assert!(
-        fds[1] <= fds[0] + 20,
+        fds[1] <= fds[0] + FD_SLACK,
         "open fds grew from {} to {} between 1,000 and 10,000 leaking messages",
         fds[0],
         fds[1]

@@ -5,7 +5,7 @@
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, DecimalValue, FieldArray, FieldTable, LongString};
 
-use crate::harness::{Broker, scripted_config, start, unique};
+use crate::support::{Broker, scripted_config, start, unique};
 
 fn text(s: &str) -> AMQPValue {
     AMQPValue::LongString(s.into())

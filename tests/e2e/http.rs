@@ -14,10 +14,13 @@ use axum::routing::any;
 use lapin::BasicProperties;
 use serde_json::{Value, json};
 
-use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, header as amqp_header, shipped_plugin, start_at, unique,
-    write_config,
+use crate::support::{
+    Broker, TestConfig, dead_letters_to, header as amqp_header, shipped_plugin, start_at, unique,
+    write_config_with,
 };
+
+/// How long the `/slow` endpoint takes to answer: longer than any plugin's HTTP timeout here.
+const SLOW: Duration = Duration::from_secs(5);
 
 /// An HTTP server on loopback that counts every request it gets.
 pub(crate) struct Server {
@@ -58,7 +61,7 @@ pub(crate) async fn serve(bind: &str) -> Server {
                         "x".repeat(n).into_response()
                     }
                     "/slow" => {
-                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        tokio::time::sleep(SLOW).await;
                         "late".into_response()
                     }
                     _ => {
@@ -98,18 +101,26 @@ struct Setup {
     dlq: String,
 }
 
-/// A daemon running http-executor on a fresh queue with a dead-letter queue; `allowed` hosts.
-async fn setup(name: &str, allowed: &[String], extra: &str) -> (Setup, crate::harness::Running) {
-    setup_with_files(name, allowed, extra, &[]).await
+/// A daemon running http-executor on a fresh queue with a dead-letter queue: the plugin may
+/// reach the `allowed` hosts, gets `plugin_config` (`max_attempts = "3"`), and has `extra`
+/// lines (`http_timeout_ms = 300`).
+async fn setup(
+    name: &str,
+    allowed: &[String],
+    plugin_config: &str,
+    extra: &str,
+) -> (Setup, crate::support::Running) {
+    setup_with_files(name, allowed, plugin_config, extra, &[]).await
 }
 
 /// As [`setup`], with `files` (relative path, contents) written next to the config file.
 async fn setup_with_files(
     name: &str,
     allowed: &[String],
+    plugin_config: &str,
     extra: &str,
-    files: &[(&str, &str)],
-) -> (Setup, crate::harness::Running) {
+    files: &[(&str, &[u8])],
+) -> (Setup, crate::support::Running) {
     let broker = Broker::connect().await;
     let queue = unique(name);
     let replies = unique(&format!("{name}-replies"));
@@ -120,40 +131,14 @@ async fn setup_with_files(
     broker.fanout_to(&dlx, &dlq).await;
     broker.forget_later_queue(&queue);
     let allowed: Vec<String> = allowed.iter().map(|h| format!("{h:?}")).collect();
-    let config = format!(
-        r#"shutdown_grace_ms = 2000
-
-[broker]
-url = "{url}"
-
-[plugins.http]
-path = "{plugin}"
-allowed_hosts = [{allowed}]
-{extra}
-
-[[queues]]
-name = "{queue}"
-dead_letter_exchange = "{dlx}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "http"
-queue = "{queue}"
-plugin = "http"
-"#,
-        url = broker_url(),
-        plugin = shipped_plugin("http_executor").display(),
-        allowed = allowed.join(", "),
-        expires = QUEUE_EXPIRES_MS,
-    );
-    let (dir, path) = write_config(&config);
-    for (file, contents) in files {
-        let file = dir.path().join(file);
-        if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).expect("mkdir");
-        }
-        std::fs::write(file, contents).expect("write");
-    }
+    let plugin_extra = format!("allowed_hosts = [{}]\n{extra}", allowed.join(", "));
+    let http = shipped_plugin("http_executor");
+    let config = TestConfig::new()
+        .grace_ms(2_000)
+        .plugin("http", &http, plugin_config, &plugin_extra)
+        .queue(&queue, &dead_letters_to(&dlx))
+        .pipeline("http", &queue, "http", "");
+    let (dir, path) = write_config_with(&config.build(), files);
     let daemon = start_at(dir, &path).await;
     (
         Setup {
@@ -198,7 +183,7 @@ impl Setup {
 #[tokio::test]
 async fn get_and_post_reach_the_server_and_reply() {
     let server = serve("127.0.0.1:0").await;
-    let (s, daemon) = setup("http-ok", &[server.addr.to_string()], "").await;
+    let (s, daemon) = setup("http-ok", &[server.addr.to_string()], "", "").await;
     let base = format!("http://{}", server.addr);
     s.request(
         json!({"url": format!("{base}/get-me"), "headers": {"x-token": "t1"}}),
@@ -240,7 +225,7 @@ async fn egress_policy_blocks_before_any_connection() {
     let allowed = serve("127.0.0.1:0").await;
     let forbidden = serve("127.0.0.1:0").await;
     let forbidden_v6 = serve("[::1]:0").await;
-    let (s, daemon) = setup("http-deny", &[allowed.addr.to_string()], "").await;
+    let (s, daemon) = setup("http-deny", &[allowed.addr.to_string()], "", "").await;
     let denied_urls = [
         format!("http://{}/secret", forbidden.addr),
         format!("http://localhost:{}/secret", forbidden.addr.port()),
@@ -286,6 +271,9 @@ async fn egress_policy_blocks_before_any_connection() {
     s.broker.cleanup().await;
 }
 
+/// `max_attempts` of the retry test.
+const ATTEMPTS: u32 = 3;
+
 /// A request that times out, and one whose connection is refused, are retried up to
 /// `max_attempts` and then dead-lettered with an error reply.
 #[tokio::test]
@@ -297,7 +285,8 @@ async fn transport_failures_are_retried_then_dead_lettered() {
     let (s, daemon) = setup(
         "http-retry",
         &[slow.addr.to_string(), closed_addr.to_string()],
-        "http_timeout_ms = 300\nconfig = { max_attempts = \"3\" }",
+        &format!("max_attempts = \"{ATTEMPTS}\""),
+        "http_timeout_ms = 300",
     )
     .await;
     s.request(json!({"url": format!("http://{}/slow", slow.addr)}), "slow")
@@ -307,7 +296,7 @@ async fn transport_failures_are_retried_then_dead_lettered() {
     let mut replies = Vec::new();
     for _ in 0..2 {
         let (correlation, reply) = s.reply().await;
-        assert_eq!(reply["attempts"], 3, "{correlation}: {reply}");
+        assert_eq!(reply["attempts"], ATTEMPTS, "{correlation}: {reply}");
         assert!(reply["error"].is_string());
         replies.push(correlation);
     }
@@ -317,18 +306,21 @@ async fn transport_failures_are_retried_then_dead_lettered() {
         let dead = s.broker.next(&s.dlq).await;
         assert_eq!(
             amqp_header(&dead.delivery.properties, "x-warren-attempt").and_then(integer),
-            Some(3),
+            Some(i64::from(ATTEMPTS)),
             "the dead-lettered message carries its attempt count"
         );
     }
     assert_eq!(
         slow.hits.load(Ordering::SeqCst),
-        3,
-        "three attempts at the slow server"
+        ATTEMPTS as usize,
+        "every attempt reached the slow server"
     );
     daemon.stop().await.expect("clean stop");
     s.broker.cleanup().await;
 }
+
+/// `max_response_bytes` of the cap test.
+const CAP: usize = 1000;
 
 /// `max_response_bytes` caps what a plugin can receive: a response that announces a bigger
 /// body is refused by the host, and the executor dead-letters the request at once (one hit on
@@ -339,23 +331,17 @@ async fn responses_over_the_cap_are_refused_not_retried() {
     let (s, daemon) = setup(
         "http-cap",
         &[server.addr.to_string()],
-        "max_response_bytes = 1000",
+        "",
+        &format!("max_response_bytes = {CAP}"),
     )
     .await;
-    s.request(
-        json!({"url": format!("http://{}/big?n=1000", server.addr)}),
-        "fits",
-    )
-    .await;
+    let big = |n: usize| json!({"url": format!("http://{}/big?n={n}", server.addr)});
+    s.request(big(CAP), "fits").await;
     let (correlation, reply) = s.reply().await;
     assert_eq!(correlation, "fits");
     assert_eq!(reply["status"], 200, "{reply}");
-    assert_eq!(reply["body"].as_str().map(str::len), Some(1000));
-    s.request(
-        json!({"url": format!("http://{}/big?n=1001", server.addr)}),
-        "too-big",
-    )
-    .await;
+    assert_eq!(reply["body"].as_str().map(str::len), Some(CAP));
+    s.request(big(CAP + 1), "too-big").await;
     let (correlation, reply) = s.reply().await;
     assert_eq!(correlation, "too-big");
     let error = reply["error"].as_str().expect("an error reply");
@@ -370,7 +356,7 @@ async fn responses_over_the_cap_are_refused_not_retried() {
 /// A body that is not a request is rejected at once, with an error reply.
 #[tokio::test]
 async fn malformed_requests_are_dead_lettered_at_once() {
-    let (s, daemon) = setup("http-bad", &[], "").await;
+    let (s, daemon) = setup("http-bad", &[], "", "").await;
     s.broker
         .publish(
             &s.queue,
@@ -407,6 +393,12 @@ fn integer(value: &lapin::types::AMQPValue) -> Option<i64> {
     }
 }
 
+/// A plugin config that makes one attempt only: a failure is final.
+const ONE_ATTEMPT: &str = r#"max_attempts = "1""#;
+
+/// The first byte of a TLS handshake record (a ClientHello's).
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// `https://` goes to the checked address with TLS: a raw listener on the allowed address
 /// receives a TLS ClientHello; its handshake fails (it is not a TLS server), which is a
 /// transport failure: with `max_attempts = 1` the message is dead-lettered with an error reply.
@@ -426,7 +418,8 @@ async fn https_connects_with_tls_to_the_checked_address() {
     let (s, daemon) = setup(
         "https",
         &[addr.to_string()],
-        "http_timeout_ms = 2000\nconfig = { max_attempts = \"1\" }",
+        ONE_ATTEMPT,
+        "http_timeout_ms = 2000",
     )
     .await;
     s.request(json!({"url": format!("https://{addr}/")}), "tls")
@@ -436,7 +429,7 @@ async fn https_connects_with_tls_to_the_checked_address() {
     assert!(reply["error"].is_string(), "{reply}");
     assert_eq!(
         first_byte.await.expect("listener"),
-        0x16,
+        TLS_HANDSHAKE,
         "a TLS handshake record reached the checked address"
     );
     s.broker.next(&s.dlq).await;
@@ -554,8 +547,9 @@ async fn https_to_an_internal_ca_needs_its_ca_file() {
     let (s, daemon) = setup_with_files(
         "https-ca",
         &allowed,
-        "ca_file = \"certs/internal-ca.pem\"\nconfig = { max_attempts = \"1\" }",
-        &[("certs/internal-ca.pem", &pki.ca_pem)],
+        ONE_ATTEMPT,
+        "ca_file = \"certs/internal-ca.pem\"",
+        &[("certs/internal-ca.pem", pki.ca_pem.as_bytes())],
     )
     .await;
     s.request(json!({"url": url}), "with-ca").await;
@@ -566,7 +560,7 @@ async fn https_to_an_internal_ca_needs_its_ca_file() {
     daemon.stop().await.expect("clean stop");
     s.broker.cleanup().await;
 
-    let (s, daemon) = setup("https-no-ca", &allowed, "config = { max_attempts = \"1\" }").await;
+    let (s, daemon) = setup("https-no-ca", &allowed, ONE_ATTEMPT, "").await;
     s.request(json!({"url": url}), "without-ca").await;
     let (correlation, reply) = s.reply().await;
     assert_eq!(correlation, "without-ca");
@@ -636,21 +630,17 @@ fn bad_ca_files_are_config_errors() {
             "not valid PEM",
         ),
     ] {
-        let (dir, path) = write_config(&format!(
-            r#"[broker]
-url = "{url}"
-
-[plugins.http]
-path = "{plugin}"
-ca_file = "certs/ca.pem"
-"#,
-            url = broker_url(),
-            plugin = shipped_plugin("http_executor").display(),
-        ));
-        if let Some(contents) = contents {
-            std::fs::create_dir_all(dir.path().join("certs")).expect("mkdir");
-            std::fs::write(dir.path().join("certs/ca.pem"), contents).expect("write");
-        }
+        let config = TestConfig::new().default_grace().plugin(
+            "http",
+            &shipped_plugin("http_executor"),
+            "",
+            "ca_file = \"certs/ca.pem\"",
+        );
+        let files: Vec<(&str, &[u8])> = contents
+            .map(|contents| ("certs/ca.pem", contents.as_bytes()))
+            .into_iter()
+            .collect();
+        let (dir, path) = write_config_with(&config.build(), &files);
         let error = format!(
             "{:#}",
             warren::config::Config::load(&path).expect_err("refused")

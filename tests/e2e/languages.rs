@@ -4,57 +4,28 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, repo_root, rust_example_plugin, start, test_plugin,
-    unique, write_config,
+use crate::support::{
+    Broker, Running, TestConfig, dead_letters_to, example_plugin, repo_root, rust_example_plugin,
+    start, test_plugin, unique, write_config,
 };
 
-/// Builds the example plugins once per test run (`plugins/examples/build`: installs
-/// componentize-py and componentize-js on first use, rebuilds only what changed).
-fn example_plugin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let output = Command::new("bash")
-            .arg(repo_root().join("plugins/examples/build"))
-            .output()
-            .map_err(|e| format!("cannot run plugins/examples/build: {e}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "plugins/examples/build failed:\n{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    repo_root()
-        .join("plugins/examples/dist")
-        .join(format!("{name}.wasm"))
+/// The sum (in seconds) and the count of `pipeline`'s `warren_plugin_handle_seconds`.
+fn handle_seconds(daemon: &Running, pipeline: &str) -> (f64, f64) {
+    let labels = [("pipeline", pipeline)];
+    (
+        daemon.metric("warren_plugin_handle_seconds_sum", &labels),
+        daemon.metric("warren_plugin_handle_seconds_count", &labels),
+    )
 }
 
-/// The sum and count of `warren_plugin_handle_seconds` for `pipeline`, from `/metrics` text.
-fn handle_seconds(metrics: &str, pipeline: &str) -> (f64, u64) {
-    let value = |series: &str| {
-        let prefix = format!("warren_plugin_handle_seconds_{series}{{pipeline=\"{pipeline}\"}} ");
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in the metrics:\n{metrics}"))
-            .trim()
-            .parse::<f64>()
-            .expect("a number")
-    };
-    (value("sum"), value("count") as u64)
-}
+/// The highest priority of the router's output queue.
+const MAX_PRIORITY: u8 = 10;
+/// The priority the routed message asks for.
+const PRIORITY: u8 = 7;
 
 /// Messages routed after the first, to measure the plugin's per-message `handle` time.
 const TIMED_MESSAGES: u32 = 50;
@@ -78,40 +49,22 @@ async fn routes_audits_and_dead_letters(plugin: PathBuf, what: &str) {
     let dlq = unique(&format!("{what}-dlq"));
     let dlx = unique(&format!("{what}-dlx"));
     let mut args = FieldTable::default();
-    args.insert("x-max-priority".into(), AMQPValue::LongInt(10));
+    args.insert(
+        "x-max-priority".into(),
+        AMQPValue::LongInt(MAX_PRIORITY.into()),
+    );
     broker.queue_with(&out, args).await;
     broker.queue(&audit).await;
     broker.queue(&dlq).await;
     broker.fanout_to(&dlx, &dlq).await;
     broker.forget_later_queue(&queue);
-    let daemon = start(&format!(
-        r#"shutdown_grace_ms = 5000
+    let config = TestConfig::new()
+        .plugin("router", &plugin, &format!(r#"audit = "{audit}""#), "")
+        .queue(&queue, &dead_letters_to(&dlx))
+        .pipeline(&queue, &queue, "router", "prefetch = 1");
+    let daemon = start(&config.build()).await;
 
-[broker]
-url = "{url}"
-
-[plugins.router]
-path = "{plugin}"
-config = {{ audit = "{audit}" }}
-
-[[queues]]
-name = "{queue}"
-dead_letter_exchange = "{dlx}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "{queue}"
-queue = "{queue}"
-plugin = "router"
-prefetch = 1
-"#,
-        url = broker_url(),
-        plugin = plugin.display(),
-        expires = QUEUE_EXPIRES_MS,
-    ))
-    .await;
-
-    let body = format!(r#"{{"route": "{out}", "priority": 7, "order": 42}}"#);
+    let body = format!(r#"{{"route": "{out}", "priority": {PRIORITY}, "order": 42}}"#);
     let headers = crate::headers::every_type(&[]);
     broker
         .publish(
@@ -128,7 +81,7 @@ prefetch = 1
         body.as_bytes(),
         "the body is unchanged"
     );
-    assert_eq!(*routed.delivery.properties.priority(), Some(7));
+    assert_eq!(*routed.delivery.properties.priority(), Some(PRIORITY));
     assert_eq!(
         *routed.delivery.properties.delivery_mode(),
         Some(2),
@@ -168,7 +121,7 @@ prefetch = 1
         "a body without `route` is dead-lettered"
     );
 
-    let (sum_before, count_before) = handle_seconds(&daemon.metrics.render(), &queue);
+    let (sum_before, count_before) = handle_seconds(&daemon, &queue);
     for i in 0..TIMED_MESSAGES {
         broker
             .publish(
@@ -180,8 +133,8 @@ prefetch = 1
     }
     broker.wait_ready(&out, TIMED_MESSAGES).await;
     broker.wait_ready(&audit, TIMED_MESSAGES).await;
-    let (sum, count) = handle_seconds(&daemon.metrics.render(), &queue);
-    assert_eq!(count - count_before, u64::from(TIMED_MESSAGES));
+    let (sum, count) = handle_seconds(&daemon, &queue);
+    assert_eq!(count - count_before, f64::from(TIMED_MESSAGES));
     eprintln!(
         "{what}: mean handle time over {TIMED_MESSAGES} messages: {:.1} µs",
         (sum - sum_before) / f64::from(TIMED_MESSAGES) * 1e6
@@ -219,16 +172,10 @@ async fn js_router_routes_audits_and_dead_letters() {
 
 /// Runs `warren check` on a config with `plugin` and returns its stderr, asserting it failed.
 fn check_refuses(plugin: &str) -> String {
-    let (_dir, path) = write_config(&format!(
-        r#"[broker]
-url = "{url}"
-
-[plugins.other]
-path = "{plugin}"
-"#,
-        url = broker_url(),
-        plugin = test_plugin(plugin).display(),
-    ));
+    let config = TestConfig::new()
+        .default_grace()
+        .plugin("other", &test_plugin(plugin), "", "");
+    let (_dir, path) = write_config(&config.build());
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["check", "--config", path.to_str().expect("utf-8 path")])
         .output()

@@ -2,8 +2,12 @@
 //! (or `WARREN_TEST_BROKER_URL`). A broker that is down fails the run; it is never skipped.
 //! Every test uses its own uniquely named queues and deletes them.
 
-// Shared helpers: broker client, unique names, plugin builds, an in-process daemon.
-mod harness;
+// The test kit shared with the fault tests and the benches: broker, names, plugins, config
+// builder, daemon, `eventually`, metrics.
+#[path = "../support/mod.rs"]
+mod support;
+// The name the older tests use for it.
+use support as harness;
 
 // Each verdict (ack, reject, requeue, republish, extra publish, trap) observed on the broker.
 mod verdicts;

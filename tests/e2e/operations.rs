@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 
-use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, sample, shipped_plugin, start, test_plugin, unique,
-    write_config,
+use crate::hardening::VERSION_DIGITS;
+use crate::support::{
+    Broker, KillOnDrop, PATIENCE, TestConfig, eventually, parse_scrape, sample, shipped_plugin,
+    start, test_plugin, unique, warren_run, write_config,
 };
 
 /// A free TCP port on loopback.
@@ -44,32 +45,24 @@ pub async fn http_get(port: u16, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// The pipeline `ops` on `queue`, running the `scripted` plugin in `mode`, with the admin
+/// endpoint on `port`.
 fn ops_config(queue: &str, port: u16, mode: &str) -> String {
-    format!(
-        r#"[broker]
-url = "{url}"
-
-[admin]
-listen = "127.0.0.1:{port}"
-
-[plugins.scripted]
-path = "{plugin}"
-config = {{ mode = "{mode}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "ops"
-queue = "{queue}"
-plugin = "scripted"
-"#,
-        url = broker_url(),
-        plugin = test_plugin("scripted").display(),
-        expires = QUEUE_EXPIRES_MS,
-    )
+    let mode = format!("mode = \"{mode}\"");
+    TestConfig::new()
+        .default_grace()
+        .admin(port)
+        .plugin("scripted", &test_plugin("scripted"), &mode, "")
+        .queue(queue, "")
+        .pipeline("ops", queue, "scripted", "")
+        .build()
 }
+
+/// The watchdog interval the notify test asks for (`WATCHDOG_USEC`): warren pings at half.
+const WATCHDOG_USEC: &str = "400000";
+
+/// How long the notify test waits for each notification.
+const NOTIFY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// After a known run, `/metrics` (parsed as Prometheus text) counts exactly what happened,
 /// and `/healthz`, `/readyz`, `/plugins` answer.
@@ -89,26 +82,19 @@ async fn metrics_count_what_happened() {
             .await;
     }
     broker.wait_ready(&queue, 0).await;
-    // Wait until all seven are settled.
-    let start = Instant::now();
-    let scrape = loop {
+    // Wait until the acks (the last to settle: one sleeps first) are counted.
+    let acks = [("pipeline", "ops"), ("verdict", "ack")];
+    let acked = || async {
         let (status, text) = http_get(port, "/metrics").await;
         assert_eq!(status, 200);
-        let lines = text.lines().map(|l| Ok(l.to_owned()));
-        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
-        let settled = sample(
-            &scrape,
-            "warren_messages_total",
-            &[("pipeline", "ops"), ("verdict", "ack")],
-        );
+        let scrape = parse_scrape(&text);
         // Verdicts are counted when decided; a message is out of flight once settled (a
         // reject after its copy to the dead-letter queue is confirmed).
         let in_flight = sample(&scrape, "warren_messages_in_flight", &[("pipeline", "ops")]);
-        if (settled >= 4.0 && in_flight == 0.0) || start.elapsed() > Duration::from_secs(20) {
-            break scrape;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        (sample(&scrape, "warren_messages_total", &acks) >= 4.0 && in_flight == 0.0)
+            .then_some(scrape)
     };
+    let scrape = eventually("four acks on /metrics", PATIENCE, acked).await;
     let verdict = |v| {
         sample(
             &scrape,
@@ -149,7 +135,10 @@ async fn metrics_count_what_happened() {
     let plugins: serde_json::Value = serde_json::from_str(&plugins).expect("JSON");
     assert_eq!(plugins[0]["name"], "scripted");
     assert_eq!(plugins[0]["pipelines"][0], "ops");
-    assert_eq!(plugins[0]["version"].as_str().map(str::len), Some(12));
+    assert_eq!(
+        plugins[0]["version"].as_str().map(str::len),
+        Some(VERSION_DIGITS)
+    );
     assert!(
         matches!(plugins[0]["code"].as_str(), Some("compiled" | "cached")),
         "{plugins}"
@@ -168,23 +157,20 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
     socket
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(NOTIFY_PATIENCE))
         .expect("timeout");
     let (_config_dir, config) = write_config(&ops_config(&queue, free_port(), "ack"));
-    let mut daemon = crate::harness::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["run", "--config", config.to_str().expect("utf-8")])
+    let mut daemon = KillOnDrop::spawn(
+        warren_run(&config)
             .env("NOTIFY_SOCKET", &socket_path)
-            .env("WATCHDOG_USEC", "400000")
+            .env("WATCHDOG_USEC", WATCHDOG_USEC)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start warren"),
+            .stderr(Stdio::null()),
     );
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     let mut next = || {
-        let n = socket.recv(&mut buf).expect("a notification within 30 s");
+        let n = socket.recv(&mut buf).expect("a notification in time");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     while !received.iter().any(|m: &String| m.contains("WATCHDOG=1")) {
@@ -203,10 +189,7 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
     // SIGHUP reloads: RELOADING=1 (with MONOTONIC_USEC, as Type=notify-reload wants), then
     // READY=1 again.
     let before = received.len();
-    Command::new("kill")
-        .args(["-HUP", &daemon.id().to_string()])
-        .status()
-        .expect("kill -HUP");
+    daemon.signal("HUP");
     loop {
         let message = next();
         let ready = message.lines().any(|l| l == "READY=1");
@@ -223,10 +206,7 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
         reloading.contains("MONOTONIC_USEC="),
         "RELOADING=1 carries MONOTONIC_USEC: {reloading:?}"
     );
-    Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .expect("kill");
+    daemon.signal("TERM");
     while !received.last().is_some_and(|m| m.contains("STOPPING=1")) {
         received.push(next());
     }

@@ -9,12 +9,26 @@ use std::time::Duration;
 use lapin::BasicProperties;
 use lapin::types::AMQPValue;
 
-use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, header, replace_file, sample, start_at, test_plugin,
-    unique,
+use crate::support::{
+    Broker, TestConfig, header, replace_file, sample, scrape_of, start_at, test_plugin, unique,
+    with_id, write_config, write_config_with,
 };
 
+/// Messages the swap test publishes at the least: it goes on until the last swap is done.
 const MESSAGES: usize = 3000;
+/// Swaps of the swap test (one more step writes the broken file), and the time between steps.
+const SWAPS: usize = 10;
+const SWAP_EVERY: Duration = Duration::from_millis(300);
+/// The step of the swap test that writes a broken file instead of swapping.
+const BROKEN_STEP: usize = 5;
+/// The producers pause [`PAUSE`] every this many messages, so that the load is steady.
+const BURST: usize = 10;
+const PAUSE: Duration = Duration::from_millis(5);
+
+/// Long enough for the daemon to notice a file written (the watch's debounce) and act on it.
+const RELOAD_SETTLE: Duration = Duration::from_millis(400);
+/// Long enough for a config reload to restart a pipeline.
+const CONFIG_SETTLE: Duration = Duration::from_millis(800);
 
 /// Under continuous load, the plugin file is replaced ten times (atomic `mv` and in-place
 /// writes), alternating two builds that tag their output, with a broken file written in the
@@ -27,40 +41,16 @@ async fn plugin_swaps_under_load_lose_and_duplicate_nothing() {
     let out = unique("swap-out");
     broker.queue(&out).await;
     broker.forget_later_queue(&queue);
-    let dir = tempfile::tempdir().expect("tmp");
-    let plugin = dir.path().join("tagged.wasm");
     let builds = [
         std::fs::read(test_plugin("tag_a")).expect("tag_a"),
         std::fs::read(test_plugin("tag_b")).expect("tag_b"),
     ];
-    std::fs::write(&plugin, &builds[0]).expect("install tag_a");
-    let config_path = dir.path().join("warren.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"[broker]
-url = "{url}"
-
-[plugins.tagged]
-path = "tagged.wasm"
-config = {{ to = "{out}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "swap"
-queue = "{queue}"
-plugin = "tagged"
-prefetch = 50
-concurrency = 20
-"#,
-            url = broker_url(),
-            expires = QUEUE_EXPIRES_MS,
-        ),
-    )
-    .expect("config");
+    let config = TestConfig::new()
+        .default_grace()
+        .tagged_beside("swap", &queue, &out, "prefetch = 50\nconcurrency = 20")
+        .build();
+    let (dir, config_path) = write_config_with(&config, &[("tagged.wasm", &builds[0])]);
+    let plugin = dir.path().join("tagged.wasm");
     let daemon = start_at(dir, &config_path).await;
 
     // The producer runs until the last swap is done, so every swap happens under load.
@@ -73,15 +63,11 @@ concurrency = 20
             let mut sent = 0;
             while sent < MESSAGES || swapping.load(Ordering::Relaxed) {
                 broker
-                    .publish(
-                        &queue,
-                        b"payload",
-                        BasicProperties::default().with_message_id(format!("m{sent}").into()),
-                    )
+                    .publish(&queue, b"payload", with_id(format!("m{sent}")))
                     .await;
                 sent += 1;
-                if sent % 10 == 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                if sent % BURST == 0 {
+                    tokio::time::sleep(PAUSE).await;
                 }
             }
             sent
@@ -90,9 +76,9 @@ concurrency = 20
     // Ten real swaps, a <-> b, by atomic rename and by writing in place (as `cp` does), with
     // a broken deploy in the middle.
     let mut live = 0;
-    for step in 0..11 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if step == 5 {
+    for step in 0..=SWAPS {
+        tokio::time::sleep(SWAP_EVERY).await;
+        if step == BROKEN_STEP {
             // A broken deploy: not a component. The old version must keep serving.
             replace_file(&plugin, b"\0asm\x0d\0\x01\0 definitely not a component");
             continue;
@@ -104,7 +90,7 @@ concurrency = 20
             std::fs::write(&plugin, &builds[live]).expect("write in place");
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(SWAP_EVERY).await;
     swapping.store(false, Ordering::Relaxed);
     let sent = producer.await.expect("producer");
 
@@ -140,19 +126,29 @@ concurrency = 20
     assert_eq!(broker.ready(&queue).await, 0, "all acked");
     // Each of the ten swaps shows in the output (overlapping calls at a swap can add more).
     let switches = tags.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(switches >= 10, "the tag switched only {switches} times");
+    assert!(switches >= SWAPS, "the tag switched only {switches} times");
     assert_eq!(
         tags.last().map(String::as_str),
         Some("a"),
         "the last build deployed serves"
     );
-    let metrics = metrics.render();
-    assert!(
-        metrics.contains(r#"warren_plugin_reloads_total{plugin="tagged",result="failed"} 1"#),
-        "the broken file is counted once:\n{metrics}"
+    let failed = [("plugin", "tagged"), ("result", "failed")];
+    assert_eq!(
+        sample(&scrape_of(&metrics), "warren_plugin_reloads_total", &failed),
+        1.0,
+        "the broken file is counted once"
     );
     broker.cleanup().await;
 }
+
+/// Messages of the steady pipeline of the config-reload test.
+const STEADY: usize = 600;
+/// The prefetch the config reload changes the `new` pipeline to.
+const NEW_PREFETCH: u32 = 3;
+/// Messages that sleep (2 s) in the `new` pipeline after its prefetch changed.
+const SLEEPING: u32 = 6;
+/// Long enough for the sleeping messages to be delivered up to the prefetch.
+const DELIVERED: Duration = Duration::from_millis(500);
 
 /// Config reloads — a pipeline added, one removed, one's prefetch changed, then an invalid
 /// config refused — while another pipeline keeps flowing untouched.
@@ -167,50 +163,29 @@ async fn config_reload_changes_only_what_changed() {
     for q in [&steady, &old, &new] {
         broker.forget_later_queue(q);
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let config_path = dir.path().join("warren.toml");
-    let render = |pipelines: &str, extra: &str| {
-        format!(
-            r#"[broker]
-url = "{url}"
-{extra}
-[plugins.tagged]
-path = "{tagged}"
-config = {{ to = "{steady_out}" }}
-
-[plugins.scripted]
-path = "{scripted}"
-config = {{ mode = "body" }}
-
-[[queues]]
-name = "{steady}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[queues]]
-name = "{old}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[queues]]
-name = "{new}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "steady"
-queue = "{steady}"
-plugin = "tagged"
-{pipelines}"#,
-            url = broker_url(),
-            tagged = test_plugin("tag_a").display(),
-            scripted = test_plugin("scripted").display(),
-            expires = QUEUE_EXPIRES_MS,
-        )
+    // The steady pipeline, and one more (`name` on `queue`) that the reloads change.
+    let render = |name: &str, queue: &str, prefetch: u32| {
+        TestConfig::new()
+            .default_grace()
+            .plugin(
+                "tagged",
+                &test_plugin("tag_a"),
+                &format!("to = \"{steady_out}\""),
+                "",
+            )
+            .plugin("scripted", &test_plugin("scripted"), "mode = \"body\"", "")
+            .queue(&steady, "")
+            .queue(&old, "")
+            .queue(&new, "")
+            .pipeline("steady", &steady, "tagged", "")
+            .pipeline(
+                name,
+                queue,
+                "scripted",
+                &format!("prefetch = {prefetch}\nconcurrency = 50"),
+            )
     };
-    let pipeline = |name: &str, queue: &str, prefetch: u32| {
-        format!(
-            "\n[[pipelines]]\nname = \"{name}\"\nqueue = \"{queue}\"\nplugin = \"scripted\"\nprefetch = {prefetch}\nconcurrency = 50\n"
-        )
-    };
-    std::fs::write(&config_path, render(&pipeline("old", &old, 10), "")).expect("config");
+    let (dir, config_path) = write_config(&render("old", &old, 10).build());
     let daemon = start_at(dir, &config_path).await;
 
     // The steady pipeline flows the whole time.
@@ -218,24 +193,17 @@ plugin = "tagged"
         let steady = steady.clone();
         tokio::spawn(async move {
             let broker = Broker::connect().await;
-            for i in 0..600 {
+            for i in 0..STEADY {
                 broker
-                    .publish(
-                        &steady,
-                        b"steady",
-                        BasicProperties::default().with_message_id(format!("s{i}").into()),
-                    )
+                    .publish(&steady, b"steady", with_id(format!("s{i}")))
                     .await;
-                tokio::time::sleep(Duration::from_millis(5)).await;
+                tokio::time::sleep(PAUSE).await;
             }
         })
     };
 
     // 1. Remove "old", add "new".
-    replace_file(
-        &config_path,
-        render(&pipeline("new", &new, 10), "").as_bytes(),
-    );
+    replace_file(&config_path, render("new", &new, 10).build().as_bytes());
     broker.wait_consumers(&new, 1).await;
     broker.wait_consumers(&old, 0).await;
     broker
@@ -243,27 +211,30 @@ plugin = "tagged"
         .await;
     broker.wait_ready(&new, 0).await;
 
-    // 2. Change "new"'s prefetch to 3: of 6 sleeping messages, 3 stay ready.
+    // 2. Change "new"'s prefetch: of the sleeping messages, all but that many stay ready.
+    let prefetch = NEW_PREFETCH;
     replace_file(
         &config_path,
-        render(&pipeline("new", &new, 3), "").as_bytes(),
+        render("new", &new, prefetch).build().as_bytes(),
     );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    tokio::time::sleep(CONFIG_SETTLE).await;
     broker.wait_consumers(&new, 1).await;
-    for _ in 0..6 {
+    for _ in 0..SLEEPING {
         broker
             .publish(&new, b"sleep:2000", BasicProperties::default())
             .await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(broker.ready(&new).await, 3, "the new prefetch (3) applies");
+    tokio::time::sleep(DELIVERED).await;
+    assert_eq!(
+        broker.ready(&new).await,
+        SLEEPING - prefetch,
+        "the new prefetch ({prefetch}) applies"
+    );
 
     // 3. An invalid config is refused as a whole; everything keeps running as before.
-    replace_file(
-        &config_path,
-        render(&pipeline("new", &new, 1), "bogus_key = 1\n").as_bytes(),
-    );
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    let invalid = render("new", &new, 1).top_level("bogus_key = 1");
+    replace_file(&config_path, invalid.build().as_bytes());
+    tokio::time::sleep(CONFIG_SETTLE).await;
     assert_eq!(broker.consumers(&new).await, 1);
     assert_eq!(broker.consumers(&steady).await, 1);
     let failed = [("result", "failed")];
@@ -277,8 +248,9 @@ plugin = "tagged"
     assert_eq!(broker.consumers(&new).await, 1);
 
     producer.await.expect("producer");
+    // Every steady message once (a lost one fails `next`), none redelivered, none more.
     let mut seen = std::collections::BTreeSet::new();
-    for _ in 0..600 {
+    for _ in 0..STEADY {
         let m = broker.next(&steady_out).await;
         let p = &m.delivery.properties;
         assert_eq!(
@@ -290,14 +262,14 @@ plugin = "tagged"
     }
     let metrics = daemon.metrics.clone();
     daemon.stop().await.expect("clean stop");
-    assert_eq!(seen.len(), 600);
     assert!(broker.get(&steady_out).await.is_none());
     assert_eq!(broker.ready(&steady).await, 0);
     assert_eq!(broker.ready(&old).await, 0);
-    let text = metrics.render();
-    assert!(
-        text.contains(r#"warren_messages_total{pipeline="new",verdict="ack"} 7"#),
-        "one ack and six sleeps, after the prefetch change applied:\n{text}"
+    let acks = [("pipeline", "new"), ("verdict", "ack")];
+    assert_eq!(
+        sample(&scrape_of(&metrics), "warren_messages_total", &acks),
+        f64::from(1 + SLEEPING),
+        "one ack and the sleeping ones, after the prefetch change applied"
     );
     broker.cleanup().await;
 }
@@ -312,21 +284,13 @@ async fn broken_deploys_and_deletion_keep_the_old_version() {
     let out = unique("broken-out");
     broker.queue(&out).await;
     broker.forget_later_queue(&queue);
-    let dir = tempfile::tempdir().expect("tmp");
-    let plugin = dir.path().join("tagged.wasm");
     let good = std::fs::read(test_plugin("tag_a")).expect("tag_a");
-    std::fs::write(&plugin, &good).expect("install");
-    let config_path = dir.path().join("warren.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            "[broker]\nurl = \"{url}\"\n\n[plugins.tagged]\npath = \"tagged.wasm\"\nconfig = {{ to = \"{out}\" }}\n\n\
-             [[queues]]\nname = \"{queue}\"\narguments = {{ \"x-expires\" = {QUEUE_EXPIRES_MS} }}\n\n\
-             [[pipelines]]\nname = \"broken\"\nqueue = \"{queue}\"\nplugin = \"tagged\"\n",
-            url = broker_url(),
-        ),
-    )
-    .expect("config");
+    let config = TestConfig::new()
+        .default_grace()
+        .tagged_beside("broken", &queue, &out, "")
+        .build();
+    let (dir, config_path) = write_config_with(&config, &[("tagged.wasm", &good)]);
+    let plugin = dir.path().join("tagged.wasm");
     let daemon = start_at(dir, &config_path).await;
     let other_contract = std::fs::read(test_plugin("contract_v2")).expect("contract_v2");
     let bad: [(&str, Vec<u8>); 4] = [
@@ -342,7 +306,7 @@ async fn broken_deploys_and_deletion_keep_the_old_version() {
     ];
     for (what, bytes) in &bad {
         replace_file(&plugin, bytes);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(RELOAD_SETTLE).await;
         broker
             .publish(&queue, what.as_bytes(), BasicProperties::default())
             .await;
@@ -354,17 +318,19 @@ async fn broken_deploys_and_deletion_keep_the_old_version() {
         );
     }
     std::fs::remove_file(&plugin).expect("delete");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(RELOAD_SETTLE).await;
     broker
         .publish(&queue, b"deleted", BasicProperties::default())
         .await;
     let m = broker.next(&out).await;
     assert_eq!(m.delivery.data, b"deleted");
-    let metrics = daemon.metrics.render();
+    let failed = [("plugin", "tagged"), ("result", "failed")];
+    let failures = daemon.metric("warren_plugin_reloads_total", &failed);
     daemon.stop().await.expect("clean stop");
-    assert!(
-        metrics.contains(r#"warren_plugin_reloads_total{plugin="tagged",result="failed"} 4"#),
-        "four bad files, four failures, deletion is not a failure:\n{metrics}"
+    assert_eq!(
+        failures,
+        bad.len() as f64,
+        "one failure per bad file, and deletion is not a failure"
     );
     broker.cleanup().await;
 }

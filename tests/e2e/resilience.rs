@@ -2,44 +2,36 @@
 //! ours; a silent network; a node gone for good), `kill -9` under load, several broker URLs,
 //! graceful stop within and beyond the grace period, and poison messages.
 
+use std::cell::Cell;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 use tokio_util::sync::CancellationToken;
 
-use crate::harness::{
-    Broker, PATIENCE, QUEUE_EXPIRES_MS, broker_url, collect_ids, drain_ids, sample, start,
-    test_plugin, unique,
-};
 use crate::operations::{free_port, http_get};
+use crate::support::{
+    Broker, KillOnDrop, PATIENCE, TEST_GRACE_MS, TestConfig, broker_url, collect_ids,
+    dead_letters_to, drain_ids, eventually, queue_counts, rabbitmqctl_output, sample, start,
+    test_plugin, unique, warren_run, with_id, write_config,
+};
 
 /// Closes every broker connection whose client-given name starts with `prefix` (`rabbitmqctl`).
 async fn close_connections(prefix: &str) -> usize {
-    let out = tokio::process::Command::new("rabbitmqctl")
-        .args([
-            "-q",
-            "list_connections",
-            "pid",
-            "client_properties",
-            "--no-table-headers",
-        ])
-        .output()
-        .await
-        .expect("rabbitmqctl list_connections");
-    let listing = String::from_utf8_lossy(&out.stdout);
+    let listing = rabbitmqctl_output(&[
+        "list_connections",
+        "pid",
+        "client_properties",
+        "--no-table-headers",
+    ])
+    .await;
     let mut closed = 0;
     for line in listing.lines() {
         let Some((pid, properties)) = line.split_once('\t') else {
             continue;
         };
         if properties.contains(&format!("{{\"connection_name\",\"{prefix}")) {
-            let status = tokio::process::Command::new("rabbitmqctl")
-                .args(["-q", "close_connection", pid, "closed by warren's tests"])
-                .status()
-                .await
-                .expect("rabbitmqctl close_connection");
-            assert!(status.success());
+            rabbitmqctl_output(&["close_connection", pid, "closed by warren's tests"]).await;
             closed += 1;
         }
     }
@@ -58,78 +50,53 @@ async fn reconnects_after_the_broker_closes_its_connections() {
     broker.forget_later_queue(&queue);
     let name = unique("conn");
     let port = free_port();
-    let config = format!(
-        r#"[broker]
-url = "{url}"
-connection_name = "{name}"
-
-[admin]
-listen = "127.0.0.1:{port}"
-
-[plugins.tagged]
-path = "{plugin}"
-config = {{ to = "{out}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "reconnect"
-queue = "{queue}"
-plugin = "tagged"
-prefetch = 20
-"#,
-        url = broker_url(),
-        plugin = test_plugin("tag_a").display(),
-        expires = QUEUE_EXPIRES_MS,
-    );
+    let config = TestConfig::new()
+        .default_grace()
+        .connection_name(&name)
+        .admin(port)
+        .tagged("reconnect", &queue, &out, &format!("prefetch = {PREFETCH}"))
+        .build();
     let daemon = start(&config).await;
     assert_eq!(http_get(port, "/readyz").await.0, 200);
+    /// Messages published while the connections are closed.
     const N: usize = 1500;
+    /// The daemon's prefetch: what may be in flight, and so redelivered, at the close.
+    const PREFETCH: usize = 20;
+    /// The producer pauses [`PAUSE`] every this many messages, so the close comes under load.
+    const BURST: usize = 20;
+    const PAUSE: Duration = Duration::from_millis(5);
+    /// Time for the load to get going before the close.
+    const UNDER_WAY: Duration = Duration::from_millis(300);
     let producer = {
         let queue = queue.clone();
         tokio::spawn(async move {
             let broker = Broker::connect().await;
             for i in 0..N {
-                broker
-                    .publish(
-                        &queue,
-                        b"x",
-                        BasicProperties::default().with_message_id(format!("r{i}").into()),
-                    )
-                    .await;
-                if i % 20 == 0 {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
+                broker.publish(&queue, b"x", with_id(format!("r{i}"))).await;
+                if i % BURST == 0 {
+                    tokio::time::sleep(PAUSE).await;
                 }
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(UNDER_WAY).await;
     // Poll /readyz while rabbitmqctl closes the connections (it takes about a second).
     let closing = tokio::spawn({
         let name = name.clone();
         async move { close_connections(&name).await }
     });
-    let mut saw_unready = false;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    let saw_unready = Cell::new(false);
+    let back = || async {
         let ready = http_get(port, "/readyz").await.0 == 200;
-        saw_unready |= !ready;
-        if saw_unready && ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{}",
-            if saw_unready {
-                "warren did not come back"
-            } else {
-                "/readyz never reported the lost connection"
-            }
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        saw_unready.set(saw_unready.get() || !ready);
+        (saw_unready.get() && ready).then_some(())
+    };
+    eventually(
+        "/readyz reporting the lost connection (503), then 200 again",
+        PATIENCE,
+        back,
+    )
+    .await;
     assert_eq!(
         closing.await.expect("closer"),
         2,
@@ -146,8 +113,8 @@ prefetch = 20
     );
     assert_eq!(seen.len(), N, "lost messages");
     assert!(
-        duplicates <= 20 + 20,
-        "duplicates bounded by what was in flight (prefetch): {duplicates}"
+        duplicates <= 2 * PREFETCH,
+        "duplicates bounded by what was in flight (prefetch, on each of the two closes): {duplicates}"
     );
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
@@ -166,43 +133,31 @@ async fn lapin_recovery_never_acks_an_old_delivery_on_the_new_channel() {
     let queue = unique("recover");
     broker.forget_later_queue(&queue);
     let name = unique("conn");
-    let config = format!(
-        r#"shutdown_grace_ms = 5000
-
-[broker]
-url = "{url}"
-connection_name = "{name}"
-
-[plugins.scripted]
-path = "{plugin}"
-config = {{ mode = "body" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "recover"
-queue = "{queue}"
-plugin = "scripted"
-prefetch = 10
-concurrency = 4
-"#,
-        url = broker_url(),
-        plugin = test_plugin("scripted").display(),
-        expires = QUEUE_EXPIRES_MS,
-    );
-    let daemon = start(&config).await;
+    let config = TestConfig::new()
+        .connection_name(&name)
+        .plugin("scripted", &test_plugin("scripted"), "mode = \"body\"", "")
+        .queue(&queue, "")
+        .pipeline(
+            "recover",
+            &queue,
+            "scripted",
+            "prefetch = 10\nconcurrency = 4",
+        );
+    let daemon = start(&config.build()).await;
+    /// Quick messages before the close: the old channel's delivery tags reach this, above
+    /// every tag the recovered channel will use here.
+    const BEFORE: u32 = 30;
+    /// Quick messages on the recovered channel.
+    const AFTER: u32 = 20;
     let pipeline = ("pipeline", "recover");
     let acks = [pipeline, ("verdict", "ack")];
     let publish = |body: &'static [u8]| broker.publish(&queue, body, BasicProperties::default());
-    // Thirty quick ones first: the old channel's delivery tags reach 30, above every tag the
-    // recovered channel will use here (a watermark kept across the recovery would skip them).
-    for _ in 0..30 {
+    // Quick ones first (a watermark kept across the recovery would skip the new channel's).
+    for _ in 0..BEFORE {
         publish(b"sleep:1").await;
     }
     daemon
-        .wait_metric("warren_messages_total", &acks, 30.0)
+        .wait_metric("warren_messages_total", &acks, f64::from(BEFORE))
         .await;
     // Long enough that `rabbitmqctl` (a second or two to start) closes while it sleeps.
     publish(b"sleep:6000").await;
@@ -224,13 +179,14 @@ concurrency = 4
             )
             .await;
     }
-    // On the recovered channel: the slow message again (redelivered) and twenty new ones.
-    for _ in 0..20 {
+    // On the recovered channel: the slow message again (redelivered) and the new ones.
+    for _ in 0..AFTER {
         publish(b"sleep:1").await;
     }
-    // 30 + the slow one twice (its first ack refused) + 20.
+    // The quick ones, and the slow one twice (its first ack refused).
+    let handled = f64::from(BEFORE + 2 + AFTER);
     daemon
-        .wait_metric("warren_messages_total", &acks, 52.0)
+        .wait_metric("warren_messages_total", &acks, handled)
         .await;
     daemon
         .wait_metric("warren_stale_settlements_total", &[pipeline], 1.0)
@@ -239,7 +195,7 @@ concurrency = 4
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         sample(&scrape, "warren_messages_total", &acks),
-        52.0,
+        handled,
         "every message handled once, the interrupted one twice"
     );
     assert_eq!(
@@ -265,6 +221,9 @@ concurrency = 4
     broker.cleanup().await;
 }
 
+/// How long a `warren run` may take to start and handle its first messages.
+const GETTING_GOING: Duration = Duration::from_secs(30);
+
 /// `kill -9` of the daemon process under load, then a restart: every message (by id) comes
 /// out; duplicates only from what was published but not yet acked at the kill (at most the
 /// prefetch), counted and reported.
@@ -278,67 +237,32 @@ async fn kill_9_under_load_then_restart_loses_nothing() {
     const N: usize = 3000;
     const PREFETCH: usize = 50;
     for i in 0..N {
-        broker
-            .publish(
-                &queue,
-                b"x",
-                BasicProperties::default().with_message_id(format!("k{i}").into()),
-            )
-            .await;
+        broker.publish(&queue, b"x", with_id(format!("k{i}"))).await;
     }
-    let config = format!(
-        r#"[broker]
-url = "{url}"
-
-[plugins.tagged]
-path = "{plugin}"
-config = {{ to = "{out}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "kill9"
-queue = "{queue}"
-plugin = "tagged"
-prefetch = {PREFETCH}
-concurrency = 4
-"#,
-        url = broker_url(),
-        plugin = test_plugin("tag_a").display(),
-        expires = QUEUE_EXPIRES_MS,
-    );
-    let (_dir, path) = crate::harness::write_config(&config);
+    let extra = format!("prefetch = {PREFETCH}\nconcurrency = 4");
+    let config = TestConfig::new()
+        .default_grace()
+        .tagged("kill9", &queue, &out, &extra)
+        .build();
+    let (_dir, path) = write_config(&config);
     let spawn = || {
-        crate::harness::KillOnDrop(
-            std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-                .args(["run", "--config", path.to_str().expect("utf-8")])
+        KillOnDrop::spawn(
+            warren_run(&path)
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .expect("start warren"),
+                .stderr(std::process::Stdio::null()),
         )
     };
     let mut daemon = spawn();
-    // Kill it with most of the work still to do.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while broker.ready(&out).await < (N / 5) as u32 {
-        assert!(Instant::now() < deadline, "warren did not get going");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Kill it with most of the work still to do: a fifth done.
+    let going = || async { (broker.ready(&out).await >= (N / 5) as u32).then_some(()) };
+    eventually("warren getting going", GETTING_GOING, going).await;
     daemon.kill().expect("kill -9");
     daemon.wait().expect("reaped");
     let left = broker.ready(&queue).await as usize;
     assert!(left > 0, "killed under load: messages were still waiting");
     let mut again = spawn();
     let mut seen = collect_ids(&broker, &out, N).await;
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &again.id().to_string()])
-        .status()
-        .expect("kill -TERM");
-    assert!(status.success());
-    assert!(again.wait().expect("exit").success(), "exit 0 on SIGTERM");
+    assert!(again.terminate().success(), "exit 0 on SIGTERM");
     drain_ids(&broker, &out, &mut seen).await;
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
@@ -360,28 +284,12 @@ async fn several_urls_are_tried_in_turn() {
     let queue = unique("urls");
     broker.forget_later_queue(&queue);
     let dead = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
-    let config = format!(
-        r#"[broker]
-urls = ["{dead}", "{url}"]
-
-[plugins.p]
-path = "{plugin}"
-config = {{ mode = "ack" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "urls"
-queue = "{queue}"
-plugin = "p"
-"#,
-        url = broker_url(),
-        plugin = test_plugin("scripted").display(),
-        expires = QUEUE_EXPIRES_MS,
-    );
-    let daemon = start(&config).await;
+    let config = TestConfig::with_urls(&[&dead, &broker_url()])
+        .default_grace()
+        .plugin("p", &test_plugin("scripted"), "mode = \"ack\"", "")
+        .queue(&queue, "")
+        .pipeline("urls", &queue, "p", "");
+    let daemon = start(&config.build()).await;
     broker
         .publish(&queue, b"m", BasicProperties::default())
         .await;
@@ -448,6 +356,11 @@ impl Proxy {
         }
     }
 
+    /// The AMQP URL of the broker through this proxy.
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
     /// The network path goes silent: open connections stay open but carry nothing more (no
     /// FIN, no RST: only missing heartbeats tell). New connections go through.
     fn freeze(&self) {
@@ -475,37 +388,17 @@ async fn a_silent_network_is_noticed_by_heartbeats_and_recovered() {
     broker.queue(&out).await;
     broker.forget_later_queue(&queue);
     let proxy = Proxy::start().await;
-    let config = format!(
-        r#"[broker]
-url = "amqp://guest:guest@127.0.0.1:{proxy}/%2f?heartbeat=2"
-
-[plugins.tagged]
-path = "{plugin}"
-config = {{ to = "{out}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "heartbeat"
-queue = "{queue}"
-plugin = "tagged"
-prefetch = 10
-"#,
-        proxy = proxy.port,
-        plugin = test_plugin("tag_a").display(),
-        expires = QUEUE_EXPIRES_MS,
+    let url = format!("{}?heartbeat=2", proxy.url());
+    let config = TestConfig::with_url(&url).default_grace().tagged(
+        "heartbeat",
+        &queue,
+        &out,
+        "prefetch = 10",
     );
-    let daemon = start(&config).await;
+    let daemon = start(&config.build()).await;
+    /// Messages: half before the path goes silent, half after.
     const N: usize = 100;
-    let publish = |i: usize| {
-        broker.publish(
-            &queue,
-            b"x",
-            BasicProperties::default().with_message_id(format!("h{i}").into()),
-        )
-    };
+    let publish = |i: usize| broker.publish(&queue, b"x", with_id(format!("h{i}")));
     for i in 0..N / 2 {
         publish(i).await;
     }
@@ -535,8 +428,8 @@ prefetch = 10
     );
     // The deliveries in flight on the frozen connection return to the queue only once the
     // broker gives that connection up (its own heartbeat check): wait for them to be handled.
-    let emptied = || async { (crate::harness::queue_counts(&queue).await == (0, 0)).then_some(()) };
-    crate::harness::eventually("the queue emptied after the recovery", PATIENCE, emptied).await;
+    let emptied = || async { (queue_counts(&queue).await == (0, 0)).then_some(()) };
+    eventually("the queue emptied after the recovery", PATIENCE, emptied).await;
     let scrape = daemon.scrape();
     daemon.stop().await.expect("clean stop");
     proxy.kill().await;
@@ -550,6 +443,10 @@ prefetch = 10
     broker.cleanup().await;
 }
 
+/// How long warren may take to give up on a dead node and reconnect to the next URL: lapin's
+/// recovery attempts first, then warren's `RECOVERY_LIMIT`.
+const FAILOVER: Duration = Duration::from_secs(40);
+
 /// lapin only ever reconnects to the URL it was connected to. When that node is gone for good
 /// (a proxy in front of the broker that dies: connections cut, port refused), lapin's
 /// recovery gets nowhere; warren notices within `RECOVERY_LIMIT`, reconnects itself to the
@@ -562,38 +459,13 @@ async fn a_node_gone_for_good_moves_warren_to_the_next_url() {
     broker.queue(&out).await;
     broker.forget_later_queue(&queue);
     let proxy = Proxy::start().await;
-    let config = format!(
-        r#"[broker]
-urls = ["amqp://guest:guest@127.0.0.1:{proxy}/%2f", "{url}"]
-
-[plugins.tagged]
-path = "{plugin}"
-config = {{ to = "{out}" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "failover"
-queue = "{queue}"
-plugin = "tagged"
-prefetch = 10
-"#,
-        proxy = proxy.port,
-        url = broker_url(),
-        plugin = test_plugin("tag_a").display(),
-        expires = QUEUE_EXPIRES_MS,
-    );
-    let daemon = start(&config).await; // through the proxy: the first URL
+    let config = TestConfig::with_urls(&[&proxy.url(), &broker_url()])
+        .default_grace()
+        .tagged("failover", &queue, &out, "prefetch = 10");
+    let daemon = start(&config.build()).await; // through the proxy: the first URL
+    /// Messages: half before the node dies, half after.
     const N: usize = 100;
-    let publish = |i: usize| {
-        broker.publish(
-            &queue,
-            b"x",
-            BasicProperties::default().with_message_id(format!("f{i}").into()),
-        )
-    };
+    let publish = |i: usize| broker.publish(&queue, b"x", with_id(format!("f{i}")));
     for i in 0..N / 2 {
         publish(i).await;
     }
@@ -607,12 +479,7 @@ prefetch = 10
     }
     let started = Instant::now();
     daemon
-        .wait_metric_for(
-            "warren_broker_reconnects_total",
-            &[],
-            1.0,
-            Duration::from_secs(40),
-        )
+        .wait_metric_for("warren_broker_reconnects_total", &[], 1.0, FAILOVER)
         .await;
     let seen = collect_ids(&broker, &out, N).await;
     eprintln!(
@@ -625,39 +492,26 @@ prefetch = 10
     broker.cleanup().await;
 }
 
+/// A pipeline named `poison` on `queue` (with `queue_extra` lines) running the `scripted`
+/// plugin in `mode`, with `pipeline_extra` lines, and a grace period of `grace_ms`.
 fn poison_config(
     queue: &str,
-    dlx: &str,
+    queue_extra: &str,
     mode: &str,
     pipeline_extra: &str,
     grace_ms: u64,
 ) -> String {
-    format!(
-        r#"shutdown_grace_ms = {grace_ms}
-
-[broker]
-url = "{url}"
-
-[plugins.scripted]
-path = "{plugin}"
-config = {{ mode = "{mode}" }}
-
-[[queues]]
-name = "{queue}"
-dead_letter_exchange = "{dlx}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "poison"
-queue = "{queue}"
-plugin = "scripted"
-{pipeline_extra}
-"#,
-        url = broker_url(),
-        plugin = test_plugin("scripted").display(),
-        expires = QUEUE_EXPIRES_MS,
-    )
+    let mode = format!("mode = \"{mode}\"");
+    TestConfig::new()
+        .grace_ms(grace_ms)
+        .plugin("scripted", &test_plugin("scripted"), &mode, "")
+        .queue(queue, queue_extra)
+        .pipeline("poison", queue, "scripted", pipeline_extra)
+        .build()
 }
+
+/// The delivery limit of the poison test.
+const MAX_DELIVERIES: u32 = 5;
 
 /// A plugin that always requeues, with `max_deliveries = 5`: the message is handed to the
 /// plugin exactly five times, then dead-lettered.
@@ -672,10 +526,10 @@ async fn always_requeued_message_ends_in_the_dlq_after_max_deliveries() {
     broker.forget_later_queue(&queue);
     let daemon = start(&poison_config(
         &queue,
-        &dlx,
+        &dead_letters_to(&dlx),
         "requeue",
-        "max_deliveries = 5",
-        5000,
+        &format!("max_deliveries = {MAX_DELIVERIES}"),
+        TEST_GRACE_MS,
     ))
     .await;
     broker
@@ -683,11 +537,13 @@ async fn always_requeued_message_ends_in_the_dlq_after_max_deliveries() {
         .await;
     let dead = broker.next(&dlq).await;
     assert_eq!(dead.delivery.data, b"poison");
-    let metrics = daemon.metrics.render();
+    let requeued = [("pipeline", "poison"), ("verdict", "requeue")];
+    let seen = daemon.metric("warren_messages_total", &requeued);
     daemon.stop().await.expect("clean stop");
-    assert!(
-        metrics.contains(r#"warren_messages_total{pipeline="poison",verdict="requeue"} 5"#),
-        "the plugin saw it exactly five times:\n{metrics}"
+    assert_eq!(
+        seen,
+        f64::from(MAX_DELIVERIES),
+        "the plugin saw it exactly max_deliveries times"
     );
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
@@ -709,10 +565,10 @@ async fn delayed_retries_back_off_then_dead_letter() {
     }
     let daemon = start(&poison_config(
         &queue,
-        &dlx,
+        &dead_letters_to(&dlx),
         "requeue",
         "max_deliveries = 3\nretry_delay_ms = 200",
-        5000,
+        TEST_GRACE_MS,
     ))
     .await;
     let sent = Instant::now();
@@ -727,13 +583,20 @@ async fn delayed_retries_back_off_then_dead_letter() {
         "two delays of 200 and 400 ms: {took:?}"
     );
     assert_eq!(
-        crate::harness::header(&dead.delivery.properties, "x-warren-deliveries"),
+        crate::support::header(&dead.delivery.properties, "x-warren-deliveries"),
         Some(&lapin::types::AMQPValue::LongLongInt(2)),
         "warren counted the two requeues"
     );
     daemon.stop().await.expect("clean stop");
     broker.cleanup().await;
 }
+
+/// Messages inside the plugin when the graceful-stop test stops the daemon.
+const IN_FLIGHT: u32 = 5;
+/// The grace period of the second daemon, far shorter than its messages' 10 s sleep.
+const SHORT_GRACE_MS: u64 = 300;
+/// A stop that respects [`SHORT_GRACE_MS`] is over well within this.
+const STOPPED_SOON: Duration = Duration::from_secs(5);
 
 /// SIGTERM-style stop: in-flight work shorter than the grace period finishes and is acked;
 /// work longer than it is left unacked and returns to the queue, and the stop does not wait.
@@ -745,19 +608,27 @@ async fn graceful_stop_drains_within_the_grace_period_only() {
     broker.forget_later_queue(&short);
     broker.forget_later_queue(&long);
 
-    let daemon = start(
-        &poison_config(&short, "", "body", "prefetch = 5", 5000)
-            .replace("dead_letter_exchange = \"\"\n", ""),
-    )
+    let daemon = start(&poison_config(
+        &short,
+        "",
+        "body",
+        &format!("prefetch = {IN_FLIGHT}"),
+        TEST_GRACE_MS,
+    ))
     .await;
-    for _ in 0..5 {
+    for _ in 0..IN_FLIGHT {
         broker
             .publish(&short, b"sleep:500", BasicProperties::default())
             .await;
     }
-    // All five inside the plugin (not merely delivered) when the stop comes.
+    // All inside the plugin (not merely delivered) when the stop comes.
+    let in_flight = [("pipeline", "poison")];
     daemon
-        .wait_metric("warren_messages_in_flight", &[("pipeline", "poison")], 5.0)
+        .wait_metric(
+            "warren_messages_in_flight",
+            &in_flight,
+            f64::from(IN_FLIGHT),
+        )
         .await;
     daemon.stop().await.expect("clean stop");
     assert_eq!(
@@ -766,28 +637,35 @@ async fn graceful_stop_drains_within_the_grace_period_only() {
         "in-flight work within the grace period was acked"
     );
 
-    let daemon = start(
-        &poison_config(&long, "", "body", "prefetch = 5", 300)
-            .replace("dead_letter_exchange = \"\"\n", ""),
-    )
+    let daemon = start(&poison_config(
+        &long,
+        "",
+        "body",
+        &format!("prefetch = {IN_FLIGHT}"),
+        SHORT_GRACE_MS,
+    ))
     .await;
-    for _ in 0..5 {
+    for _ in 0..IN_FLIGHT {
         broker
             .publish(&long, b"sleep:10000", BasicProperties::default())
             .await;
     }
     daemon
-        .wait_metric("warren_messages_in_flight", &[("pipeline", "poison")], 5.0)
+        .wait_metric(
+            "warren_messages_in_flight",
+            &in_flight,
+            f64::from(IN_FLIGHT),
+        )
         .await;
     let stopping = Instant::now();
     daemon.stop().await.expect("clean stop");
     assert!(
-        stopping.elapsed() < Duration::from_secs(5),
+        stopping.elapsed() < STOPPED_SOON,
         "the stop waited past the grace period"
     );
     assert_eq!(
         broker.ready(&long).await,
-        5,
+        IN_FLIGHT,
         "unfinished work returns to the queue"
     );
     broker.cleanup().await;

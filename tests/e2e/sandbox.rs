@@ -6,7 +6,15 @@ use std::collections::BTreeSet;
 
 use lapin::BasicProperties;
 
-use crate::harness::{Broker, QUEUE_EXPIRES_MS, broker_url, sample, start, test_plugin, unique};
+use crate::support::{Broker, TestConfig, dead_letters_to, sample, start, test_plugin, unique};
+
+/// The faulty plugin's limits: its `timeout_ms`, `memory_mb` and `max_body_bytes`.
+const TIMEOUT_MS: u32 = 500;
+const MEMORY_MB: u32 = 16;
+const MAX_BODY_BYTES: usize = 1000;
+
+/// Messages of the healthy pipeline, flowing while the faulty one fails.
+const HEALTHY: u32 = 200;
 
 /// Faulty messages end in the dead-letter queue while a healthy pipeline keeps acking, and the
 /// faulty pipeline itself goes on with the next message.
@@ -21,50 +29,25 @@ async fn faulty_plugins_are_contained() {
     broker.fanout_to(&dlx, &dlq).await;
     broker.forget_later_queue(&faulty);
     broker.forget_later_queue(&healthy);
-    let config = format!(
-        r#"shutdown_grace_ms = 2000
-
-[broker]
-url = "{url}"
-
-[plugins.faulty]
-path = "{plugin}"
-config = {{ mode = "body" }}
-timeout_ms = 500
-memory_mb = 16
-max_body_bytes = 1000
-
-[plugins.healthy]
-path = "{plugin}"
-config = {{ mode = "ack" }}
-
-[[queues]]
-name = "{faulty}"
-dead_letter_exchange = "{dlx}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[queues]]
-name = "{healthy}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "faulty"
-queue = "{faulty}"
-plugin = "faulty"
-on_error = "reject"
-concurrency = 4
-
-[[pipelines]]
-name = "healthy"
-queue = "{healthy}"
-plugin = "healthy"
-"#,
-        url = broker_url(),
-        plugin = test_plugin("scripted").display(),
-        expires = QUEUE_EXPIRES_MS,
+    let scripted = test_plugin("scripted");
+    let limits = format!(
+        "timeout_ms = {TIMEOUT_MS}\nmemory_mb = {MEMORY_MB}\nmax_body_bytes = {MAX_BODY_BYTES}"
     );
-    let daemon = start(&config).await;
-    let oversized = "x".repeat(2000);
+    let config = TestConfig::new()
+        .grace_ms(2_000)
+        .plugin("faulty", &scripted, "mode = \"body\"", &limits)
+        .plugin("healthy", &scripted, "mode = \"ack\"", "")
+        .queue(&faulty, &dead_letters_to(&dlx))
+        .queue(&healthy, "")
+        .pipeline(
+            "faulty",
+            &faulty,
+            "faulty",
+            "on_error = \"reject\"\nconcurrency = 4",
+        )
+        .pipeline("healthy", &healthy, "healthy", "");
+    let daemon = start(&config.build()).await;
+    let oversized = "x".repeat(2 * MAX_BODY_BYTES);
     // `sleep:` waits in a host call (WASI clocks), where epoch interruption cannot reach: the
     // async deadline ends it.
     let bodies = [
@@ -80,7 +63,7 @@ plugin = "healthy"
             .publish(&faulty, body.as_bytes(), BasicProperties::default())
             .await;
     }
-    for i in 0..200 {
+    for i in 0..HEALTHY {
         broker
             .publish(
                 &healthy,

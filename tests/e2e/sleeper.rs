@@ -2,42 +2,44 @@
 //! `kill -9` mid-sleep loses nothing.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
 
-use crate::harness::{
-    Broker, QUEUE_EXPIRES_MS, broker_url, shipped_plugin, start, unique, write_config,
+use crate::support::{
+    Broker, KillOnDrop, PATIENCE, TestConfig, eventually, queue_counts, shipped_plugin, start,
+    unique, warren_run, write_config,
 };
 
-fn sleeper_config(queue: &str, grace_ms: u64) -> String {
-    format!(
-        r#"shutdown_grace_ms = {grace_ms}
+/// Messages of the concurrency test: its prefetch and concurrency, and how many it sends.
+const TWENTY: u32 = 20;
+/// Messages asleep at once in the thread test: its prefetch and concurrency.
+const HUNDRED: u32 = 100;
+/// Threads the daemon may start besides while a hundred messages sleep (runtime, timers).
+const THREAD_SLACK: usize = 4;
+/// Grace period of a stop that waits for every sleep to end.
+const WAIT_FOR_SLEEPS_MS: u64 = 30_000;
+/// Messages asleep at the `kill -9`.
+const KILLED: u32 = 10;
+/// How long a restarted daemon may take to finish the messages of the `kill -9`.
+const FINISHED_WITHIN: Duration = Duration::from_secs(60);
 
-[broker]
-url = "{url}"
-
-[plugins.sleeper]
-path = "{plugin}"
-config = {{ seconds_per_dot = "1.0" }}
-
-[[queues]]
-name = "{queue}"
-arguments = {{ "x-expires" = {expires} }}
-
-[[pipelines]]
-name = "sleeper"
-queue = "{queue}"
-plugin = "sleeper"
-prefetch = 20
-concurrency = 20
-"#,
-        url = broker_url(),
-        plugin = shipped_plugin("sleeper").display(),
-        expires = QUEUE_EXPIRES_MS,
-    )
+/// The pipeline `sleeper` on `queue`, running the sleeper plugin with `seconds_per_dot`, at
+/// prefetch and concurrency `at_once`, with a grace period of `grace_ms`.
+fn sleeper_config(queue: &str, grace_ms: u64, seconds_per_dot: &str, at_once: u32) -> String {
+    let config = format!("seconds_per_dot = \"{seconds_per_dot}\"");
+    let window = format!("prefetch = {at_once}\nconcurrency = {at_once}");
+    TestConfig::new()
+        .grace_ms(grace_ms)
+        .plugin("sleeper", &shipped_plugin("sleeper"), &config, "")
+        .queue(queue, "")
+        .pipeline("sleeper", queue, "sleeper", &window)
+        .build()
 }
+
+/// Twenty one-second sleeps that overlap end well within this; one after another they take 20 s.
+const OVERLAPPING: Duration = Duration::from_secs(8);
 
 /// Nothing is acked before its sleep ends (a stop mid-sleep gives every message back), and
 /// twenty one-second sleeps at concurrency 20 end together, not one after another.
@@ -46,8 +48,8 @@ async fn sleepers_ack_after_sleeping_and_sleep_concurrently() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper");
     broker.forget_later_queue(&queue);
-    let first = start(&sleeper_config(&queue, 0)).await;
-    for _ in 0..20 {
+    let first = start(&sleeper_config(&queue, 0, "1.0", TWENTY)).await;
+    for _ in 0..TWENTY {
         broker
             .publish(&queue, b"task.", BasicProperties::default())
             .await;
@@ -56,38 +58,54 @@ async fn sleepers_ack_after_sleeping_and_sleep_concurrently() {
     first.stop().await.expect("clean stop");
     assert_eq!(
         broker.ready(&queue).await,
-        20,
+        TWENTY,
         "a message was acked before its sleep ended"
     );
 
     let started = Instant::now();
-    let second = start(&sleeper_config(&queue, 30_000)).await;
+    let config = sleeper_config(&queue, WAIT_FOR_SLEEPS_MS, "1.0", TWENTY);
+    let second = start(&config).await;
     second
         .wait_metric(
             "warren_messages_in_flight",
             &[("pipeline", "sleeper")],
-            20.0,
+            f64::from(TWENTY),
         )
         .await;
     second.stop().await.expect("clean stop"); // waits for the sleeping ones to ack
     let took = started.elapsed();
     assert_eq!(broker.ready(&queue).await, 0, "every message was acked");
     assert!(
-        took < Duration::from_secs(8),
+        took < OVERLAPPING,
         "20 × 1 s at concurrency 20 took {took:?}: the sleeps did not overlap"
     );
     broker.cleanup().await;
 }
 
-fn spawn_daemon(config: &std::path::Path) -> crate::harness::KillOnDrop {
-    crate::harness::KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["run", "--config", config.to_str().expect("utf-8")])
+/// `warren run` on `config`, its stdout (where the sleeper prints) piped.
+fn spawn_daemon(config: &std::path::Path) -> KillOnDrop {
+    KillOnDrop::spawn(
+        warren_run(config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start warren"),
+            .stderr(Stdio::null()),
     )
+}
+
+/// `warren run` on [`sleeper_config`] for `queue`, returned once it consumes, with its config
+/// file (to start it again). The queue is declared first, as warren declares it, so that its
+/// consumer can be awaited.
+async fn run_consuming(
+    broker: &Broker,
+    queue: &str,
+    seconds_per_dot: &str,
+    at_once: u32,
+) -> (tempfile::TempDir, std::path::PathBuf, KillOnDrop) {
+    broker.queue(queue).await;
+    let config = sleeper_config(queue, WAIT_FOR_SLEEPS_MS, seconds_per_dot, at_once);
+    let (dir, path) = write_config(&config);
+    let daemon = spawn_daemon(&path);
+    broker.wait_consumers(queue, 1).await;
+    (dir, path, daemon)
 }
 
 /// The number of threads of process `pid` (from `/proc`).
@@ -106,19 +124,10 @@ fn threads(pid: u32) -> usize {
 async fn a_sleeping_message_holds_no_thread() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper-threads");
-    broker.queue(&queue).await; // as warren declares it; there to be watched before it starts
-    let config = sleeper_config(&queue, 30_000)
-        .replace(
-            "prefetch = 20\nconcurrency = 20",
-            "prefetch = 100\nconcurrency = 100",
-        )
-        .replace("seconds_per_dot = \"1.0\"", "seconds_per_dot = \"2.0\"");
-    let (_dir, path) = write_config(&config);
-    let mut daemon = spawn_daemon(&path);
+    let (_dir, _, mut daemon) = run_consuming(&broker, &queue, "2.0", HUNDRED).await;
     let stdout = BufReader::new(daemon.stdout.take().expect("stdout"));
-    broker.wait_consumers(&queue, 1).await;
     let idle = threads(daemon.id());
-    for _ in 0..100 {
+    for _ in 0..HUNDRED {
         broker
             .publish(&queue, b"task.", BasicProperties::default())
             .await;
@@ -129,31 +138,22 @@ async fn a_sleeping_message_holds_no_thread() {
         let received = lines
             .by_ref()
             .filter(|l| l.contains("[x] Received"))
-            .take(100)
+            .take(HUNDRED as usize)
             .count();
         (received, lines.count())
     });
     let pid = daemon.id();
-    let mut asleep = 0;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while asleep < 100 {
-        assert!(Instant::now() < deadline, "the hundred did not all start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        asleep = crate::harness::queue_counts(&queue).await.1;
-    }
+    let all_asleep = || async { (queue_counts(&queue).await.1 == HUNDRED as usize).then_some(()) };
+    eventually("the hundred all delivered, asleep", PATIENCE, all_asleep).await;
     let busy = threads(pid);
     eprintln!("threads: {idle} idle, {busy} with 100 messages asleep in the plugin");
     assert!(
-        busy <= idle + 4,
+        busy <= idle + THREAD_SLACK,
         "{busy} threads with 100 sleeping messages, {idle} idle: sleeps hold threads"
     );
-    Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(daemon.wait().expect("exit").success());
+    assert!(daemon.terminate().success());
     let (received, _) = received.await.expect("reader");
-    assert_eq!(received, 100);
+    assert_eq!(received, HUNDRED as usize);
     assert_eq!(broker.ready(&queue).await, 0, "all acked after their sleep");
     broker.cleanup().await;
 }
@@ -164,26 +164,9 @@ async fn a_sleeping_message_holds_no_thread() {
 async fn kill_9_mid_sleep_loses_nothing() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper-kill");
-    broker.forget_later_queue(&queue);
-    let (_dir, config) = write_config(&sleeper_config(&queue, 30_000));
-    let mut daemon = spawn_daemon(&config);
+    let (_dir, config, mut daemon) = run_consuming(&broker, &queue, "1.0", TWENTY).await;
     let mut stdout = BufReader::new(daemon.stdout.take().expect("stdout")).lines();
-    // Wait until it consumes (the queue exists once it declared it), then publish.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let channel_ok = tokio::process::Command::new("rabbitmqctl")
-            .args(["-q", "list_queues", "name", "consumers"])
-            .output()
-            .await
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!("{queue}\t1")))
-            .unwrap_or(false);
-        if channel_ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "warren did not start consuming");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for i in 0..10 {
+    for i in 0..KILLED {
         broker
             .publish(
                 &queue,
@@ -203,13 +186,9 @@ async fn kill_9_mid_sleep_loses_nothing() {
             .expect("utf-8")
             .starts_with(" [x] Received")
     );
-    let killed = Command::new("kill")
-        .args(["-9", &daemon.id().to_string()])
-        .status()
-        .expect("kill -9");
-    assert!(killed.success());
+    daemon.signal("9");
     let _ = daemon.wait();
-    broker.wait_ready(&queue, 10).await; // every one came back
+    broker.wait_ready(&queue, KILLED).await; // every one came back
 
     let mut again = spawn_daemon(&config);
     let stdout = BufReader::new(again.stdout.take().expect("stdout"));
@@ -218,19 +197,15 @@ async fn kill_9_mid_sleep_loses_nothing() {
             .lines()
             .map_while(Result::ok)
             .filter(|l| l.contains("[x] Done"))
-            .take(10)
+            .take(KILLED as usize)
             .count()
     });
-    let done = tokio::time::timeout(Duration::from_secs(60), done)
+    let done = tokio::time::timeout(FINISHED_WITHIN, done)
         .await
-        .expect("ten messages finished within 60 s")
+        .expect("every message finished in time")
         .expect("reader");
-    assert_eq!(done, 10);
-    Command::new("kill")
-        .args(["-TERM", &again.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(again.wait().expect("exit").success());
+    assert_eq!(done, KILLED as usize);
+    assert!(again.terminate().success());
     assert_eq!(broker.ready(&queue).await, 0, "all acked after the restart");
     broker.cleanup().await;
 }

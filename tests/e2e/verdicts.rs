@@ -3,7 +3,16 @@
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
-use crate::harness::{Broker, header, scripted_config, start, unique};
+use crate::support::{Broker, dead_letters_to, header, scripted, scripted_config, start, unique};
+
+/// Messages the `ack` test publishes.
+const ACKED: u32 = 25;
+
+/// How long a trapping message is left to be delivered, trap and be requeued a few times.
+const REQUEUE_LOOP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The priority the `republish` test asks for, on an output queue that allows up to 10.
+const PRIORITY: u8 = 7;
 
 /// `ack`: every message is consumed and acked; after a graceful stop nothing returns to the queue.
 #[tokio::test]
@@ -11,7 +20,7 @@ async fn ack_empties_the_queue_and_leaves_nothing_unacked() {
     let broker = Broker::connect().await;
     let queue = unique("ack");
     broker.queue(&queue).await;
-    for i in 0..25 {
+    for i in 0..ACKED {
         broker
             .publish(
                 &queue,
@@ -25,7 +34,7 @@ async fn ack_empties_the_queue_and_leaves_nothing_unacked() {
         .wait_metric(
             "warren_messages_total",
             &[("pipeline", queue.as_str()), ("verdict", "ack")],
-            25.0,
+            f64::from(ACKED),
         )
         .await;
     daemon.stop().await.expect("clean stop");
@@ -49,11 +58,8 @@ async fn reject_dead_letters() {
         AMQPValue::LongString(dlx.as_str().into()),
     );
     broker.queue_with(&queue, args).await;
-    let config = scripted_config(&queue, "mode = \"reject\"", "").replace(
-        &format!("name = \"{queue}\"\narguments"),
-        &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
-    );
-    let daemon = start(&config).await;
+    let config = scripted(&queue, "mode = \"reject\"", &dead_letters_to(&dlx), "");
+    let daemon = start(&config.build()).await;
     broker
         .publish(&queue, b"poison", BasicProperties::default())
         .await;
@@ -93,7 +99,7 @@ async fn requeue_redelivers_with_redelivered_flag() {
     broker.cleanup().await;
 }
 
-/// `republish` with priority 7: arrives on the other queue with priority 7, persistent,
+/// `republish` with [`PRIORITY`]: arrives on the other queue with that priority, persistent,
 /// with the original's other properties, and the source is acked.
 #[tokio::test]
 async fn republish_sets_priority_and_persistence() {
@@ -106,7 +112,7 @@ async fn republish_sets_priority_and_persistence() {
     broker.queue_with(&out, args).await;
     let daemon = start(&scripted_config(
         &queue,
-        &format!("mode = \"republish\", to = \"{out}\", priority = \"7\""),
+        &format!("mode = \"republish\", to = \"{out}\", priority = \"{PRIORITY}\""),
         "",
     ))
     .await;
@@ -123,7 +129,7 @@ async fn republish_sets_priority_and_persistence() {
     let got = broker.next(&out).await;
     let p = &got.delivery.properties;
     assert_eq!(got.delivery.data, b"forward me");
-    assert_eq!(*p.priority(), Some(7));
+    assert_eq!(*p.priority(), Some(PRIORITY));
     assert_eq!(
         *p.delivery_mode(),
         Some(2),
@@ -192,16 +198,13 @@ async fn trap_with_on_error_reject_dead_letters_and_discards_publishes() {
     broker.queue(&dlq).await;
     broker.fanout_to(&dlx, &dlq).await;
     broker.forget_later_queue(&queue);
-    let config = scripted_config(
+    let config = scripted(
         &queue,
         &format!("mode = \"publish-then-trap\", to = \"{out}\""),
+        &dead_letters_to(&dlx),
         "on_error = \"reject\"",
-    )
-    .replace(
-        &format!("name = \"{queue}\"\narguments"),
-        &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
     );
-    let daemon = start(&config).await;
+    let daemon = start(&config.build()).await;
     broker
         .publish(&queue, b"boom", BasicProperties::default())
         .await;
@@ -232,8 +235,7 @@ async fn trap_with_on_error_requeue_keeps_the_message() {
     broker
         .publish(&queue, b"trap", BasicProperties::default())
         .await;
-    // Let it be delivered, trap and be requeued a few times.
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    tokio::time::sleep(REQUEUE_LOOP).await;
     daemon.stop().await.expect("clean stop");
     let back = broker.next(&queue).await;
     assert_eq!(back.delivery.data, b"trap");
@@ -256,29 +258,21 @@ async fn unroutable_republish_goes_to_on_error() {
     broker.fanout_to(&dlx, &dlq).await;
     broker.forget_later_queue(&queue);
     let nowhere = unique("no-such-queue");
-    let config = scripted_config(
+    let config = scripted(
         &queue,
         &format!("mode = \"republish\", to = \"{nowhere}\""),
+        &dead_letters_to(&dlx),
         "on_error = \"reject\"",
-    )
-    .replace(
-        &format!("name = \"{queue}\"\narguments"),
-        &format!("name = \"{queue}\"\ndead_letter_exchange = \"{dlx}\"\narguments"),
     );
-    let daemon = start(&config).await;
+    let daemon = start(&config.build()).await;
     broker
         .publish(&queue, b"lost?", BasicProperties::default())
         .await;
     let dead = broker.next(&dlq).await;
     assert_eq!(dead.delivery.data, b"lost?");
-    let metrics = daemon.metrics.render();
+    let failures = daemon.metric("warren_publish_failures_total", &[("pipeline", &queue)]);
     daemon.stop().await.expect("clean stop");
-    assert!(
-        metrics.contains(&format!(
-            "warren_publish_failures_total{{pipeline=\"{queue}\"}} 1\n"
-        )),
-        "the returned publish is counted:\n{metrics}"
-    );
+    assert_eq!(failures, 1.0, "the returned publish is counted");
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
 }

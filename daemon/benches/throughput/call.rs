@@ -1,0 +1,121 @@
+//! Phase 2: the plugin call path, broker-free: `Plugin::handle` on a pooled instance, and the
+//! first call on a fresh one.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, ensure};
+use warren::config::Config;
+use warren::message::{Message, Verdict, empty_properties};
+use warren::plugin::{PluginError, Runtime};
+
+use crate::args::Args;
+use crate::stats::Percentiles;
+use crate::support::{TestConfig, test_plugin, write_config_with};
+
+/// Calls before the timed ones in the call benchmark.
+const WARM_UP_CALLS: usize = 10_000;
+/// Calls that warm up the instance pool before the first-call samples.
+const POOL_WARM_UP_CALLS: usize = 1_000;
+/// First calls on fresh instances measured.
+const FIRST_CALL_SAMPLES: usize = 200;
+
+/// Times `handle` on scripted.wasm; returns the report's table.
+pub async fn phase(args: &Args) -> anyhow::Result<String> {
+    let scripted = std::fs::read(test_plugin("scripted"))?;
+    let wasm = Path::new("scripted.wasm");
+    let config = TestConfig::with_url(&args.url)
+        .plugin("ack", wasm, "mode = \"ack\"", "")
+        .plugin("body", wasm, "mode = \"body\"", "")
+        .build();
+    let (_dir, path) = write_config_with(&config, &[("scripted.wasm", &scripted)]);
+    let config = Config::load(&path)?;
+    // No compile cache, so that the load time below is a compile, as before the cache.
+    let runtime = Runtime::new(&warren::plugin::cache::CacheSetting::Off)?;
+    let loading = Instant::now();
+    let ack = runtime.load(&config.plugins["ack"]).await?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
+    let pipeline: Arc<str> = Arc::from("bench");
+    let message = |body: Vec<u8>| Message {
+        body,
+        exchange: String::new(),
+        routing_key: "bench".to_owned(),
+        queue: "bench".to_owned(),
+        redelivered: false,
+        delivery_count: None,
+        properties: empty_properties(),
+    };
+    let kib = message(vec![b'x'; args.size]);
+
+    eprintln!("call: {WARM_UP_CALLS} warm-up + {} timed calls", args.calls);
+    for _ in 0..WARM_UP_CALLS {
+        ack.handle(&pipeline, &kib).await?;
+    }
+    let mut samples = Vec::with_capacity(args.calls);
+    let all = Instant::now();
+    for _ in 0..args.calls {
+        let t = Instant::now();
+        let outcome = ack.handle(&pipeline, &kib).await?;
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+        ensure!(
+            matches!(outcome.verdict, Verdict::Ack),
+            "scripted did not ack"
+        );
+    }
+    let mean = all.elapsed().as_secs_f64() * 1e6 / args.calls as f64;
+    let steady = Percentiles::of(&mut samples);
+
+    // First call on a fresh instance: a trap (stack overflow, which prints nothing) throws the
+    // pooled instance away, so the next `handle` instantiates and `init`s a new one first.
+    let body = runtime.load(&config.plugins["body"]).await?;
+    let recurse = message(b"recurse".to_vec());
+    let ack_body = message(b"ack".to_vec());
+    for _ in 0..POOL_WARM_UP_CALLS {
+        body.handle(&pipeline, &ack_body).await?;
+    }
+    let mut warm = Vec::with_capacity(FIRST_CALL_SAMPLES);
+    let mut first = Vec::with_capacity(FIRST_CALL_SAMPLES);
+    for _ in 0..FIRST_CALL_SAMPLES {
+        let t = Instant::now();
+        body.handle(&pipeline, &ack_body).await?;
+        warm.push(t.elapsed().as_secs_f64() * 1e6);
+        match body.handle(&pipeline, &recurse).await {
+            Err(PluginError::Trap(_)) => {}
+            other => bail!("expected a trap from body 'recurse', got {other:?}"),
+        }
+        let t = Instant::now();
+        body.handle(&pipeline, &ack_body).await?;
+        first.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let warm = Percentiles::of(&mut warm);
+    let first = Percentiles::of(&mut first);
+
+    let mut out = String::new();
+    writeln!(
+        out,
+        "\n### Plugin call path (`Plugin::handle`, scripted.wasm, broker-free)\n\n\
+         | what | median µs | p99 µs | mean µs |\n|---|---:|---:|---:|"
+    )?;
+    writeln!(
+        out,
+        "| `handle`, {} B body, mode=ack, {} calls after {WARM_UP_CALLS} warm-up | {:.2} | {:.2} | {:.2} |",
+        args.size, args.calls, steady.p50, steady.p99, mean
+    )?;
+    writeln!(
+        out,
+        "| `handle`, 3 B body, mode=body, pooled instance | {:.2} | {:.2} | {:.2} |",
+        warm.p50, warm.p99, warm.mean
+    )?;
+    writeln!(
+        out,
+        "| first `handle` on a fresh instance (instantiate + init + handle), {FIRST_CALL_SAMPLES} samples | {:.2} | {:.2} | {:.2} |",
+        first.p50, first.p99, first.mean
+    )?;
+    writeln!(
+        out,
+        "\nLoading scripted.wasm (read, compile, link, first instance + init): {load_ms:.0} ms."
+    )?;
+    Ok(out)
+}
