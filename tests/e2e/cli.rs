@@ -257,15 +257,7 @@ async fn publish_and_printer_quick_start() {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("warren ready") {
-                let _ = ready_tx.send(());
-            }
-        }
-    });
+    let ready_rx = line_seen(daemon.stderr.take().expect("stderr"), "warren ready");
     ready_rx
         .recv_timeout(LOG_PATIENCE)
         .expect("warren run becomes ready");
@@ -655,15 +647,10 @@ fn sigterm_during_broker_retries_exits_cleanly() {
             .spawn()
             .expect("start warren run"),
     );
-    let stderr = BufReader::new(daemon.stderr.take().expect("stderr"));
-    let (retrying_tx, retrying) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            if line.contains("broker unavailable; retrying") {
-                let _ = retrying_tx.send(());
-            }
-        }
-    });
+    let retrying = line_seen(
+        daemon.stderr.take().expect("stderr"),
+        "broker unavailable; retrying",
+    );
     retrying
         .recv_timeout(Duration::from_secs(30))
         .expect("warren retries the broker");
@@ -738,4 +725,21 @@ async fn sighup_during_start_up_is_applied_once_running() {
     send("TERM", daemon.id());
     let _ = daemon.wait();
     broker.cleanup().await;
+}
+
+/// Reads `stderr` on a thread of its own; the receiver gets a message each time a line holds
+/// `needle`.
+fn line_seen(
+    stderr: std::process::ChildStderr,
+    needle: &'static str,
+) -> std::sync::mpsc::Receiver<()> {
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains(needle) {
+                let _ = seen_tx.send(());
+            }
+        }
+    });
+    seen
 }
