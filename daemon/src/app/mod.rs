@@ -137,12 +137,10 @@ impl Daemon {
             watcher,
             config,
         };
-        for settings in daemon.config.pipelines.clone() {
-            daemon
-                .start_pipeline(settings)
-                .await
-                .map_err(StartError::Other)?;
-        }
+        daemon
+            .start_all_pipelines()
+            .await
+            .map_err(StartError::Other)?;
         daemon.watch_files();
         daemon.publish_plugin_table();
         daemon.start_background().await.map_err(StartError::Other)?;
@@ -190,6 +188,14 @@ impl Daemon {
     }
 
     async fn start_pipeline(&mut self, settings: PipelineSettings) -> anyhow::Result<()> {
+        self.start_pipeline_with(settings, None).await
+    }
+
+    async fn start_pipeline_with(
+        &mut self,
+        settings: PipelineSettings,
+        publisher: Option<crate::broker::Publisher>,
+    ) -> anyhow::Result<()> {
         let slot = self.plugins.slot(&settings.plugin).with_context(|| {
             format!(
                 "pipeline {}: plugin {} not loaded",
@@ -198,8 +204,24 @@ impl Daemon {
         })?;
         let (links, metrics, grace) = (&self.links, &self.metrics, self.config.shutdown_grace);
         self.pipelines
-            .start(settings, slot, links, metrics, grace)
+            .start(settings, slot, links, metrics, grace, publisher)
             .await
+    }
+
+    /// Starts every pipeline of the config: first every publishing channel, then the
+    /// consumers (see [`supervisor::Supervisor::open_publisher`]).
+    async fn start_all_pipelines(&mut self) -> anyhow::Result<()> {
+        let mut publishers = Vec::new();
+        for settings in &self.config.pipelines {
+            let publisher =
+                supervisor::Supervisor::open_publisher(&settings.name, &self.links, &self.metrics)
+                    .await?;
+            publishers.push(publisher);
+        }
+        for (settings, publisher) in self.config.pipelines.clone().into_iter().zip(publishers) {
+            self.start_pipeline_with(settings, Some(publisher)).await?;
+        }
+        Ok(())
     }
 
     fn watch_files(&mut self) {
@@ -440,14 +462,7 @@ impl Daemon {
                 .map_err(anyhow::Error::new)?;
             self.connection_health
                 .store(Arc::new(self.links.consume.health()));
-            let mut all = Ok(());
-            for settings in self.config.pipelines.clone() {
-                all = self.start_pipeline(settings).await;
-                if all.is_err() {
-                    break;
-                }
-            }
-            match all {
+            match self.start_all_pipelines().await {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(
                     error = %format!("{e:#}"),

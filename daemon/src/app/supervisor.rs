@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::admin::Publishers;
+use crate::broker::Publisher;
 use crate::broker::links::{Links, jitter};
 use crate::config::PipelineSettings;
 use crate::metrics::{Heartbeat, Metrics};
@@ -22,6 +23,8 @@ use crate::plugin::registry::PluginSlot;
 pub const RESTART_MIN: Duration = Duration::from_millis(500);
 /// Longest wait before a failed pipeline is restarted.
 pub const RESTART_MAX: Duration = Duration::from_secs(30);
+/// How long opening a publishing channel may take.
+pub const OPEN_LIMIT: Duration = Duration::from_secs(10);
 /// A pipeline that ran this long before it failed restarts after [`RESTART_MIN`] again.
 pub const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(60);
 
@@ -98,7 +101,31 @@ impl Supervisor {
             .collect()
     }
 
-    /// Opens the pipeline's channels on `links` and starts it.
+    /// Opens a pipeline's publishing channel. Done for every pipeline before any consumes
+    /// at start: once a pipeline has published under a broker memory alarm, the broker stops
+    /// reading the publishing connection, and a channel opened then would wait for the alarm
+    /// to clear (which is also why this gives up after [`OPEN_LIMIT`]).
+    pub async fn open_publisher(
+        name: &str,
+        links: &Links,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Publisher> {
+        let reopens = metrics.channel_reopens(name);
+        let open = links.publish.publisher(move || {
+            reopens.inc();
+        });
+        tokio::time::timeout(OPEN_LIMIT, open)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "pipeline {name}: no publishing channel within {} s (is the broker in a resource alarm?)",
+                    OPEN_LIMIT.as_secs()
+                )
+            })?
+            .with_context(|| format!("pipeline {name}"))
+    }
+
+    /// Starts the pipeline on `links`, with `publisher` if it is opened already.
     pub async fn start(
         &mut self,
         settings: PipelineSettings,
@@ -106,16 +133,13 @@ impl Supervisor {
         links: &Links,
         metrics: &Metrics,
         grace: Duration,
+        publisher: Option<Publisher>,
     ) -> anyhow::Result<()> {
         let name = settings.name.clone();
-        let reopens = metrics.channel_reopens(&name);
-        let publisher = links
-            .publish
-            .publisher(move || {
-                reopens.inc();
-            })
-            .await
-            .with_context(|| format!("pipeline {name}"))?;
+        let publisher = match publisher {
+            Some(publisher) => publisher,
+            None => Self::open_publisher(&name, links, metrics).await?,
+        };
         let consumer = links
             .consume
             .consume(

@@ -126,9 +126,14 @@ impl Publisher {
             (state.delay * 2).clamp(REOPEN_MIN_DELAY, REOPEN_MAX_DELAY)
         };
         tokio::time::sleep(state.delay).await;
-        let channel = open_channel(&self.shared.connection)
-            .await
-            .map_err(|e| PublishError::Broker(format!("{e:#}")))?;
+        // A connection the broker stopped reading (a resource alarm) would never answer.
+        let channel = tokio::time::timeout(
+            super::CONFIRM_TIMEOUT,
+            open_channel(&self.shared.connection),
+        )
+        .await
+        .map_err(|_| PublishError::Timeout)?
+        .map_err(|e| PublishError::Broker(format!("{e:#}")))?;
         tracing::info!(
             channel = channel.id(),
             after_ms = state.delay.as_millis() as u64,
