@@ -9,8 +9,8 @@
 //! with the routed message's headers (unchanged: every type and nesting kept)
 //! plus the text header `x-routed-to: <route>`. A
 //! body that is not JSON, or has no usable `route` or `priority`, is rejected
-//! (dead-lettered if the queue has a dead-letter exchange) with a warning in
-//! warren's log.
+//! (dead-lettered: to the queue's dead-letter exchange, or to `<queue>.dead`)
+//! with a warning in warren's log.
 //!
 //! Config: `audit` (optional): the queue that gets one audit message per
 //! routed message. Any other key refuses the config.
