@@ -5,6 +5,7 @@
 //! Relative paths are resolved against the directory of the config file.
 
 mod pipelines;
+mod plugin;
 mod raw;
 mod secret;
 mod validate;

@@ -5,17 +5,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::{RawAdmin, RawBinding, RawBroker, RawConfig, RawExchange, RawPlugin, RawQueue};
+use super::raw::{RawAdmin, RawBinding, RawBroker, RawConfig, RawExchange, RawQueue};
 use super::{
-    AdminSettings, AdminToken, ArgValue, Arguments, BROKER_CONSUMER_TIMEOUT, BindingSettings,
-    BrokerSettings, BrokerUrl, CacheSetting, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL,
-    DEFAULT_SHUTDOWN_GRACE_MS, DEFAULT_STARTUP_TIMEOUT_MS, ExchangeSettings, QUEUE_NAME_MAX,
-    QueueSettings,
-};
-use crate::plugin::spec::{
-    DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUBLISH_BYTES,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, HttpLimits, Limits,
-    PluginSettings, PublishRules, mib,
+    AdminSettings, AdminToken, ArgValue, Arguments, BindingSettings, BrokerSettings, BrokerUrl,
+    CacheSetting, Config, DEAD_LETTER_SUFFIX, DEFAULT_BROKER_URL, DEFAULT_SHUTDOWN_GRACE_MS,
+    DEFAULT_STARTUP_TIMEOUT_MS, ExchangeSettings, QUEUE_NAME_MAX, QueueSettings,
 };
 
 /// The longest name AMQP carries (exchange, routing key).
@@ -32,7 +26,12 @@ pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Pr
     let plugins = raw
         .plugins
         .into_iter()
-        .map(|(name, p)| (name.clone(), plugin(name, p, path, base, problems)))
+        .map(|(name, p)| {
+            (
+                name.clone(),
+                super::plugin::plugin(name, p, path, base, problems),
+            )
+        })
         .collect();
     let mut queues = queues(raw.queues, problems);
     let exchanges = exchanges(raw.exchanges, problems);
@@ -178,88 +177,6 @@ fn cache_dir(raw: Option<toml::Value>, base: &Path, problems: &mut Problems) -> 
     }
 }
 
-fn plugin(
-    name: String,
-    p: RawPlugin,
-    path: &Path,
-    base: &Path,
-    problems: &mut Problems,
-) -> PluginSettings {
-    let key = format!("plugins.{name}");
-    let resolved = base.join(&p.path);
-    if !resolved.is_file() {
-        problems.push(format!(
-            "{key}.path: no plugin file at {} (relative paths are relative to {}); build it or fix the path",
-            resolved.display(),
-            path.display()
-        ));
-    }
-    let mut number = |value: Option<u64>, default: u64, field: &str| {
-        positive(value, default, &format!("{key}.{field}"), problems)
-    };
-    let bytes = |n: Option<usize>| n.map(|n| n as u64);
-    let limits = Limits {
-        timeout: Duration::from_millis(number(p.timeout_ms, DEFAULT_TIMEOUT_MS, "timeout_ms")),
-        memory_bytes: mib(number(p.memory_mb, DEFAULT_MEMORY_MB, "memory_mb")),
-        max_body_bytes: number(
-            bytes(p.max_body_bytes),
-            DEFAULT_MAX_BODY_BYTES as u64,
-            "max_body_bytes",
-        ) as usize,
-    };
-    let http = HttpLimits {
-        timeout: Duration::from_millis(number(
-            p.http_timeout_ms,
-            DEFAULT_HTTP_TIMEOUT_MS,
-            "http_timeout_ms",
-        )),
-        max_response_bytes: number(
-            bytes(p.max_response_bytes),
-            DEFAULT_MAX_RESPONSE_BYTES as u64,
-            "max_response_bytes",
-        ) as usize,
-        ca_file: p.ca_file.map(|file| base.join(file)),
-    };
-    let publish = PublishRules::new(
-        number(
-            bytes(p.max_publish_bytes),
-            DEFAULT_MAX_PUBLISH_BYTES as u64,
-            "max_publish_bytes",
-        ) as usize,
-        p.allowed_exchanges,
-        p.allowed_queues,
-    );
-    if limits.timeout > BROKER_CONSUMER_TIMEOUT {
-        tracing::warn!(
-            "{}: {key}.timeout_ms ({} ms) is longer than RabbitMQ's default consumer_timeout (30 min): \
-             the broker may close the channel of a message still in the plugin",
-            path.display(),
-            limits.timeout.as_millis()
-        );
-    }
-    let config: Vec<(String, String)> = p
-        .config
-        .into_iter()
-        .map(|(k, v)| match v {
-            toml::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect();
-    PluginSettings::new(
-        name,
-        tidy_path(resolved),
-        config,
-        limits,
-        p.allowed_hosts,
-        http,
-        publish,
-    )
-    .unwrap_or_else(|bad| {
-        problems.push(format!("{key}.{}: {}", bad.key, bad.error));
-        bad.settings
-    })
-}
-
 fn queues(raw: Vec<RawQueue>, problems: &mut Problems) -> Vec<QueueSettings> {
     let mut names = BTreeSet::new();
     let mut queues = Vec::new();
@@ -375,7 +292,7 @@ fn too_long(name: &str, key: &str, problems: &mut Problems) {
 
 /// The path with its directory made absolute and free of `..` (the file name itself is kept,
 /// so a symlinked plugin file is still followed anew on reload).
-fn tidy_path(path: PathBuf) -> PathBuf {
+pub(super) fn tidy_path(path: PathBuf) -> PathBuf {
     match (path.parent(), path.file_name()) {
         (Some(dir), Some(name)) => match std::fs::canonicalize(if dir.as_os_str().is_empty() {
             Path::new(".")
