@@ -18,6 +18,8 @@ const TWENTY: u32 = 20;
 const HUNDRED: u32 = 100;
 /// Threads the daemon may start besides while a hundred messages sleep (runtime, timers).
 const THREAD_SLACK: usize = 4;
+/// How long each of the hundred sleeps in the thread test (seconds per dot, one dot).
+const ASLEEP_SECONDS: &str = "8.0";
 /// Grace period of a stop that waits for every sleep to end.
 const WAIT_FOR_SLEEPS_MS: u64 = 30_000;
 /// Messages asleep at the `kill -9`.
@@ -124,7 +126,9 @@ fn threads(pid: u32) -> usize {
 async fn a_sleeping_message_holds_no_thread() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper-threads");
-    let (_dir, _, mut daemon) = run_consuming(&broker, &queue, "2.0", HUNDRED).await;
+    // Each sleeps long enough that the hundredth is delivered before the first wakes, even on
+    // a loaded machine (the count of unacked deliveries must reach all hundred).
+    let (_dir, _, mut daemon) = run_consuming(&broker, &queue, ASLEEP_SECONDS, HUNDRED).await;
     let stdout = BufReader::new(daemon.stdout.take().expect("stdout"));
     let idle = threads(daemon.id());
     for _ in 0..HUNDRED {
@@ -132,7 +136,7 @@ async fn a_sleeping_message_holds_no_thread() {
             .publish(&queue, b"task.", BasicProperties::default())
             .await;
     }
-    // All hundred have printed " [x] Received": they are asleep (2 s each) in the plugin.
+    // All hundred have printed " [x] Received": they are asleep in the plugin.
     let received = tokio::task::spawn_blocking(move || {
         let mut lines = stdout.lines().map_while(Result::ok);
         let received = lines

@@ -1,5 +1,7 @@
 //! Consumes one queue with manual acks; each delivery becomes a plain [`Message`] and its [`Acker`].
 
+use std::sync::{Arc, Mutex};
+
 use anyhow::Context;
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -10,10 +12,46 @@ use super::convert::{delivery_count, properties_from_amqp};
 use super::settle::Settler;
 use crate::message::Message;
 
+/// Consumers whose channel the broker closed, kept until their connection ends.
+///
+/// lapin 4.12 sends `basic.cancel` when the last handle of a consumer it still believes
+/// active is dropped. After the broker closed the channel with an error (a consumer timeout,
+/// say), the consumer is still "active" to lapin, and once lapin has removed the channel that
+/// cancel fails with `InvalidChannel` — which lapin takes for a connection error and answers
+/// by recovering the whole connection: every other pipeline consuming on it would get its
+/// channel reopened and its unacked deliveries redelivered. So such a consumer is never
+/// dropped while its connection lives: it is drained of what it buffered and parked here.
+/// One small entry per broker-closed channel; freed with the connection.
+#[derive(Clone, Default)]
+pub(super) struct Retired(Arc<Mutex<Vec<lapin::Consumer>>>);
+
+impl Retired {
+    fn park(&self, mut consumer: lapin::Consumer) {
+        use futures_util::FutureExt;
+        // Buffered deliveries of a closed channel cannot be settled: let them go now.
+        while let Some(Some(_)) = consumer.next().now_or_never() {}
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(consumer);
+    }
+
+    /// How many consumers are parked.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+}
+
 /// A manual-ack consumer on its own channel.
 pub struct Consumer {
     channel: lapin::Channel,
-    inner: lapin::Consumer,
+    /// Always `Some` until dropped (see [`Retired`]).
+    inner: Option<lapin::Consumer>,
+    retired: Retired,
     queue: String,
     tag: ShortString,
     coalesce_acks: bool,
@@ -27,6 +65,7 @@ pub struct Consumer {
 impl Consumer {
     pub(super) async fn start(
         connection: &lapin::Connection,
+        retired: Retired,
         queue: &str,
         prefetch: u16,
         tag: &str,
@@ -56,7 +95,8 @@ impl Consumer {
         let tag = inner.tag();
         Ok(Self {
             channel,
-            inner,
+            inner: Some(inner),
+            retired,
             queue: queue.to_owned(),
             tag,
             coalesce_acks,
@@ -68,7 +108,7 @@ impl Consumer {
 
     /// The next delivery; `None` once the consumer is cancelled (by us or the broker).
     pub async fn next(&mut self) -> Option<anyhow::Result<(Message, Acker)>> {
-        let delivery = match self.inner.next().await? {
+        let delivery = match self.inner.as_mut()?.next().await? {
             Ok(delivery) => delivery,
             Err(e) => {
                 return Some(Err(
@@ -122,8 +162,8 @@ impl Consumer {
 
     /// Sends the acks handed over so far, then closes the channel; deliveries not yet
     /// settled go back to the queue.
-    pub async fn close(self) {
-        if let Some(settler) = self.settler {
+    pub async fn close(mut self) {
+        if let Some(settler) = self.settler.take() {
             settler.flush().await;
         }
         if self.channel.status().connected() {
@@ -134,3 +174,17 @@ impl Consumer {
         }
     }
 }
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !self.channel.status().connected()
+        {
+            self.retired.park(inner);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "consume_tests.rs"]
+mod tests;

@@ -73,6 +73,9 @@ const RETIRE_POLL: Duration = Duration::from_millis(100);
 /// One AMQP connection.
 pub struct Connection {
     inner: Arc<lapin::Connection>,
+    /// Consumers of channels the broker closed, kept as long as this connection (see
+    /// [`consume::Retired`]).
+    retired: consume::Retired,
     watcher: tokio::task::JoinHandle<()>,
     url_index: usize,
     user: String,
@@ -180,6 +183,7 @@ impl Connection {
         });
         Self {
             inner: Arc::new(inner),
+            retired: consume::Retired::default(),
             watcher,
             url_index: 0,
             user: String::new(),
@@ -214,7 +218,17 @@ impl Connection {
         coalesce_acks: bool,
         quorum: bool,
     ) -> anyhow::Result<Consumer> {
-        Consumer::start(&self.inner, queue, prefetch, tag, coalesce_acks, quorum).await
+        let retired = self.retired.clone();
+        Consumer::start(
+            &self.inner,
+            retired,
+            queue,
+            prefetch,
+            tag,
+            coalesce_acks,
+            quorum,
+        )
+        .await
     }
 
     /// Opens a channel in confirm mode for publishing; `reopened` is called each time the
