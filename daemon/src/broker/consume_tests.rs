@@ -21,6 +21,31 @@ fn unique(what: &str) -> String {
     format!("warren-unit-{what}-{}-{nanos}", std::process::id())
 }
 
+async fn declare(channel: &lapin::Channel, queue: &str) {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare");
+}
+
+async fn consume(connection: &lapin::Connection, retired: &Retired, queue: &str) -> Consumer {
+    Consumer::start(
+        connection,
+        retired.clone(),
+        queue,
+        PREFETCH,
+        queue,
+        false,
+        false,
+    )
+    .await
+    .expect("consumer")
+}
+
 /// The broker closes one consumer's channel with an error (here: an ack of an unknown
 /// delivery tag, 406; in production: a consumer timeout). Dropping that consumer must not
 /// make lapin recover the connection: the other consumer on it keeps its channel, and the
@@ -36,14 +61,7 @@ async fn a_channel_closed_by_the_broker_leaves_the_other_consumers_alone() {
     let admin = connection.create_channel().await.expect("channel");
     let (calm, doomed) = (unique("calm"), unique("doomed"));
     for queue in [&calm, &doomed] {
-        admin
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("declare");
+        declare(&admin, queue).await;
     }
     admin
         .basic_publish(
@@ -57,17 +75,7 @@ async fn a_channel_closed_by_the_broker_leaves_the_other_consumers_alone() {
         .expect("publish");
 
     let retired = Retired::default();
-    let mut calm_consumer = Consumer::start(
-        &connection,
-        retired.clone(),
-        &calm,
-        PREFETCH,
-        "calm",
-        false,
-        false,
-    )
-    .await
-    .expect("calm consumer");
+    let mut calm_consumer = consume(&connection, &retired, &calm).await;
     let (held, acker) = calm_consumer
         .next()
         .await
@@ -75,17 +83,7 @@ async fn a_channel_closed_by_the_broker_leaves_the_other_consumers_alone() {
         .expect("not an error");
     assert_eq!(held.body, b"held");
 
-    let doomed_consumer = Consumer::start(
-        &connection,
-        retired.clone(),
-        &doomed,
-        PREFETCH,
-        "doomed",
-        false,
-        false,
-    )
-    .await
-    .expect("doomed consumer");
+    let doomed_consumer = consume(&connection, &retired, &doomed).await;
     doomed_consumer
         .channel
         .basic_ack(999, BasicAckOptions::default())
