@@ -16,6 +16,7 @@ use crate::config::PipelineSettings;
 use crate::decision::RetryPolicy;
 use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::registry::PluginSlot;
+use crate::trace::Tracer;
 
 pub use process::{
     DEAD_LETTER_HEADERS, PIPELINE_HEADER, PLUGIN_VERSION_HEADER, REASON_HEADER, TIME_HEADER,
@@ -37,6 +38,7 @@ pub struct Pipeline {
     heartbeat: Heartbeat,
     epoch: Instant,
     retry: RetryPolicy,
+    tracer: Tracer,
 }
 
 impl Pipeline {
@@ -68,7 +70,13 @@ impl Pipeline {
             metrics,
             heartbeat,
             epoch,
+            tracer: Tracer::off(),
         }
+    }
+
+    /// The pipeline, its messages traced by `tracer`.
+    pub fn traced(self, tracer: Tracer) -> Self {
+        Self { tracer, ..self }
     }
 
     fn beat(&self) {

@@ -1,6 +1,6 @@
 //! The per-instance host state, and the host functions a plugin imports (`log`, `publish`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use wasmtime::StoreLimits;
@@ -11,6 +11,7 @@ use super::egress::{EgressHooks, EgressPolicy};
 
 use crate::contract::warren::plugin::{host, types};
 use crate::contract::{Level, Outgoing};
+use crate::trace::TraceId;
 
 /// Most extra messages one `handle` may publish; past it the call traps.
 pub const MAX_PUBLISHES_PER_MESSAGE: usize = 1_000;
@@ -98,6 +99,35 @@ pub fn one_log_line(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// The message an instance is handling, named in the plugin's log lines (its `log` calls and
+/// its stderr); empty outside `handle` (during `init`).
+#[derive(Debug, Default)]
+pub(super) struct CallTag {
+    /// The message's `message_id` (`-` if it has none); empty outside a call.
+    message_id: String,
+    /// The message's trace, when traces are exported.
+    trace_id: Option<TraceId>,
+}
+
+impl CallTag {
+    /// The message id, if a message is being handled.
+    fn message_id(&self) -> Option<&str> {
+        (!self.message_id.is_empty()).then_some(self.message_id.as_str())
+    }
+
+    /// The trace id as log lines show it: 32 hex digits.
+    fn trace_id(&self) -> Option<tracing::field::DisplayValue<TraceId>> {
+        self.trace_id.map(tracing::field::display)
+    }
+}
+
+/// Shared by an instance's host state and its stderr stream.
+type SharedTag = Arc<Mutex<CallTag>>;
+
+fn lock(tag: &SharedTag) -> std::sync::MutexGuard<'_, CallTag> {
+    tag.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// The log budget of the current `handle`, and the plugin's shared rate limit.
 struct LogBudget {
     limiter: Arc<LogLimiter>,
@@ -123,6 +153,8 @@ pub struct HostState {
     plugin: Arc<str>,
     /// The pipeline the current message came from, for logs.
     pub(super) pipeline: Arc<str>,
+    /// The message being handled, for logs.
+    tag: SharedTag,
     log: LogBudget,
 }
 
@@ -135,9 +167,10 @@ impl HostState {
         egress: Arc<EgressPolicy>,
         log: Arc<LogLimiter>,
     ) -> Self {
+        let tag = SharedTag::default();
         let wasi = WasiCtxBuilder::new()
             .inherit_stdout()
-            .stderr(PluginStderr(plugin.clone(), log.clone()))
+            .stderr(PluginStderr(plugin.clone(), log.clone(), tag.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -156,6 +189,7 @@ impl HostState {
             deadline: Instant::now(),
             pipeline: plugin.clone(),
             plugin,
+            tag,
             log: LogBudget {
                 limiter: log,
                 bytes: 0,
@@ -164,10 +198,15 @@ impl HostState {
         }
     }
 
-    /// Starts the budget of a new call.
-    pub(super) fn new_call(&mut self) {
+    /// Starts the budget of a new call, on the message with `message_id` in the trace
+    /// `trace_id`. The tag's text is reused from call to call: no allocation per message.
+    pub(super) fn new_call(&mut self, message_id: Option<&str>, trace_id: Option<TraceId>) {
         self.log.bytes = 0;
         self.log.cut = false;
+        let mut tag = lock(&self.tag);
+        tag.message_id.clear();
+        tag.message_id.push_str(message_id.unwrap_or("-"));
+        tag.trace_id = trace_id;
     }
 
     /// Resource handles (WASI streams, HTTP requests and responses, ...) the guest holds.
@@ -222,12 +261,19 @@ impl host::Host for HostState {
         }
         let text = one_log_line(&text);
         let (plugin, pipeline) = (&*self.plugin, &*self.pipeline);
+        let tag = lock(&self.tag);
+        let (message_id, trace_id) = (tag.message_id(), tag.trace_id());
+        macro_rules! log {
+            ($level:ident) => {
+                tracing::$level!(target: "warren::plugin", plugin, pipeline, message_id, trace_id, "{text}")
+            };
+        }
         match level {
-            Level::Trace => tracing::trace!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Debug => tracing::debug!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Info => tracing::info!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Warn => tracing::warn!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Error => tracing::error!(target: "warren::plugin", plugin, pipeline, "{text}"),
+            Level::Trace => log!(trace),
+            Level::Debug => log!(debug),
+            Level::Info => log!(info),
+            Level::Warn => log!(warn),
+            Level::Error => log!(error),
         }
         Ok(())
     }
@@ -247,7 +293,7 @@ impl host::Host for HostState {
 /// level warn, with the plugin's name), so that a panic message says which plugin it came
 /// from and `--log-format json` stays one JSON object per line. (stdout stays the process's
 /// stdout: printing is what the printer plugin is for.)
-struct PluginStderr(Arc<str>, Arc<LogLimiter>);
+struct PluginStderr(Arc<str>, Arc<LogLimiter>, SharedTag);
 
 impl wasmtime_wasi::cli::IsTerminal for PluginStderr {
     fn is_terminal(&self) -> bool {
@@ -260,6 +306,7 @@ impl wasmtime_wasi::cli::StdoutStream for PluginStderr {
         Box::new(StderrLines {
             plugin: self.0.clone(),
             limiter: self.1.clone(),
+            tag: self.2.clone(),
             partial: Vec::new(),
         })
     }
@@ -271,6 +318,7 @@ const STDERR_LINE_MAX: usize = 8192;
 struct StderrLines {
     plugin: Arc<str>,
     limiter: Arc<LogLimiter>,
+    tag: SharedTag,
     partial: Vec<u8>,
 }
 
@@ -280,7 +328,9 @@ impl StderrLines {
         let line = line.trim_end_matches(['\r', '\n']);
         if !line.is_empty() && self.limiter.admit(&self.plugin) {
             let line = one_log_line(line);
-            tracing::warn!(target: "warren::plugin", plugin = &*self.plugin, stream = "stderr", "{line}");
+            let tag = lock(&self.tag);
+            let (message_id, trace_id) = (tag.message_id(), tag.trace_id());
+            tracing::warn!(target: "warren::plugin", plugin = &*self.plugin, message_id, trace_id, stream = "stderr", "{line}");
         }
         self.partial.clear();
     }
