@@ -84,7 +84,7 @@ fn log_event(log: &str, needle: &str, id: &str) -> serde_json::Value {
 /// same way. The plugin's log line for each carries its message id and trace id.
 #[tokio::test]
 async fn a_republished_message_continues_its_trace() {
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start();
     let broker = Broker::connect().await;
     let (queue, out) = (unique("traced"), unique("traced-out"));
     broker.queue(&out).await;
@@ -177,7 +177,7 @@ async fn a_republished_message_continues_its_trace() {
 /// message (its stderr) carries the message id and the trace id.
 #[tokio::test]
 async fn a_failed_message_is_traced_to_its_dead_letter() {
-    let receiver = OtlpReceiver::start().await;
+    let receiver = OtlpReceiver::start();
     let broker = Broker::connect().await;
     let queue = unique("traced-trap");
     broker.forget_later_queue(&queue);

@@ -1,5 +1,8 @@
 //! An OTLP/HTTP trace receiver in the test's process: it takes what warren exports to
 //! `/v1/traces` (protobuf), and keeps the spans for the test to look at.
+//!
+//! It serves from a thread and a runtime of its own, so that it answers while the test's
+//! runtime is blocked (waiting for a `warren run` to exit, which flushes its spans then).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,25 +61,26 @@ pub struct OtlpReceiver {
     /// What to set `[telemetry] otlp_endpoint` to.
     pub endpoint: String,
     received: Arc<Received>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
 }
 
 impl OtlpReceiver {
     /// A receiver that decodes and keeps every span.
-    pub async fn start() -> Self {
-        Self::listen(true).await
+    pub fn start() -> Self {
+        Self::listen(true)
     }
 
     /// A receiver that answers every export without decoding it (for the bench: a sink
     /// whose own cost is small).
-    pub async fn discarding() -> Self {
-        Self::listen(false).await
+    pub fn discarding() -> Self {
+        Self::listen(false)
     }
 
-    async fn listen(keep: bool) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the OTLP receiver");
+    fn listen(keep: bool) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the OTLP receiver");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking socket");
         let address = listener.local_addr().expect("its address");
         let received = Arc::new(Received {
             keep,
@@ -85,13 +89,25 @@ impl OtlpReceiver {
         let app = Router::new()
             .route("/v1/traces", post(take))
             .with_state(received.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let stopped = stop.clone().cancelled_owned();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the receiver's runtime");
+            runtime.block_on(async move {
+                let listener =
+                    tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            });
         });
         Self {
             endpoint: format!("http://{address}"),
             received,
-            task,
+            stop,
         }
     }
 
@@ -118,7 +134,7 @@ impl OtlpReceiver {
 
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop.cancel();
     }
 }
 

@@ -20,7 +20,7 @@ const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-
 /// round), `--rounds` times; returns the report's table.
 pub async fn phase(args: &Args) -> anyhow::Result<String> {
     let broker = Broker::connect_as(&args.url, "warren-bench.control").await;
-    let receiver = OtlpReceiver::discarding().await;
+    let receiver = OtlpReceiver::discarding();
     let plugin = test_plugin("scripted");
     let body = vec![b'x'; args.size];
     let mut headers = FieldTable::default();
