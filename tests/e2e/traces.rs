@@ -195,13 +195,14 @@ async fn a_failed_message_is_traced_to_its_dead_letter() {
 
     let spans = receiver.trace(trace);
     let message = one(&spans, &format!("process {queue}"));
+    // As the dead letter's x-warren-reason says it.
+    let reason = message.attribute("warren.failure.reason");
+    let header = text(&dead.delivery.properties, "x-warren-reason").expect("a reason");
     assert!(
-        message
-            .attribute("warren.failure.reason")
-            .contains("scripted trap")
-            || message.attribute("warren.failure.reason").contains("trap"),
+        reason.starts_with("plugin failed: plugin trapped: "),
         "{message:#?}"
     );
+    assert_eq!(reason, header);
     assert_eq!(message.status, STATUS_ERROR);
     assert_eq!(message.attribute("warren.verdict"), "error");
     assert_eq!(one(&spans, "handle").status, STATUS_ERROR);

@@ -1,5 +1,6 @@
 //! One pipeline: consume a queue, hand each delivery to the plugin, publish what it asks, settle once.
 
+mod dead_letter;
 mod process;
 mod validate;
 
@@ -18,7 +19,7 @@ use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::registry::PluginSlot;
 use crate::trace::Tracer;
 
-pub use process::{
+pub use dead_letter::{
     DEAD_LETTER_HEADERS, PIPELINE_HEADER, PLUGIN_VERSION_HEADER, REASON_HEADER, TIME_HEADER,
 };
 pub use validate::{InvalidPublish, check_plugin_publishes};
