@@ -46,6 +46,7 @@ fn shipped_config_passes_check() {
         "rejected messages of hello go to hello.dead, which is declared: {stdout}"
     );
     assert!(!stdout.contains("will be dropped"), "{stdout}");
+    assert!(stdout.contains("traces   off"), "no [telemetry]: {stdout}");
 }
 
 /// Opting out of the dead-letter queue is said out loud by `check`.

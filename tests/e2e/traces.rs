@@ -254,3 +254,42 @@ async fn without_telemetry_trace_headers_pass_through() {
     assert_eq!(header(second, "tracestate"), None);
     broker.cleanup().await;
 }
+
+/// `warren check` refuses an `otlp_endpoint` that is not an http:// URL, naming the key and
+/// the file (exit code 78), and says where a good one sends the spans.
+#[test]
+fn check_refuses_a_bad_otlp_endpoint_and_shows_a_good_one() {
+    let check = |endpoint: &str| {
+        let config = scripted("q", r#"mode = "ack""#, "", "")
+            .otlp(endpoint, "orders")
+            .build();
+        let (_dir, path) = write_config(&config);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["check", "--config", path.to_str().expect("a UTF-8 path")])
+            .output()
+            .expect("run warren check");
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (
+            out.status.code(),
+            text(&out.stdout),
+            text(&out.stderr),
+            path,
+        )
+    };
+    let (code, _, stderr, path) = check("127.0.0.1:4318");
+    assert_eq!(code, Some(i32::from(warren::exit::CONFIG)), "{stderr}");
+    assert!(
+        stderr.contains("telemetry.otlp_endpoint")
+            && stderr.contains("http://127.0.0.1:4318")
+            && stderr.contains(path.to_str().expect("a UTF-8 path")),
+        "names the key, the fix and the file: {stderr}"
+    );
+    let (code, stdout, stderr, _) = check("http://127.0.0.1:4318");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(
+            "traces   exported over OTLP/HTTP to http://127.0.0.1:4318/v1/traces as service \"orders\""
+        ),
+        "{stdout}"
+    );
+}

@@ -60,13 +60,8 @@ impl Tracer {
         Self(None)
     }
 
-    /// True if messages are traced.
-    pub fn is_on(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// Starts the span of `message`, a child of the span its `traceparent` header names (a
-    /// new trace without one), kept in `tracestate`.
+    /// Starts the span of `message`: a child of the span its `traceparent` header names, in
+    /// that trace and with its `tracestate`; without one (or a malformed one), a new trace.
     pub fn start(
         &self,
         pipeline: &Arc<str>,
