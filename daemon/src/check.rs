@@ -22,6 +22,14 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
             .as_deref()
             .unwrap_or("none: every start compiles every plugin")
     );
+    let _ = match &config.telemetry {
+        Some(t) => writeln!(
+            out,
+            "traces   exported over OTLP/HTTP to {} as service {:?}",
+            t.endpoint, t.service_name
+        ),
+        None => writeln!(out, "traces   off (no [telemetry] otlp_endpoint)"),
+    };
     for (name, slot) in plugins.slots() {
         let p = slot.load();
         let s = &config.plugins[name];

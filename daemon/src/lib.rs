@@ -20,5 +20,6 @@ pub mod plugin;
 pub mod produce;
 pub mod systemd;
 pub mod telemetry;
+pub mod trace;
 pub mod try_plugin;
 pub mod watch;

@@ -6,12 +6,9 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Broker, KillOnDrop, TestConfig, broker_url, repo_root, scripted_config, shipped_plugin,
-    test_plugin, unique, warren_run, write_config,
+    Broker, KillOnDrop, LOG_PATIENCE, LoggingDaemon, TestConfig, broker_url, repo_root,
+    scripted_config, shipped_plugin, test_plugin, unique, warren_run, write_config,
 };
-
-/// How long a `warren run` may take to log a line the test waits for (`warren ready`).
-const LOG_PATIENCE: Duration = Duration::from_secs(30);
 
 fn warren(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -49,6 +46,7 @@ fn shipped_config_passes_check() {
         "rejected messages of hello go to hello.dead, which is declared: {stdout}"
     );
     assert!(!stdout.contains("will be dropped"), "{stdout}");
+    assert!(stdout.contains("traces   off"), "no [telemetry]: {stdout}");
 }
 
 /// Opting out of the dead-letter queue is said out loud by `check`.
@@ -349,65 +347,6 @@ async fn unroutable_publish_is_logged_without_the_body() {
     );
     assert_eq!(broker.ready(&queue).await, 0, "rejected (on_error)");
     broker.cleanup().await;
-}
-
-/// `warren run` as a process, its stderr (the log) read line by line as it comes.
-struct LoggingDaemon {
-    process: KillOnDrop,
-    lines: std::sync::mpsc::Receiver<String>,
-    reader: std::thread::JoinHandle<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl LoggingDaemon {
-    /// Starts `warren run` on `config` with `args` after it, `RUST_LOG` unset (the default
-    /// filter).
-    fn start(config: &str, args: &[&str]) -> Self {
-        let (dir, path) = write_config(config);
-        let mut process = KillOnDrop::spawn(
-            warren_run(&path)
-                .args(args)
-                .env_remove("RUST_LOG")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped()),
-        );
-        let stderr = BufReader::new(process.stderr.take().expect("stderr"));
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
-        Self {
-            process,
-            lines,
-            reader,
-            _dir: dir,
-        }
-    }
-
-    /// Waits (up to [`LOG_PATIENCE`]) for a log line containing `needle` and returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + LOG_PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("warren did not log {needle:?} within {LOG_PATIENCE:?}"),
-            }
-        }
-    }
-
-    /// SIGTERM; asserts exit 0 and returns the whole log.
-    fn stop(mut self) -> String {
-        assert!(self.process.terminate().success(), "exit 0");
-        self.reader.join().expect("stderr reader")
-    }
 }
 
 /// `--log-format json`: one JSON object per line, the plugin's own panic message (its stderr)

@@ -53,3 +53,6 @@ mod dlq;
 
 // The compile cache: warmed by check, a second start compiles nothing, corrupt entries rebuilt.
 mod cache;
+
+// Message traces: span trees exported over OTLP, traceparent continued, log lines tagged.
+mod traces;

@@ -24,6 +24,7 @@ pub struct TestConfig {
     top: String,
     broker: String,
     admin: String,
+    telemetry: String,
     plugins: String,
     queues: String,
     pipelines: String,
@@ -58,6 +59,7 @@ impl TestConfig {
             top: String::new(),
             broker,
             admin: String::new(),
+            telemetry: String::new(),
             plugins: String::new(),
             queues: String::new(),
             pipelines: String::new(),
@@ -92,6 +94,15 @@ impl TestConfig {
     /// `[admin]` listening on `127.0.0.1:PORT`.
     pub fn admin(mut self, port: u16) -> Self {
         self.admin = format!("\n[admin]\nlisten = \"127.0.0.1:{port}\"\n");
+        self
+    }
+
+    /// `[telemetry]`: message traces exported to the OTLP/HTTP receiver at `endpoint`, with
+    /// `service_name`.
+    pub fn otlp(mut self, endpoint: &str, service_name: &str) -> Self {
+        self.telemetry = format!(
+            "\n[telemetry]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"{service_name}\"\n"
+        );
         self
     }
 
@@ -158,8 +169,14 @@ impl TestConfig {
             None => String::new(),
         };
         format!(
-            "{grace}{}\n[broker]\n{}{}{}{}{}",
-            self.top, self.broker, self.admin, self.plugins, self.queues, self.pipelines
+            "{grace}{}\n[broker]\n{}{}{}{}{}{}",
+            self.top,
+            self.broker,
+            self.admin,
+            self.telemetry,
+            self.plugins,
+            self.queues,
+            self.pipelines
         )
     }
 }

@@ -1,15 +1,19 @@
 //! The daemon under test: in this process (`Running`), or `warren run` as a child process
-//! (`KillOnDrop`).
+//! (`KillOnDrop`; `LoggingDaemon` reads its log as it comes).
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, ExitStatus};
-use std::time::Instant;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use warren::app::Daemon;
 use warren::config::Config;
 
 use super::config::write_config;
+
+/// How long a `warren run` may take to log a line the test waits for (`warren ready`).
+pub const LOG_PATIENCE: Duration = Duration::from_secs(30);
 
 /// A daemon running in this process, started from a config file.
 pub struct Running {
@@ -116,5 +120,64 @@ impl Drop for KillOnDrop {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
+    }
+}
+
+/// `warren run` as a process, its stderr (the log) read line by line as it comes.
+pub struct LoggingDaemon {
+    process: KillOnDrop,
+    lines: std::sync::mpsc::Receiver<String>,
+    reader: std::thread::JoinHandle<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl LoggingDaemon {
+    /// Starts `warren run` on `config` with `args` after it, `RUST_LOG` unset (the default
+    /// filter).
+    pub fn start(config: &str, args: &[&str]) -> Self {
+        let (dir, path) = write_config(config);
+        let mut process = KillOnDrop::spawn(
+            warren_run(&path)
+                .args(args)
+                .env_remove("RUST_LOG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let stderr = BufReader::new(process.stderr.take().expect("stderr"));
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = lines_tx.send(line.clone());
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        Self {
+            process,
+            lines,
+            reader,
+            _dir: dir,
+        }
+    }
+
+    /// Waits (up to [`LOG_PATIENCE`]) for a log line containing `needle` and returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + LOG_PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("warren did not log {needle:?} within {LOG_PATIENCE:?}"),
+            }
+        }
+    }
+
+    /// SIGTERM; asserts exit 0 and returns the whole log.
+    pub fn stop(mut self) -> String {
+        assert!(self.process.terminate().success(), "exit 0");
+        self.reader.join().expect("stderr reader")
     }
 }

@@ -16,6 +16,8 @@ mod daemon;
 mod metrics;
 // Names that no other test, bench or earlier run uses.
 mod names;
+// An OTLP/HTTP receiver that keeps the spans warren exports.
+mod otlp;
 // The `.wasm` plugins, built once per run.
 mod plugins;
 // `eventually(what, patience, probe)`: the one way a test waits for something.
@@ -26,5 +28,6 @@ pub use config::*;
 pub use daemon::*;
 pub use metrics::*;
 pub use names::*;
+pub use otlp::*;
 pub use plugins::*;
 pub use wait::*;

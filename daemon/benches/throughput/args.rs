@@ -39,7 +39,7 @@ pub struct Args {
     /// `rabbitmqctl status` when absent (if that works).
     #[arg(long, env = "WARREN_BENCH_BROKER_PID")]
     pub broker_pid: Option<u32>,
-    /// Phases to run (comma-separated); all when absent.
+    /// Phases to run (comma-separated): throughput, call, sleeper, traces; all when absent.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Phase>,
     /// Internal: run the sleeper phase in this process and write its results (JSON) here.
@@ -56,6 +56,7 @@ pub enum Phase {
     Throughput,
     Call,
     Sleeper,
+    Traces,
 }
 
 impl Args {

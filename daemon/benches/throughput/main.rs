@@ -4,7 +4,7 @@
 //! `plugins/build` when they are missing or stale. How to run it and the latest results:
 //! `BENCHMARKS.md` at the repo root.
 //!
-//! Phases (`--only throughput,call,sleeper`; all by default):
+//! Phases (`--only throughput,call,sleeper,traces`; all by default):
 //! - `throughput`: for each prefetch and round, fill a fresh queue with N messages and drain it
 //!   with (a) `ack().await` in the consume loop, (b) acks spawned off the loop, (c) one
 //!   `multiple` ack per batch, and warren in-process with the no-op `scripted` plugin, with
@@ -13,6 +13,8 @@
 //!   instance (instantiate + `init` + `handle`).
 //! - `sleeper`: in a child process (so its peak RSS is its own): 1,000 one-dot messages through
 //!   the `sleeper` plugin; then the three shipped plugins together at concurrency 100.
+//! - `traces`: warren with message traces off and on (spans exported to an OTLP/HTTP receiver
+//!   in this process), alternating, and the ratio of the two rates.
 //!
 //! Progress goes to stderr, the Markdown report to stdout.
 
@@ -35,6 +37,8 @@ mod sleeper;
 mod stats;
 // Phase 1: drain throughput of warren against three bare consumers.
 mod throughput;
+// Phase 4: warren's throughput with message traces off and on.
+mod traces;
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -102,6 +106,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if args.runs(Phase::Throughput) {
         report.push_str(&throughput::phase(args).await?);
+    }
+    if args.runs(Phase::Traces) {
+        report.push_str(&traces::phase(args).await?);
     }
     writeln!(
         report,

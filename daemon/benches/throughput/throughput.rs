@@ -90,7 +90,8 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
                 fills.push(fill_rate);
                 let sample = match drainer {
                     Drainer::Warren { coalesce } => {
-                        drain_warren(args, &broker, &plugin, &queue, prefetch, coalesce).await?
+                        drain_warren(args, &broker, &plugin, &queue, prefetch, coalesce, None)
+                            .await?
                     }
                     bare => drain_bare(args, &queue, prefetch, bare).await?,
                 };
@@ -262,23 +263,28 @@ async fn drain_bare(
 /// Drains `--messages` through warren in-process; the rate runs from "ready" until every
 /// message is handled and settled (no message in flight). With `coalesce_acks` a settled ack
 /// may reach the broker a few ms later (warren's straggler delay); the queue is checked empty
-/// once the daemon has stopped, so every message was acked in the end.
-async fn drain_warren(
+/// once the daemon has stopped, so every message was acked in the end. With `otlp`, its
+/// messages are traced, the spans sent to that OTLP/HTTP endpoint.
+pub async fn drain_warren(
     args: &Args,
     broker: &Broker,
     plugin: &Path,
     queue: &str,
     prefetch: u16,
     coalesce: bool,
+    otlp: Option<&str>,
 ) -> anyhow::Result<Sample> {
     let n = args.messages as u64;
     let pipeline =
         format!("prefetch = {prefetch}\nconcurrency = {prefetch}\ncoalesce_acks = {coalesce}");
-    let config = TestConfig::with_url(&args.url)
+    let mut config = TestConfig::with_url(&args.url)
         .connection_name("warren-bench.warren")
         .plugin("noop", Path::new("scripted.wasm"), "mode = \"ack\"", "")
         .queue(queue, "")
         .pipeline("bench", queue, "noop", &pipeline);
+    if let Some(endpoint) = otlp {
+        config = config.otlp(endpoint, "warren-bench");
+    }
     let daemon = start_beside(&config, &[plugin]).await?;
     let meter = Meter::start(args.broker_pid);
     let before = handled(&daemon);

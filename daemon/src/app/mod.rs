@@ -30,6 +30,7 @@ use crate::metrics::{Metrics, SharedMetrics};
 use crate::plugin::Runtime;
 use crate::plugin::registry::Registry;
 use crate::systemd;
+use crate::trace::{Exporter, Tracer};
 use crate::watch::Watcher;
 pub use handles::{ReloadHandle, Reloads, StartError, reload_channel};
 pub use reload::ConfigDiff;
@@ -72,6 +73,8 @@ pub struct Daemon {
     inbox: Inbox,
     reload: ReloadHandle,
     watcher: Option<Watcher>,
+    /// Sends message traces, when `[telemetry]` asks for them.
+    exporter: Option<Exporter>,
 }
 
 impl Daemon {
@@ -92,6 +95,13 @@ impl Daemon {
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
             .map_err(StartError::Config)?;
+        let (exporter, tracer) = match &config.telemetry {
+            Some(telemetry) => {
+                let (exporter, tracer) = Exporter::start(telemetry).map_err(StartError::Config)?;
+                (Some(exporter), tracer)
+            }
+            None => (None, Tracer::off()),
+        };
         let metrics = Arc::new(Metrics::new());
         for (name, slot) in plugins.slots() {
             metrics.compiled(name, slot.load().compilation().source);
@@ -120,7 +130,12 @@ impl Daemon {
             shutdown,
             links,
             plugins,
-            pipelines: supervisor::Supervisor::new(Instant::now(), failures_tx, restarts_tx),
+            pipelines: supervisor::Supervisor::new(
+                Instant::now(),
+                failures_tx,
+                restarts_tx,
+                tracer,
+            ),
             metrics,
             recovering: None,
             consuming: Arc::new(AtomicBool::new(false)),
@@ -136,6 +151,7 @@ impl Daemon {
             },
             reload,
             watcher,
+            exporter,
             config,
         };
         daemon
@@ -320,6 +336,9 @@ impl Daemon {
         while self.background.join_next().await.is_some() {}
         self.links.consume.close().await;
         self.links.publish.close().await;
+        if let Some(exporter) = self.exporter.take() {
+            exporter.shutdown().await;
+        }
         tracing::info!("stopped");
         result
     }

@@ -38,6 +38,10 @@ impl ConfigDiff {
             diff.later
                 .push("cache_dir changed: it takes effect when warren restarts".into());
         }
+        if new.telemetry != old.telemetry {
+            diff.later
+                .push("[telemetry] changed: it takes effect when warren restarts".into());
+        }
         if new.shutdown_grace != old.shutdown_grace {
             diff.later.push(
                 "shutdown_grace_ms changed: pipelines started from now on use it; running ones keep theirs until restarted"
@@ -221,5 +225,17 @@ mod tests {
             ["cache_dir changed: it takes effect when warren restarts"]
         );
         assert!(diff.stop.is_empty() && diff.start.is_empty());
+    }
+
+    #[test]
+    fn a_telemetry_change_is_later() {
+        let old = config(ONE, "");
+        let traced = "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"";
+        let diff = ConfigDiff::between(&old, &config(ONE, traced));
+        assert_eq!(diff.refused, None);
+        assert_eq!(
+            diff.later,
+            ["[telemetry] changed: it takes effect when warren restarts"]
+        );
     }
 }

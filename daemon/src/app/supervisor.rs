@@ -18,6 +18,7 @@ use crate::config::PipelineSettings;
 use crate::metrics::{Heartbeat, Metrics};
 use crate::pipeline::{Pipeline, Stop};
 use crate::plugin::registry::PluginSlot;
+use crate::trace::Tracer;
 
 /// First wait before a failed pipeline is restarted; doubled at each failure in a row.
 pub const RESTART_MIN: Duration = Duration::from_millis(500);
@@ -51,6 +52,8 @@ pub struct Supervisor {
     restarts: mpsc::UnboundedSender<String>,
     /// The wait before each failed pipeline's next restart.
     backoff: BTreeMap<String, Duration>,
+    /// Traces every pipeline's messages (or none).
+    tracer: Tracer,
 }
 
 impl Supervisor {
@@ -60,8 +63,10 @@ impl Supervisor {
         epoch: Instant,
         failures: mpsc::UnboundedSender<Failure>,
         restarts: mpsc::UnboundedSender<String>,
+        tracer: Tracer,
     ) -> Self {
         Self {
+            tracer,
             running: BTreeMap::new(),
             heartbeats: Heartbeats::default(),
             publishers: Publishers::default(),
@@ -171,7 +176,8 @@ impl Supervisor {
             metrics.pipeline(&name),
             heartbeat,
             self.epoch,
-        );
+        )
+        .traced(self.tracer.clone());
         let stop = Stop::default();
         let run = pipeline.run(consumer, stop.clone(), grace);
         let failures = self.failures.clone();

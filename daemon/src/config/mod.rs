@@ -8,6 +8,7 @@ mod pipelines;
 mod plugin;
 mod raw;
 mod secret;
+mod telemetry;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 pub use crate::plugin::cache::CacheSetting;
 pub use crate::plugin::spec::PluginSettings;
 pub use secret::BrokerUrl;
+pub use telemetry::TelemetrySettings;
 
 /// Where `warren run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warren/warren.toml";
@@ -60,6 +62,8 @@ pub struct Config {
     pub broker: BrokerSettings,
     /// Admin endpoint, if any.
     pub admin: Option<AdminSettings>,
+    /// Where message traces are exported, if they are (`[telemetry] otlp_endpoint`).
+    pub telemetry: Option<TelemetrySettings>,
     /// How long in-flight messages may take to finish on stop.
     pub shutdown_grace: Duration,
     /// Where compiled plugins are cached between starts (`cache_dir`).

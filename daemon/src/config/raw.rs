@@ -17,6 +17,8 @@ pub(super) struct RawConfig {
     pub(super) broker: RawBroker,
     /// `[admin]`: the admin HTTP endpoint. Default: none.
     pub(super) admin: Option<RawAdmin>,
+    /// `[telemetry]`: where message traces are exported. Default: none (no traces).
+    pub(super) telemetry: Option<super::telemetry::RawTelemetry>,
     /// `shutdown_grace_ms`: time for in-flight messages on stop. Default 30000.
     pub(super) shutdown_grace_ms: Option<u64>,
     /// `cache_dir`: where compiled plugins are kept between starts, relative to the config

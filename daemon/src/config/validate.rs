@@ -22,6 +22,9 @@ pub(super) type Problems = Vec<String>;
 pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Problems) -> Config {
     let broker = broker(raw.broker, base, problems);
     let admin = raw.admin.and_then(|a| admin(a, base, problems));
+    let telemetry = raw
+        .telemetry
+        .and_then(|t| super::telemetry::telemetry(t, problems));
     let cache = cache_dir(raw.cache_dir, base, problems);
     let plugins = raw
         .plugins
@@ -41,6 +44,7 @@ pub(super) fn config(raw: RawConfig, path: &Path, base: &Path, problems: &mut Pr
         path: path.to_path_buf(),
         broker,
         admin,
+        telemetry,
         shutdown_grace: Duration::from_millis(
             raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         ),

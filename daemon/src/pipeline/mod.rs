@@ -1,5 +1,6 @@
 //! One pipeline: consume a queue, hand each delivery to the plugin, publish what it asks, settle once.
 
+mod dead_letter;
 mod process;
 mod validate;
 
@@ -16,8 +17,9 @@ use crate::config::PipelineSettings;
 use crate::decision::RetryPolicy;
 use crate::metrics::{Heartbeat, PipelineMetrics};
 use crate::plugin::registry::PluginSlot;
+use crate::trace::Tracer;
 
-pub use process::{
+pub use dead_letter::{
     DEAD_LETTER_HEADERS, PIPELINE_HEADER, PLUGIN_VERSION_HEADER, REASON_HEADER, TIME_HEADER,
 };
 pub use validate::{InvalidPublish, check_plugin_publishes};
@@ -37,6 +39,7 @@ pub struct Pipeline {
     heartbeat: Heartbeat,
     epoch: Instant,
     retry: RetryPolicy,
+    tracer: Tracer,
 }
 
 impl Pipeline {
@@ -68,7 +71,13 @@ impl Pipeline {
             metrics,
             heartbeat,
             epoch,
+            tracer: Tracer::off(),
         }
+    }
+
+    /// The pipeline, its messages traced by `tracer`.
+    pub fn traced(self, tracer: Tracer) -> Self {
+        Self { tracer, ..self }
     }
 
     fn beat(&self) {

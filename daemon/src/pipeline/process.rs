@@ -8,13 +8,15 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use super::Pipeline;
+use super::dead_letter::dead_letter_copy;
 use super::validate::{check_plugin_publishes, check_properties};
 use crate::broker::{Acker, PublishError, Settled, Settlement};
 use crate::config::DeadLetter;
 use crate::decision::{Decision, Fate, Kind, Reason, attempt, counted_copy, decide};
-use crate::message::{HeaderValue, Message, Outgoing, scalar_header, text_header};
+use crate::message::{Message, Outgoing};
 use crate::metrics::InFlight;
 use crate::plugin::Plugin;
+use crate::trace::MessageTrace;
 
 impl Pipeline {
     /// The path of one message: plugin → decision → publishes (confirmed) → settlement.
@@ -27,7 +29,8 @@ impl Pipeline {
             self.metrics.redeliveries.inc();
         }
         let plugin = self.plugin.load_full();
-        let fate = match AssertUnwindSafe(self.decide_and_publish(&plugin, &message))
+        let trace = self.tracer.start(&self.name, &plugin, &message);
+        let fate = match AssertUnwindSafe(self.decide_and_publish(&plugin, &message, &trace))
             .catch_unwind()
             .await
         {
@@ -42,24 +45,33 @@ impl Pipeline {
                     panic = text,
                     "warren failed on a message (a bug: please report it); on_error applies"
                 );
-                Fate::on_error(self.settings.on_error, Reason::Panic(text))
+                let reason = Reason::Panic(text);
+                trace.failed(&reason);
+                Fate::on_error(self.settings.on_error, reason)
             }
         };
         let settlement = match fate {
             Fate::Ack => Settlement::Ack,
             Fate::Requeue => Settlement::Requeue,
-            Fate::DeadLetter(reason) => self.dead_letter(&plugin, &message, reason).await,
+            Fate::DeadLetter(reason) => self.dead_letter(&plugin, &message, reason, &trace).await,
         };
+        let step = trace.settle_step(settlement);
         self.settle(acker, settlement, &message).await;
+        drop(step);
     }
 
     /// Everything up to the settlement: the delivery limit, the plugin, the checks of what it
     /// publishes, and the publishes, confirmed.
-    async fn decide_and_publish(&self, plugin: &Plugin, message: &Message) -> Fate {
+    async fn decide_and_publish(
+        &self,
+        plugin: &Plugin,
+        message: &Message,
+        trace: &MessageTrace<'_>,
+    ) -> Fate {
         let metrics = &self.metrics;
         let on_error = self.settings.on_error;
         if message.redelivered && !self.settings.quorum && self.retry.max_deliveries.is_some() {
-            return self.count_redelivery(message).await;
+            return self.count_redelivery(message, trace).await;
         }
         if let Some(reason) = self.retry.exceeded(attempt(message)) {
             tracing::warn!(
@@ -72,11 +84,16 @@ impl Pipeline {
             return Fate::DeadLetter(reason);
         }
         let started = Instant::now();
-        let result = plugin.handle(&self.name, message).await;
+        let step = trace.step("handle");
+        let result = plugin
+            .handle_traced(&self.name, message, trace.trace_id())
+            .await;
+        step.end(result.as_ref().err());
         metrics
             .handle_seconds
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = &result {
+            trace.failed(&format_args!("plugin failed: {error}"));
             metrics.failure(error);
             tracing::warn!(
                 pipeline = &*self.name,
@@ -90,6 +107,7 @@ impl Pipeline {
         }
         let mut decision = decide(result, message, on_error, &self.retry);
         metrics.verdict(decision.kind);
+        trace.verdict(decision.kind);
         if let Fate::DeadLetter(reason @ Reason::DeliveryLimit { .. }) = &decision.fate {
             tracing::warn!(
                 pipeline = &*self.name,
@@ -98,11 +116,13 @@ impl Pipeline {
                 "last allowed delivery: dead-lettered instead of requeued"
             );
         }
-        if let Err(fate) = self.check_publishes(plugin, &mut decision, message) {
+        if let Err(fate) = self.check_publishes(plugin, &mut decision, message, trace) {
             return fate;
         }
         let started = Instant::now();
-        let published = self.publisher.publish_all(&decision.publishes).await;
+        let published = trace
+            .publish_all(&self.publisher, &mut decision.publishes)
+            .await;
         if !decision.publishes.is_empty() {
             self.metrics
                 .confirm_seconds
@@ -110,7 +130,7 @@ impl Pipeline {
         }
         match published {
             Ok(()) => decision.fate,
-            Err(error) => self.publish_failed(plugin, message, decision.kind, error),
+            Err(error) => self.publish_failed(plugin, message, decision.kind, error, trace),
         }
     }
 
@@ -122,6 +142,7 @@ impl Pipeline {
         plugin: &Plugin,
         decision: &mut Decision,
         message: &Message,
+        trace: &MessageTrace<'_>,
     ) -> Result<(), Fate> {
         let (from_plugin, own) = decision.publishes.split_at_mut(decision.from_plugin);
         let checked = check_plugin_publishes(from_plugin, plugin.publish_rules(), &self.user)
@@ -142,10 +163,9 @@ impl Pipeline {
             error = %invalid,
             "the plugin asked to publish an invalid message; nothing is published for this message"
         );
-        Err(Fate::on_error(
-            self.settings.on_error,
-            Reason::InvalidPublish(invalid.to_string()),
-        ))
+        let reason = Reason::InvalidPublish(invalid.to_string());
+        trace.failed(&reason);
+        Err(Fate::on_error(self.settings.on_error, reason))
     }
 
     /// The fate of a message whose publishes failed: back to the queue if the failure is
@@ -157,9 +177,11 @@ impl Pipeline {
         message: &Message,
         verdict: Kind,
         error: PublishError,
+        trace: &MessageTrace<'_>,
     ) -> Fate {
         let on_error = self.settings.on_error;
         self.metrics.publish_failures.inc();
+        trace.failed(&format_args!("publish failed: {error}"));
         let fate = if error.is_transient() {
             Fate::Requeue
         } else if let PublishError::Invalid(problem) = &error {
@@ -188,7 +210,7 @@ impl Pipeline {
     /// `max_deliveries` instead of crashing it for ever.
     ///
     /// [`DELIVERIES_HEADER`]: crate::decision::DELIVERIES_HEADER
-    async fn count_redelivery(&self, message: &Message) -> Fate {
+    async fn count_redelivery(&self, message: &Message, trace: &MessageTrace<'_>) -> Fate {
         // The broker delivered it once more than the header says.
         let delivery = attempt(message).saturating_add(1);
         if let Some(reason) = self.retry.exceeded(delivery) {
@@ -202,7 +224,7 @@ impl Pipeline {
             return Fate::DeadLetter(reason);
         }
         let copy = counted_copy(message, self.settings.queue.clone(), delivery - 1);
-        match self.publish_copy(copy).await {
+        match self.publish_copy(copy, trace).await {
             Ok(()) => {
                 tracing::debug!(
                     pipeline = &*self.name,
@@ -229,13 +251,22 @@ impl Pipeline {
     /// dead-letter exchange (`basic.reject`), warren's `<queue>.dead` (a confirmed copy with
     /// the reason, then an ack), or nowhere if the pipeline opted out. If the copy cannot be
     /// published, the message goes back to the queue: it is never dropped unasked.
-    async fn dead_letter(&self, plugin: &Plugin, message: &Message, reason: Reason) -> Settlement {
+    async fn dead_letter(
+        &self,
+        plugin: &Plugin,
+        message: &Message,
+        reason: Reason,
+        trace: &MessageTrace<'_>,
+    ) -> Settlement {
         self.metrics.dead_lettered[reason.index()].inc();
+        if reason != Reason::Rejected {
+            trace.failed(&reason);
+        }
         let DeadLetter::Queue(queue) = &self.settings.dead_letter else {
             return Settlement::Reject;
         };
         let copy = dead_letter_copy(message, queue, &reason, &self.name, plugin.version());
-        match AssertUnwindSafe(self.publish_copy(copy))
+        match AssertUnwindSafe(self.publish_copy(copy, trace))
             .catch_unwind()
             .await
         {
@@ -267,12 +298,14 @@ impl Pipeline {
 
     /// Publishes a copy warren makes of a delivered message (a counted redelivery, a
     /// dead-letter), its properties made safe to publish first (a foreign `user_id` removed).
-    async fn publish_copy(&self, mut copy: Outgoing) -> Result<(), String> {
+    async fn publish_copy(
+        &self,
+        mut copy: Outgoing,
+        trace: &MessageTrace<'_>,
+    ) -> Result<(), String> {
         check_properties(&mut copy.properties, &self.user).map_err(|e| e.to_string())?;
-        self.publisher
-            .publish(&copy)
-            .await
-            .map_err(|e| e.to_string())
+        let publish = trace.publish(&self.publisher, copy);
+        publish.await.map_err(|e| e.to_string())
     }
 
     async fn settle(&self, acker: Acker, settlement: Settlement, message: &Message) {
@@ -297,55 +330,6 @@ impl Pipeline {
                 );
             }
         }
-    }
-}
-
-/// The headers warren adds to a message it dead-letters.
-pub const REASON_HEADER: &str = "x-warren-reason";
-/// The pipeline that dead-lettered the message.
-pub const PIPELINE_HEADER: &str = "x-warren-pipeline";
-/// The version of the plugin that handled it.
-pub const PLUGIN_VERSION_HEADER: &str = "x-warren-plugin-version";
-/// When it was dead-lettered (a timestamp, seconds since the Unix epoch).
-pub const TIME_HEADER: &str = "x-warren-time";
-
-/// The headers warren adds to a dead-lettered message (and `warren dlq replay` removes).
-pub const DEAD_LETTER_HEADERS: [&str; 4] = [
-    REASON_HEADER,
-    PIPELINE_HEADER,
-    PLUGIN_VERSION_HEADER,
-    TIME_HEADER,
-];
-
-/// The message as it arrived — body, properties, headers — for the dead-letter queue, with
-/// why, where and by which plugin version. Its `expiration` is dropped (as the broker does
-/// when it dead-letters), so that it does not expire in the dead-letter queue.
-fn dead_letter_copy(
-    message: &Message,
-    queue: &str,
-    reason: &Reason,
-    pipeline: &str,
-    version: &str,
-) -> Outgoing {
-    let mut properties = message.properties.clone();
-    properties.expiration = None;
-    properties
-        .headers
-        .retain(|h| !DEAD_LETTER_HEADERS.contains(&h.key.as_str()));
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    properties.headers.extend([
-        text_header(REASON_HEADER, &reason.to_string()),
-        text_header(PIPELINE_HEADER, pipeline),
-        text_header(PLUGIN_VERSION_HEADER, version),
-        scalar_header(TIME_HEADER, HeaderValue::Timestamp(now)),
-    ]);
-    Outgoing {
-        exchange: String::new(),
-        routing_key: queue.to_owned(),
-        body: message.body.clone(),
-        properties,
     }
 }
 

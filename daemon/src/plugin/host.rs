@@ -8,95 +8,19 @@ use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::egress::{EgressHooks, EgressPolicy};
+use super::log::{
+    LogLimiter, MAX_LOG_BYTES_PER_MESSAGE, PluginStderr, SharedTag, lock, one_log_line,
+};
 
 use crate::contract::warren::plugin::{host, types};
 use crate::contract::{Level, Outgoing};
+use crate::trace::TraceId;
 
 /// Most extra messages one `handle` may publish; past it the call traps.
 pub const MAX_PUBLISHES_PER_MESSAGE: usize = 1_000;
 
 /// Resource handles one store may hold at once; past it, creating one fails in the guest.
 const HANDLES_MAX: usize = 10_000;
-
-/// Most bytes of log text (`log` and stderr) one `handle` may write; the rest is dropped,
-/// with one line saying so.
-pub const MAX_LOG_BYTES_PER_MESSAGE: usize = 64 * 1024;
-
-/// Log lines a plugin may write per second, all its instances together (a burst of as many is
-/// allowed); lines over the rate are dropped and counted in one line per second.
-pub const LOG_LINES_PER_SECOND: u32 = 1_000;
-
-/// Shares out a plugin's log lines: a token bucket refilled at [`LOG_LINES_PER_SECOND`].
-#[derive(Debug)]
-pub struct LogLimiter {
-    state: std::sync::Mutex<Bucket>,
-}
-
-#[derive(Debug)]
-struct Bucket {
-    tokens: u32,
-    refilled: Instant,
-    dropped: u64,
-}
-
-impl Default for LogLimiter {
-    fn default() -> Self {
-        Self {
-            state: std::sync::Mutex::new(Bucket {
-                tokens: LOG_LINES_PER_SECOND,
-                refilled: Instant::now(),
-                dropped: 0,
-            }),
-        }
-    }
-}
-
-impl LogLimiter {
-    /// True if one more line may be written now. When the bucket refills after lines were
-    /// dropped, says how many in a line of its own.
-    fn admit(&self, plugin: &str) -> bool {
-        let mut bucket = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if bucket.refilled.elapsed() >= std::time::Duration::from_secs(1) {
-            bucket.tokens = LOG_LINES_PER_SECOND;
-            bucket.refilled = Instant::now();
-            if bucket.dropped > 0 {
-                tracing::warn!(
-                    target: "warren::plugin",
-                    plugin,
-                    dropped = bucket.dropped,
-                    "plugin log lines dropped: over {LOG_LINES_PER_SECOND} lines per second"
-                );
-                bucket.dropped = 0;
-            }
-        }
-        if bucket.tokens == 0 {
-            bucket.dropped += 1;
-            return false;
-        }
-        bucket.tokens -= 1;
-        true
-    }
-}
-
-/// A plugin's text made safe for one log line: line breaks and other control characters are
-/// escaped (`\n`), so a plugin cannot forge a line of warren's own.
-pub fn one_log_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
 
 /// The log budget of the current `handle`, and the plugin's shared rate limit.
 struct LogBudget {
@@ -123,6 +47,8 @@ pub struct HostState {
     plugin: Arc<str>,
     /// The pipeline the current message came from, for logs.
     pub(super) pipeline: Arc<str>,
+    /// The message being handled, for logs.
+    tag: SharedTag,
     log: LogBudget,
 }
 
@@ -135,9 +61,10 @@ impl HostState {
         egress: Arc<EgressPolicy>,
         log: Arc<LogLimiter>,
     ) -> Self {
+        let tag = SharedTag::default();
         let wasi = WasiCtxBuilder::new()
             .inherit_stdout()
-            .stderr(PluginStderr(plugin.clone(), log.clone()))
+            .stderr(PluginStderr(plugin.clone(), log.clone(), tag.clone()))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -156,6 +83,7 @@ impl HostState {
             deadline: Instant::now(),
             pipeline: plugin.clone(),
             plugin,
+            tag,
             log: LogBudget {
                 limiter: log,
                 bytes: 0,
@@ -164,10 +92,12 @@ impl HostState {
         }
     }
 
-    /// Starts the budget of a new call.
-    pub(super) fn new_call(&mut self) {
+    /// Starts the budget of a new call, on the message with `message_id` in the trace
+    /// `trace_id` (which the plugin's log lines name).
+    pub(super) fn new_call(&mut self, message_id: Option<&str>, trace_id: Option<TraceId>) {
         self.log.bytes = 0;
         self.log.cut = false;
+        lock(&self.tag).begin(message_id, trace_id);
     }
 
     /// Resource handles (WASI streams, HTTP requests and responses, ...) the guest holds.
@@ -222,12 +152,19 @@ impl host::Host for HostState {
         }
         let text = one_log_line(&text);
         let (plugin, pipeline) = (&*self.plugin, &*self.pipeline);
+        let tag = lock(&self.tag);
+        let (message_id, trace_id) = (tag.message_id(), tag.trace_id());
+        macro_rules! log {
+            ($level:ident) => {
+                tracing::$level!(target: "warren::plugin", plugin, pipeline, message_id, trace_id, "{text}")
+            };
+        }
         match level {
-            Level::Trace => tracing::trace!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Debug => tracing::debug!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Info => tracing::info!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Warn => tracing::warn!(target: "warren::plugin", plugin, pipeline, "{text}"),
-            Level::Error => tracing::error!(target: "warren::plugin", plugin, pipeline, "{text}"),
+            Level::Trace => log!(trace),
+            Level::Debug => log!(debug),
+            Level::Info => log!(info),
+            Level::Warn => log!(warn),
+            Level::Error => log!(error),
         }
         Ok(())
     }
@@ -240,109 +177,5 @@ impl host::Host for HostState {
         }
         self.pending.push(message);
         Ok(())
-    }
-}
-
-/// A plugin's stderr: each line becomes a log event of warren's (target `warren::plugin`,
-/// level warn, with the plugin's name), so that a panic message says which plugin it came
-/// from and `--log-format json` stays one JSON object per line. (stdout stays the process's
-/// stdout: printing is what the printer plugin is for.)
-struct PluginStderr(Arc<str>, Arc<LogLimiter>);
-
-impl wasmtime_wasi::cli::IsTerminal for PluginStderr {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl wasmtime_wasi::cli::StdoutStream for PluginStderr {
-    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
-        Box::new(StderrLines {
-            plugin: self.0.clone(),
-            limiter: self.1.clone(),
-            partial: Vec::new(),
-        })
-    }
-}
-
-/// Longest stderr line kept before it is logged anyway (a plugin printing without newlines).
-const STDERR_LINE_MAX: usize = 8192;
-
-struct StderrLines {
-    plugin: Arc<str>,
-    limiter: Arc<LogLimiter>,
-    partial: Vec<u8>,
-}
-
-impl StderrLines {
-    fn emit(&mut self) {
-        let line = String::from_utf8_lossy(&self.partial);
-        let line = line.trim_end_matches(['\r', '\n']);
-        if !line.is_empty() && self.limiter.admit(&self.plugin) {
-            let line = one_log_line(line);
-            tracing::warn!(target: "warren::plugin", plugin = &*self.plugin, stream = "stderr", "{line}");
-        }
-        self.partial.clear();
-    }
-}
-
-impl tokio::io::AsyncWrite for StderrLines {
-    fn poll_write(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        for &byte in buf {
-            this.partial.push(byte);
-            if byte == b'\n' || this.partial.len() >= STDERR_LINE_MAX {
-                this.emit();
-            }
-        }
-        std::task::Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        self.get_mut().emit();
-        std::task::Poll::Ready(Ok(()))
-    }
-}
-
-impl Drop for StderrLines {
-    fn drop(&mut self) {
-        self.emit();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn plugin_text_cannot_break_a_log_line() {
-        assert_eq!(one_log_line("plain text"), "plain text");
-        assert_eq!(
-            one_log_line("ok\n2026-11-30 INFO warren: forged\r\u{1b}[31m"),
-            "ok\\n2026-11-30 INFO warren: forged\\r\\u{1b}[31m"
-        );
-    }
-
-    #[test]
-    fn log_lines_are_rate_limited() {
-        let limiter = LogLimiter::default();
-        let admitted = (0..LOG_LINES_PER_SECOND + 500)
-            .filter(|_| limiter.admit("p"))
-            .count();
-        assert_eq!(admitted, LOG_LINES_PER_SECOND as usize);
     }
 }

@@ -7,6 +7,7 @@ use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 use super::{HostState, Plugin};
 use crate::contract::{self, Message, Outgoing, Verdict};
+use crate::trace::TraceId;
 
 /// Extra time the async deadline gives a call beyond `timeout_ms`, so that a guest computing
 /// is stopped by the epoch (a clean trap) and only a guest stuck in a host call by the deadline.
@@ -65,6 +66,17 @@ impl Plugin {
         pipeline: &Arc<str>,
         message: &Message,
     ) -> Result<Outcome, PluginError> {
+        self.handle_traced(pipeline, message, None).await
+    }
+
+    /// Like [`Plugin::handle`], for a message in the trace `trace_id`: the plugin's log lines
+    /// name it, with the message id.
+    pub async fn handle_traced(
+        &self,
+        pipeline: &Arc<str>,
+        message: &Message,
+        trace_id: Option<TraceId>,
+    ) -> Result<Outcome, PluginError> {
         if message.body.len() > self.limits.max_body_bytes {
             return Err(PluginError::TooLarge {
                 size: message.body.len(),
@@ -84,7 +96,7 @@ impl Plugin {
         let state = instance.store.data_mut();
         state.deadline = Instant::now() + timeout;
         state.pipeline = pipeline.clone();
-        state.new_call();
+        state.new_call(message.properties.message_id.as_deref(), trace_id);
         instance.store.set_epoch_deadline(1);
 
         let call = instance

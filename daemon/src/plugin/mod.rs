@@ -10,6 +10,7 @@ pub mod egress;
 mod host;
 mod http_client;
 mod invoke;
+mod log;
 pub mod registry;
 pub mod spec;
 pub mod trust;
@@ -216,7 +217,7 @@ pub struct Plugin {
     limits: Limits,
     egress: Arc<egress::EgressPolicy>,
     publish: PublishRules,
-    log: Arc<host::LogLimiter>,
+    log: Arc<log::LogLimiter>,
     idle: Mutex<Vec<invoke::Instance>>,
 }
 

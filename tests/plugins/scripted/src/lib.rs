@@ -5,6 +5,8 @@
 //! `scripted: unknown mode '…'` for any other value, or none). Modes that send
 //! a message on need `to`, a routing key; a missing `to` or a bad `priority`
 //! also fails `init`. A successful `init` logs `scripted ready: mode=…` at info.
+//! With the config key `log`, `handle` first logs its value at info, whatever the mode
+//! (for the tests of what warren adds to a plugin's log lines).
 //!
 //! | `mode` | what `handle` does |
 //! |---|---|
@@ -76,6 +78,8 @@ enum Mode {
 /// The plugin: just its mode.
 struct Scripted {
     mode: Mode,
+    /// Logged at info by every `handle`.
+    log: Option<String>,
 }
 
 impl Plugin for Scripted {
@@ -101,10 +105,14 @@ impl Plugin for Scripted {
             other => return Err(format!("scripted: unknown mode '{other}'")),
         };
         log::info(format!("scripted ready: mode={name}"));
-        Ok(Scripted { mode })
+        let log = config.get("log").map(str::to_owned);
+        Ok(Scripted { mode, log })
     }
 
     fn handle(&mut self, message: Message) -> Verdict {
+        if let Some(text) = &self.log {
+            log::info(text.clone());
+        }
         match &self.mode {
             Mode::Ack => Verdict::Ack,
             Mode::Reject => Verdict::Reject,
