@@ -13,7 +13,6 @@ use crate::broker::{Acker, PublishError, Settled, Settlement};
 use crate::config::DeadLetter;
 use crate::decision::{Decision, Fate, Kind, Reason, attempt, counted_copy, decide};
 use crate::message::{HeaderValue, Message, Outgoing, scalar_header, text_header};
-use crate::metrics::InFlight;
 use crate::plugin::Plugin;
 
 impl Pipeline {
@@ -22,7 +21,7 @@ impl Pipeline {
     /// Whatever happens on the way — a panic included — the delivery is settled exactly once
     /// and its concurrency slot freed.
     pub(super) async fn process(&self, message: Message, acker: Acker) {
-        let _in_flight = InFlight::new(&self.metrics.in_flight);
+        let _in_flight = self.metrics.arrived();
         if message.redelivered {
             self.metrics.redeliveries.inc();
         }
@@ -34,7 +33,7 @@ impl Pipeline {
             Ok(fate) => fate,
             Err(panic) => {
                 let text = panic_text(panic.as_ref());
-                self.metrics.panics.inc();
+                self.metrics.panicked(message_id(&message), &text);
                 tracing::error!(
                     pipeline = &*self.name,
                     message_id = message_id(&message),
@@ -77,7 +76,7 @@ impl Pipeline {
             .handle_seconds
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = &result {
-            metrics.failure(error);
+            metrics.failure(error, message_id(message));
             tracing::warn!(
                 pipeline = &*self.name,
                 plugin = plugin.name(),
@@ -132,7 +131,7 @@ impl Pipeline {
         let Err(invalid) = checked else {
             return Ok(());
         };
-        self.metrics.invalid_publishes.inc();
+        self.metrics.invalid_publish(message_id(message), &invalid);
         tracing::warn!(
             pipeline = &*self.name,
             plugin = plugin.name(),
@@ -159,7 +158,7 @@ impl Pipeline {
         error: PublishError,
     ) -> Fate {
         let on_error = self.settings.on_error;
-        self.metrics.publish_failures.inc();
+        self.metrics.publish_failed(message_id(message), &error);
         let fate = if error.is_transient() {
             Fate::Requeue
         } else if let PublishError::Invalid(problem) = &error {
@@ -213,7 +212,7 @@ impl Pipeline {
                 Fate::Ack
             }
             Err(error) => {
-                self.metrics.publish_failures.inc();
+                self.metrics.publish_failed(message_id(message), &error);
                 tracing::warn!(
                     pipeline = &*self.name,
                     message_id = message_id(message),
@@ -230,7 +229,7 @@ impl Pipeline {
     /// the reason, then an ack), or nowhere if the pipeline opted out. If the copy cannot be
     /// published, the message goes back to the queue: it is never dropped unasked.
     async fn dead_letter(&self, plugin: &Plugin, message: &Message, reason: Reason) -> Settlement {
-        self.metrics.dead_lettered[reason.index()].inc();
+        self.metrics.dead_lettered(&reason, message_id(message));
         let DeadLetter::Queue(queue) = &self.settings.dead_letter else {
             return Settlement::Reject;
         };
@@ -241,7 +240,7 @@ impl Pipeline {
         {
             Ok(Ok(())) => Settlement::Ack,
             Ok(Err(error)) => {
-                self.metrics.publish_failures.inc();
+                self.metrics.publish_failed(message_id(message), &error);
                 tracing::error!(
                     pipeline = &*self.name,
                     message_id = message_id(message),
@@ -253,11 +252,12 @@ impl Pipeline {
                 Settlement::Requeue
             }
             Err(panic) => {
-                self.metrics.panics.inc();
+                let text = panic_text(panic.as_ref());
+                self.metrics.panicked(message_id(message), &text);
                 tracing::error!(
                     pipeline = &*self.name,
                     message_id = message_id(message),
-                    panic = panic_text(panic.as_ref()),
+                    panic = text,
                     "warren failed dead-lettering a message (a bug: please report it); it goes back to the queue"
                 );
                 Settlement::Requeue
