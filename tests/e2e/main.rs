@@ -53,3 +53,9 @@ mod dlq;
 
 // The compile cache: warmed by check, a second start compiles nothing, corrupt entries rebuilt.
 mod cache;
+
+// The status page's JSON (`/status`), and `secret_config` shown nowhere.
+mod status;
+
+// The status page in a real headless Chromium: rows appear, counts move without a reload.
+mod status_page;
