@@ -1,4 +1,8 @@
-//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/plugins`.
+//! The admin HTTP endpoint: `/metrics`, `/healthz`, `/readyz`, `/plugins`, and the status
+//! page (`/`) with its JSON (`/status`).
+
+mod rates;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,15 +13,19 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::{ConnectionHealth, Publisher};
-use crate::config::{AdminSettings, AdminToken};
+use crate::broker::Publisher;
+use crate::broker::links::LinksHealth;
+use crate::config::{AdminSettings, AdminToken, PipelineSettings};
 use crate::metrics::SharedMetrics;
+use crate::plugin::Plugin;
 use crate::plugin::registry::PluginSlot;
+pub use rates::{LONG_WINDOW, Rates, SAMPLE_EVERY, SHORT_WINDOW, sample};
+pub use status::{Node, PipelineStatus, Status};
 
 /// Plugins by name, with the pipelines using each.
 pub type PluginTable = BTreeMap<String, (PluginSlot, Vec<String>)>;
@@ -31,19 +39,25 @@ pub struct AdminState {
     pub metrics: SharedMetrics,
     /// Set once every pipeline consumes; cleared when stopping.
     pub consuming: Arc<AtomicBool>,
-    /// The consuming connection (replaced when warren reconnects).
-    pub connection: Arc<ArcSwap<ConnectionHealth>>,
+    /// Both connections (replaced when warren reconnects).
+    pub links: Arc<ArcSwap<LinksHealth>>,
     /// Plugins by name, with the pipelines using each; replaced on config reload.
     pub plugins: Arc<ArcSwap<PluginTable>>,
-    /// Each pipeline's publisher: ready needs every publishing channel open.
+    /// Each running pipeline's publisher: ready needs every publishing channel open.
     pub publishers: Publishers,
+    /// The pipelines of the config in force; replaced on config reload.
+    pub pipelines: Arc<ArcSwap<Vec<PipelineSettings>>>,
+    /// `[broker] urls`, passwords hidden (a reload cannot change them).
+    pub nodes: Vec<String>,
+    /// Each pipeline's rates, kept by [`sample`].
+    pub rates: Arc<Rates>,
 }
 
 impl AdminState {
     /// Connected and consuming.
     pub fn ready(&self) -> bool {
         self.consuming.load(Ordering::Relaxed)
-            && self.connection.load().is_connected()
+            && self.links.load().consume.is_connected()
             && self.closed_publishers().is_empty()
     }
 
@@ -71,7 +85,8 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// Binds `listen` now (so a taken port fails start-up) and serves until `shutdown`: at most
 /// [`MAX_CONNECTIONS`] at once, each cut off after [`HEADER_READ_TIMEOUT`] without a request
 /// head and after [`CONNECTION_TIMEOUT`] in all. With a `token`, every endpoint but `/healthz`
-/// requires `Authorization: Bearer <token>`.
+/// requires the token: `Authorization: Bearer <token>`, or HTTP Basic with the token as the
+/// password (what a browser asks for, to show the status page).
 pub async fn serve(
     settings: &AdminSettings,
     state: Arc<AdminState>,
@@ -88,6 +103,8 @@ pub async fn serve(
         );
     }
     let app = Router::new()
+        .route("/", get(status::page))
+        .route("/status", get(status::status))
         .route("/metrics", get(metrics))
         .route("/readyz", get(readyz))
         .route("/plugins", get(plugins))
@@ -149,24 +166,48 @@ async fn require_token(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if offered.is_some_and(|offered| token.matches(offered)) {
+        .and_then(offered_token);
+    if offered.is_some_and(|offered| token.matches(&offered)) {
         next.run(request).await
     } else {
-        (
+        // Both schemes: a script sends the bearer token, a browser asks for Basic credentials.
+        let mut response = (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "a bearer token is required (admin.token)\n",
+            "the admin token is required (admin.token): Authorization: Bearer <token>, or as the password of HTTP Basic\n",
         )
-            .into_response()
+            .into_response();
+        let challenges = response.headers_mut();
+        challenges.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        challenges.append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"warren admin\", charset=\"UTF-8\""),
+        );
+        response
     }
+}
+
+/// The token an `Authorization` header offers: a bearer token, or the password of Basic
+/// credentials (any user name).
+fn offered_token(authorization: &str) -> Option<String> {
+    use base64::Engine as _;
+    if let Some(token) = authorization.strip_prefix("Bearer ") {
+        return Some(token.to_owned());
+    }
+    let encoded = authorization.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let credentials = String::from_utf8(decoded).ok()?;
+    credentials
+        .split_once(':')
+        .map(|(_user, password)| password.to_owned())
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     state
         .metrics
         .broker_connected
-        .set(i64::from(state.connection.load().is_connected()));
+        .set(i64::from(state.links.load().consume.is_connected()));
     for (name, publisher) in state
         .publishers
         .lock()
@@ -206,23 +247,33 @@ async fn plugins(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
     let table = state.plugins.load();
     let list: Vec<serde_json::Value> = table
         .iter()
-        .map(|(name, (slot, pipelines))| {
-            let plugin = slot.load();
-            let loaded_at = plugin
-                .loaded_at()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            serde_json::json!({
-                "name": name,
-                "version": plugin.version(),
-                "path": plugin.path().display().to_string(),
-                "loaded_at": loaded_at,
-                "code": plugin.compilation().source.as_str(),
-                "compile_ms": plugin.compilation().took.as_millis() as u64,
-                "pipelines": pipelines,
-            })
-        })
+        .map(|(name, (slot, pipelines))| plugin_json(name, &slot.load(), pipelines))
         .collect();
     axum::Json(list)
+}
+
+/// One plugin as `/plugins` and `/status` show it: its config without the values of
+/// `secret_config`, whose keys alone are listed.
+fn plugin_json(name: &str, plugin: &Plugin, pipelines: &[String]) -> serde_json::Value {
+    let loaded_at = plugin
+        .loaded_at()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let config: serde_json::Map<String, serde_json::Value> = plugin
+        .config()
+        .plain()
+        .map(|(key, value)| (key.to_owned(), value.into()))
+        .collect();
+    serde_json::json!({
+        "name": name,
+        "version": plugin.version(),
+        "path": plugin.path().display().to_string(),
+        "loaded_at": loaded_at,
+        "code": plugin.compilation().source.as_str(),
+        "compile_ms": plugin.compilation().took.as_millis() as u64,
+        "pipelines": pipelines,
+        "config": config,
+        "secret_config": plugin.config().secret_keys().collect::<Vec<_>>(),
+    })
 }

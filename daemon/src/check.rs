@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use crate::config::{Config, DeadLetter};
 use crate::plugin::Runtime;
 use crate::plugin::registry::Registry;
+use crate::plugin::spec::HIDDEN;
 
 /// Checks everything that can be checked without the broker; returns a summary of what would run.
 pub async fn check(config: &Config) -> anyhow::Result<String> {
@@ -48,6 +49,19 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
             s.limits.timeout.as_millis(),
             s.limits.memory_bytes / (1024 * 1024),
         );
+        if !s.config.is_empty() {
+            let shown: Vec<String> = s
+                .config
+                .shown()
+                .map(|(key, value)| {
+                    format!(
+                        "{key}={}",
+                        value.map_or(HIDDEN.to_owned(), |v| format!("{v:?}"))
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "config   {name}: {}", shown.join(", "));
+        }
     }
     for q in &config.queues {
         let args: Vec<String> = q

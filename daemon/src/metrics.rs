@@ -12,10 +12,23 @@ use prometheus_client::registry::Registry;
 
 use crate::decision::Kind;
 
+mod counts;
+mod egress;
 mod help;
 mod pipeline;
+mod recent;
+pub use counts::PipelineCounts;
+use egress::EgressLabels;
 use help::HELP;
 pub use pipeline::{InFlight, PipelineMetrics};
+pub use recent::{Failure, RECENT_FAILURES, RECENT_RELOADS, Recent, Reload, now_ms};
+
+/// The reasons a plugin fails on a message, as `warren_plugin_failures_total` labels them, in
+/// the order of [`PipelineMetrics::failure`].
+pub const PLUGIN_FAILURES: [&str; 4] = ["trap", "timeout", "too_large", "start"];
+
+/// The last failures, shared by every pipeline.
+pub type RecentFailures = Recent<Failure, RECENT_FAILURES>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
@@ -50,7 +63,6 @@ struct ReloadLabels {
     result: &'static str,
 }
 
-/// Buckets of the `handle` latency histogram, in seconds: 10 µs to 30 s.
 /// Buckets of the `handle` latency histogram, in seconds: 10 µs up to RabbitMQ's 30-minute
 /// consumer timeout, beyond which no `timeout_ms` makes sense.
 const HANDLE_BUCKETS: [f64; 19] = [
@@ -94,6 +106,7 @@ fn registered<M: prometheus_client::registry::Metric + Clone>(
 pub struct Metrics {
     registry: Registry,
     messages: Family<VerdictLabels, Counter>,
+    received: Family<PipelineLabels, Counter>,
     handle_seconds: Family<PipelineLabels, Histogram>,
     in_flight: Family<PipelineLabels, Gauge>,
     failures: Family<FailureLabels, Counter>,
@@ -115,6 +128,9 @@ pub struct Metrics {
     plugin_info: Family<PluginVersionLabels, Gauge>,
     confirm_seconds: Family<PipelineLabels, Histogram>,
     dead_letter_depth: Family<PipelineLabels, Gauge>,
+    egress_requests: Family<EgressLabels, Counter>,
+    failures_log: Arc<RecentFailures>,
+    reloads_log: Recent<Reload, RECENT_RELOADS>,
     /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
     pub broker_reconnects: Counter,
     /// 1 while the consuming connection is open.
@@ -135,6 +151,7 @@ impl Metrics {
         let mut r = Registry::with_prefix("warren");
         Self {
             messages: registered(&mut r, "messages", Family::default()),
+            received: registered(&mut r, "messages_received", Family::default()),
             handle_seconds: registered(
                 &mut r,
                 "plugin_handle_seconds",
@@ -170,6 +187,9 @@ impl Metrics {
                 ),
             ),
             dead_letter_depth: registered(&mut r, "dead_letter_depth", Family::default()),
+            egress_requests: registered(&mut r, "egress_requests", Family::default()),
+            failures_log: Arc::default(),
+            reloads_log: Recent::default(),
             handled: Counter::default(),
             registry: r,
         }
@@ -236,6 +256,9 @@ impl Metrics {
                 .clone()
         };
         PipelineMetrics {
+            name: Arc::from(name),
+            recent: self.failures_log.clone(),
+            received: self.received.get_or_create(&p()).clone(),
             handled: self.handled.clone(),
             verdicts: [
                 verdict(Kind::Ack.as_str()),
@@ -244,12 +267,7 @@ impl Metrics {
                 verdict(Kind::Republish.as_str()),
                 verdict(Kind::Error.as_str()),
             ],
-            failures: [
-                failure("trap"),
-                failure("timeout"),
-                failure("too_large"),
-                failure("start"),
-            ],
+            failures: PLUGIN_FAILURES.map(failure),
             handle_seconds: self.handle_seconds.get_or_create(&p()).clone(),
             in_flight: self.in_flight.get_or_create(&p()).clone(),
             publish_failures: self.publish_failures.get_or_create(&p()).clone(),
@@ -315,6 +333,21 @@ impl Metrics {
                 result: source.as_str(),
             })
             .inc();
+    }
+
+    /// Records a plugin load or a config reload in the history the status page shows.
+    pub fn record_reload(&self, reload: Reload) {
+        self.reloads_log.push(reload);
+    }
+
+    /// The last plugin loads and config reloads, newest first.
+    pub fn recent_reloads(&self) -> Vec<Reload> {
+        self.reloads_log.list()
+    }
+
+    /// The last failures of every pipeline, newest first.
+    pub fn recent_failures(&self) -> Vec<Failure> {
+        self.failures_log.list()
     }
 
     /// Counts a config reload, applied or refused.

@@ -219,7 +219,8 @@ async fn get_and_post_reach_the_server_and_reply() {
 }
 
 /// Hosts not on the list, the metadata address in two spellings, `[::1]`, and a redirect from an
-/// allowed URL to a forbidden one: the forbidden listeners get no request at all.
+/// allowed URL to a forbidden one: the forbidden listeners get no request at all; each request
+/// is counted in `warren_egress_requests_total`.
 #[tokio::test]
 async fn egress_policy_blocks_before_any_connection() {
     let allowed = serve("127.0.0.1:0").await;
@@ -256,6 +257,13 @@ async fn egress_policy_blocks_before_any_connection() {
     s.request(json!({"url": redirect}), "redirect").await;
     let (_, reply) = s.reply().await;
     assert_eq!(reply["status"], 302);
+    // Counted by plugin and host: the allowed entry as written, the denied hosts as `other`.
+    let counted = |host: &str, result: &str| {
+        let labels = [("plugin", "http"), ("host", host), ("result", result)];
+        daemon.metric("warren_egress_requests_total", &labels)
+    };
+    assert_eq!(counted(&allowed.addr.to_string(), "allowed"), 1.0);
+    assert_eq!(counted("other", "denied"), denied_urls.len() as f64);
     daemon.stop().await.expect("clean stop");
     assert_eq!(
         forbidden.hits.load(Ordering::SeqCst),

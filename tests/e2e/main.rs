@@ -56,3 +56,9 @@ mod cache;
 
 // Message traces: span trees exported over OTLP, traceparent continued, log lines tagged.
 mod traces;
+
+// The status page's JSON (`/status`), and `secret_config` shown nowhere.
+mod status;
+
+// The status page in a real headless Chromium: rows appear, counts move without a reload.
+mod status_page;

@@ -361,14 +361,14 @@ fn shipped_unit_files_verify() {
     }
 }
 
-/// `GET path` with `Authorization: Bearer <token>`: the status code.
-async fn http_get_with_token(port: u16, path: &str, token: &str) -> u16 {
+/// `GET path` with the header `Authorization: <authorization>`: the status code.
+async fn http_get_authorized(port: u16, path: &str, authorization: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("connect admin");
     let request =
-        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\r\n");
+        format!("GET {path} HTTP/1.0\r\nHost: localhost\r\nAuthorization: {authorization}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("send");
     let mut response = String::new();
     stream.read_to_string(&mut response).await.expect("read");
@@ -391,25 +391,33 @@ async fn with_admin(queue: &str, admin_extra: &str) -> (crate::harness::Running,
     (start(&config).await, port)
 }
 
-/// With `admin.token`, every endpoint but `/healthz` needs `Authorization: Bearer <token>`.
+/// With `admin.token`, every endpoint but `/healthz` — the status page and its JSON too —
+/// needs the token: `Authorization: Bearer <token>`, or HTTP Basic with it as the password
+/// (what a browser sends for the page).
 #[tokio::test]
 async fn the_admin_token_guards_every_endpoint_but_healthz() {
     let broker = Broker::connect().await;
     let queue = unique("admin-token");
     broker.forget_later_queue(&queue);
     let (daemon, port) = with_admin(&queue, "token = \"s3cret-token\"").await;
-    for path in ["/metrics", "/readyz", "/plugins"] {
+    // `admin:s3cret-token` and `admin:wrong`, base64.
+    let (basic_right, basic_wrong) = ("Basic YWRtaW46czNjcmV0LXRva2Vu", "Basic YWRtaW46d3Jvbmc=");
+    for path in ["/metrics", "/readyz", "/plugins", "/", "/status"] {
         assert_eq!(http_get(port, path).await.0, 401, "{path} without a token");
-        assert_eq!(
-            http_get_with_token(port, path, "wrong").await,
-            401,
-            "{path}"
-        );
-        assert_eq!(
-            http_get_with_token(port, path, "s3cret-token").await,
-            200,
-            "{path}"
-        );
+        for wrong in ["Bearer wrong", basic_wrong, "Bearer", "Basic !!"] {
+            assert_eq!(
+                http_get_authorized(port, path, wrong).await,
+                401,
+                "{path} {wrong}"
+            );
+        }
+        for right in ["Bearer s3cret-token", basic_right] {
+            assert_eq!(
+                http_get_authorized(port, path, right).await,
+                200,
+                "{path} {right}"
+            );
+        }
     }
     assert_eq!(http_get(port, "/healthz").await.0, 200);
     daemon.stop().await.expect("clean stop");

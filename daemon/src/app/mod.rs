@@ -22,9 +22,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{self, AdminState, PluginTable};
-use crate::broker::ConnectionHealth;
-use crate::broker::links::{LinkError, Links, connect_all};
+use crate::admin::{self, AdminState, PluginTable, Rates};
+use crate::broker::links::{LinkError, Links, LinksHealth, connect_all};
 use crate::config::{Config, DeadLetter, PipelineSettings};
 use crate::metrics::{Metrics, SharedMetrics};
 use crate::plugin::Runtime;
@@ -67,7 +66,8 @@ pub struct Daemon {
     recovering: Option<Instant>,
     consuming: Arc<AtomicBool>,
     admin_plugins: Arc<ArcSwap<PluginTable>>,
-    connection_health: Arc<ArcSwap<ConnectionHealth>>,
+    admin_pipelines: Arc<ArcSwap<Vec<PipelineSettings>>>,
+    connection_health: Arc<ArcSwap<LinksHealth>>,
     background: JoinSet<()>,
     background_stop: CancellationToken,
     inbox: Inbox,
@@ -91,7 +91,10 @@ impl Daemon {
         shutdown: CancellationToken,
         (reload, Reloads(reloads)): (ReloadHandle, Reloads),
     ) -> Result<Self, StartError> {
-        let runtime = Runtime::new(&config.cache).map_err(StartError::Other)?;
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Runtime::new(&config.cache)
+            .map_err(StartError::Other)?
+            .count_egress(metrics.clone());
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
             .map_err(StartError::Config)?;
@@ -102,10 +105,7 @@ impl Daemon {
             }
             None => (None, Tracer::off()),
         };
-        let metrics = Arc::new(Metrics::new());
-        for (name, slot) in plugins.slots() {
-            metrics.compiled(name, slot.load().compilation().source);
-        }
+        reload::count_start_loads(&metrics, &plugins);
         let limit = Some(config.broker.startup_timeout);
         let links = connect_all(&config, 0, &metrics, &shutdown, limit)
             .await
@@ -114,7 +114,7 @@ impl Daemon {
                 LinkError::Unreachable(e) => StartError::Unreachable(e),
                 LinkError::Stopped(e) => StartError::Stopped(e),
             })?;
-        let health = links.consume.health();
+        let health = links.health();
 
         let (failures_tx, failures) = mpsc::unbounded_channel();
         let (restarts_tx, restarts) = mpsc::unbounded_channel();
@@ -140,6 +140,7 @@ impl Daemon {
             recovering: None,
             consuming: Arc::new(AtomicBool::new(false)),
             admin_plugins: Arc::new(ArcSwap::from_pointee(PluginTable::new())),
+            admin_pipelines: Arc::new(ArcSwap::from_pointee(Vec::new())),
             connection_health: Arc::new(ArcSwap::from_pointee(health)),
             background: JoinSet::new(),
             background_stop: CancellationToken::new(),
@@ -175,17 +176,33 @@ impl Daemon {
     async fn start_background(&mut self) -> anyhow::Result<()> {
         let stop = self.background_stop.clone();
         if let Some(admin) = &self.config.admin {
+            let rates = Arc::new(Rates::default());
             let state = AdminState {
                 metrics: self.metrics.clone(),
                 consuming: self.consuming.clone(),
-                connection: self.connection_health.clone(),
+                links: self.connection_health.clone(),
                 plugins: self.admin_plugins.clone(),
                 publishers: self.pipelines.publishers(),
+                pipelines: self.admin_pipelines.clone(),
+                nodes: self
+                    .config
+                    .broker
+                    .urls
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                rates: rates.clone(),
             };
             let server = admin::serve(admin, Arc::new(state), stop.clone()).await?;
             self.background.spawn(async move {
                 let _ = server.await;
             });
+            self.background.spawn(admin::sample(
+                rates,
+                self.metrics.clone(),
+                self.admin_pipelines.clone(),
+                stop.clone(),
+            ));
         }
         let heartbeats = self.pipelines.heartbeats();
         self.background.spawn(background::report_status(
@@ -254,9 +271,11 @@ impl Daemon {
         );
     }
 
-    /// Publishes the plugins (with their users) for `/plugins`, and their versions for
-    /// `warren_plugin_info`.
+    /// Publishes the plugins (with their users) for `/plugins`, the pipelines for `/status`,
+    /// and the plugins' versions for `warren_plugin_info`.
     fn publish_plugin_table(&self) {
+        self.admin_pipelines
+            .store(Arc::new(self.config.pipelines.clone()));
         let versions = self.plugins.versions();
         self.metrics
             .set_plugin_versions(versions.iter().map(|(n, v)| (n.as_str(), v.as_str())));
@@ -341,24 +360,6 @@ impl Daemon {
         }
         tracing::info!("stopped");
         result
-    }
-
-    /// Reloads a plugin from its file (see [`Registry::reload_file`]) and counts the result.
-    async fn reload_plugin_file(&mut self, name: &str, again: bool) {
-        if let Some(ok) = self.plugins.reload_file(name, again).await {
-            self.metrics.reload(name, ok);
-            if ok {
-                self.count_compile(name);
-            }
-        }
-    }
-
-    /// Counts how the plugin now serving under `name` was compiled (or came from the cache).
-    fn count_compile(&self, name: &str) {
-        if let Some(slot) = self.plugins.slot(name) {
-            self.metrics
-                .compiled(name, slot.load().compilation().source);
-        }
     }
 
     /// Reads how many messages each pipeline's dead-letter queue holds, for the metrics.

@@ -118,8 +118,7 @@ impl Daemon {
             self.links = connect_all(&self.config, first, &self.metrics, &self.shutdown, None)
                 .await
                 .map_err(anyhow::Error::new)?;
-            self.connection_health
-                .store(Arc::new(self.links.consume.health()));
+            self.connection_health.store(Arc::new(self.links.health()));
             match self.start_all_pipelines().await {
                 Ok(()) => break,
                 Err(e) => tracing::warn!(

@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use super::Daemon;
 use crate::config::{Config, PipelineSettings};
+use crate::metrics::{Metrics, Reload};
 use crate::plugin::registry::same_file;
+use crate::plugin::registry::{Registry, Swap};
 use crate::systemd;
 
 /// The difference between two configs, as a reload applies it.
@@ -85,7 +87,63 @@ impl ConfigDiff {
     }
 }
 
+/// Counts how each plugin loaded at start was compiled, and records the loads in the reload
+/// history.
+pub(super) fn count_start_loads(metrics: &Metrics, plugins: &Registry) {
+    for (name, slot) in plugins.slots() {
+        let plugin = slot.load();
+        let compilation = plugin.compilation();
+        metrics.compiled(name, compilation.source);
+        metrics.record_reload(
+            Reload::now(Some(name), "loaded")
+                .versions(None, Some(plugin.version()))
+                .detail(format_args!(
+                    "at start ({}, {} ms)",
+                    compilation.source.as_str(),
+                    compilation.took.as_millis()
+                )),
+        );
+    }
+}
+
 impl Daemon {
+    /// Reloads a plugin from its file (see [`Registry::reload_file`]), counts the result and
+    /// records it in the reload history.
+    pub(super) async fn reload_plugin_file(&mut self, name: &str, again: bool) {
+        if let Some(swap) = self.plugins.reload_file(name, again).await {
+            let ok = swap.error.is_none();
+            self.metrics.reload(name, ok);
+            let why = if again { "SIGHUP" } else { "file changed" };
+            self.record_swap(&swap, why);
+            if ok {
+                self.count_compile(name);
+            }
+        }
+    }
+
+    /// Records a plugin swap (or a failed one) in the reload history, `why` it was tried.
+    fn record_swap(&self, swap: &Swap, why: &str) {
+        let reload =
+            Reload::now(Some(&swap.plugin), "reloaded").versions(Some(&swap.from), Some(&swap.to));
+        self.metrics.record_reload(match &swap.error {
+            None => reload.detail(why),
+            Some(error) => Reload {
+                result: "failed",
+                ..reload.detail(format_args!(
+                    "{why}: {error}; the old version keeps serving"
+                ))
+            },
+        });
+    }
+
+    /// Counts how the plugin now serving under `name` was compiled (or came from the cache).
+    fn count_compile(&self, name: &str) {
+        if let Some(slot) = self.plugins.slot(name) {
+            self.metrics
+                .compiled(name, slot.load().compilation().source);
+        }
+    }
+
     pub(super) async fn on_files_changed(&mut self, paths: Vec<PathBuf>) {
         let changed: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
         if changed.iter().any(|p| same_file(p, &self.config.path)) {
@@ -106,13 +164,18 @@ impl Daemon {
             Ok(summary) => {
                 self.metrics.config_reload(true);
                 tracing::info!(%summary, "config reloaded");
+                self.metrics
+                    .record_reload(Reload::now(None, "applied").detail(&summary));
             }
             Err(e) => {
                 self.metrics.config_reload(false);
+                let error = format!("{e:#}");
                 tracing::error!(
-                    error = %format!("{e:#}"),
+                    error,
                     "config reload refused; the running configuration is unchanged"
                 );
+                self.metrics
+                    .record_reload(Reload::now(None, "refused").detail(error));
             }
         }
         systemd::ready(&format!("{} pipelines consuming", self.pipelines.len()));
@@ -129,9 +192,10 @@ impl Daemon {
         }
         // Every new or changed plugin is loaded first: a failure refuses the whole config.
         let (swapped, mut summary) = self.plugins.apply(&new.path, &new.plugins).await?;
-        for name in swapped {
-            self.metrics.reload(&name, true);
-            self.count_compile(&name);
+        for swap in swapped {
+            self.metrics.reload(&swap.plugin, true);
+            self.record_swap(&swap, "config reloaded");
+            self.count_compile(&swap.plugin);
         }
         self.links.consume.declare(&new).await?;
         // Pipelines that go away or change stop first (they drain).

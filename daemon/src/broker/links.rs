@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ConnectError, Connection, Role, connect};
+use super::{ConnectError, Connection, ConnectionHealth, Role, connect};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,25 @@ pub struct Links {
     pub consume: Connection,
     /// Publishes, with confirms.
     pub publish: Connection,
+}
+
+/// Handles on the state of both connections, for the admin endpoint.
+#[derive(Clone)]
+pub struct LinksHealth {
+    /// The consuming connection.
+    pub consume: ConnectionHealth,
+    /// The publishing connection.
+    pub publish: ConnectionHealth,
+}
+
+impl Links {
+    /// Handles on the state of both connections.
+    pub fn health(&self) -> LinksHealth {
+        LinksHealth {
+            consume: self.consume.health(),
+            publish: self.publish.health(),
+        }
+    }
 }
 
 /// Connects both connections, declares the topology and opens the publisher, retrying with

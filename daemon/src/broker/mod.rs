@@ -306,20 +306,41 @@ fn retryable(error: &lapin::Error) -> bool {
     }
 }
 
-/// A cheap handle that tells whether a connection is open.
+/// A cheap handle that tells whether a connection is open, and to which node.
 #[derive(Clone)]
-pub struct ConnectionHealth(lapin::ConnectionStatus);
+pub struct ConnectionHealth {
+    status: lapin::ConnectionStatus,
+    url_index: usize,
+}
 
 impl ConnectionHealth {
     /// True while the connection is open.
     pub fn is_connected(&self) -> bool {
-        self.0.connected()
+        self.status.connected()
+    }
+
+    /// How the connection stands with the node at `url_index` of `[broker] urls`:
+    /// `connected`, `recovering` (lapin reconnecting), `lost`, or `standby` if it is not on
+    /// that node.
+    pub fn state_on(&self, url_index: usize) -> &'static str {
+        if url_index != self.url_index {
+            "standby"
+        } else if self.status.connected() {
+            "connected"
+        } else if self.status.reconnecting() || self.status.connecting() {
+            "recovering"
+        } else {
+            "lost"
+        }
     }
 }
 
 impl Connection {
     /// A handle on this connection's state, for health checks.
     pub fn health(&self) -> ConnectionHealth {
-        ConnectionHealth(self.inner.status().clone())
+        ConnectionHealth {
+            status: self.inner.status().clone(),
+            url_index: self.url_index,
+        }
     }
 }

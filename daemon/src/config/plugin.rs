@@ -10,7 +10,7 @@ use super::validate::{Problems, positive, tidy_path};
 use crate::plugin::spec::{
     DEFAULT_HTTP_TIMEOUT_MS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_PUBLISH_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_MS, HttpLimits, Limits,
-    PluginSettings, PublishRules, mib,
+    PluginConfig, PluginSettings, PublishRules, mib,
 };
 
 pub(super) fn plugin(
@@ -38,14 +38,22 @@ pub(super) fn plugin(
             limits.timeout.as_millis()
         );
     }
-    let config: Vec<(String, String)> = p
-        .config
-        .into_iter()
-        .map(|(k, v)| match v {
-            toml::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
-        .collect();
+    let as_strings = |table: toml::Table| -> Vec<(String, String)> {
+        table
+            .into_iter()
+            .map(|(k, v)| match v {
+                toml::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect()
+    };
+    let config = PluginConfig::new(as_strings(p.config), as_strings(p.secret_config))
+        .unwrap_or_else(|both| {
+            problems.push(format!(
+                "{key}.secret_config.{both}: {both} is in {key}.config too; keep it in one of them (secret_config for a value never to be shown)"
+            ));
+            PluginConfig::default()
+        });
     PluginSettings::new(
         name,
         tidy_path(resolved),

@@ -79,6 +79,10 @@ pub(super) struct RawPlugin {
     /// Handed to the plugin's `init`, every value as a string. Default: empty.
     #[serde(default)]
     pub(super) config: toml::Table,
+    /// Handed to `init` with `config`, but never shown (`warren check`, `/plugins`, the
+    /// status page): tokens, passwords. A key may not be in both. Default: empty.
+    #[serde(default)]
+    pub(super) secret_config: toml::Table,
     /// Wall-clock limit of one `handle`, in ms. Default [`DEFAULT_TIMEOUT_MS`].
     pub(super) timeout_ms: Option<u64>,
     /// Cap on each linear memory, in MiB. Default [`DEFAULT_MEMORY_MB`].

@@ -20,6 +20,14 @@ pub(super) const HELP: &[(&str, &str)] = &[
         "Messages handled, by pipeline and verdict (ack, reject, requeue, republish, error)",
     ),
     (
+        "messages_received",
+        "Messages received from the queue, by pipeline",
+    ),
+    (
+        "egress_requests",
+        "HTTP requests plugins sent, by plugin, host (the allowed_hosts entry they matched, or other) and result (allowed, denied, unresolved)",
+    ),
+    (
         "plugin_handle_seconds",
         "Time spent in a plugin's handle, by pipeline",
     ),

@@ -18,6 +18,12 @@ fn every_metric_has_its_help_text() {
     metrics.set_plugin_versions([("p", "abc")]);
     metrics.set_dead_letter_depth("p", 3);
     pipeline.confirm_seconds.observe(0.01);
+    crate::plugin::egress::EgressCounter::count(
+        &metrics,
+        "x",
+        "example.com:443",
+        crate::plugin::egress::EgressResult::Allowed,
+    );
     let text = metrics.render();
     let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP")).collect();
     assert_eq!(helps.len(), HELP.len(), "{text}");

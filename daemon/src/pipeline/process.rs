@@ -13,7 +13,7 @@ use super::validate::{check_plugin_publishes, check_properties};
 use crate::broker::{Acker, PublishError, Settled, Settlement};
 use crate::config::DeadLetter;
 use crate::decision::{Decision, Fate, Kind, Reason, attempt, counted_copy, decide};
-use crate::message::{Message, Outgoing};
+use crate::message::{HeaderValue, Message, Outgoing, scalar_header, text_header};
 use crate::metrics::InFlight;
 use crate::plugin::Plugin;
 use crate::trace::MessageTrace;
@@ -24,7 +24,7 @@ impl Pipeline {
     /// Whatever happens on the way — a panic included — the delivery is settled exactly once
     /// and its concurrency slot freed.
     pub(super) async fn process(&self, message: Message, acker: Acker) {
-        let _in_flight = InFlight::new(&self.metrics.in_flight);
+        let _in_flight = self.metrics.arrived();
         if message.redelivered {
             self.metrics.redeliveries.inc();
         }
@@ -37,7 +37,7 @@ impl Pipeline {
             Ok(fate) => fate,
             Err(panic) => {
                 let text = panic_text(panic.as_ref());
-                self.metrics.panics.inc();
+                self.metrics.panicked(message_id(&message), &text);
                 tracing::error!(
                     pipeline = &*self.name,
                     message_id = message_id(&message),
@@ -94,7 +94,7 @@ impl Pipeline {
             .observe(started.elapsed().as_secs_f64());
         if let Err(error) = &result {
             trace.failed(&format_args!("plugin failed: {error}"));
-            metrics.failure(error);
+            metrics.failure(error, message_id(message));
             tracing::warn!(
                 pipeline = &*self.name,
                 plugin = plugin.name(),
@@ -153,7 +153,7 @@ impl Pipeline {
         let Err(invalid) = checked else {
             return Ok(());
         };
-        self.metrics.invalid_publishes.inc();
+        self.metrics.invalid_publish(message_id(message), &invalid);
         tracing::warn!(
             pipeline = &*self.name,
             plugin = plugin.name(),
@@ -180,7 +180,7 @@ impl Pipeline {
         trace: &MessageTrace<'_>,
     ) -> Fate {
         let on_error = self.settings.on_error;
-        self.metrics.publish_failures.inc();
+        self.metrics.publish_failed(message_id(message), &error);
         trace.failed(&format_args!("publish failed: {error}"));
         let fate = if error.is_transient() {
             Fate::Requeue
@@ -235,7 +235,7 @@ impl Pipeline {
                 Fate::Ack
             }
             Err(error) => {
-                self.metrics.publish_failures.inc();
+                self.metrics.publish_failed(message_id(message), &error);
                 tracing::warn!(
                     pipeline = &*self.name,
                     message_id = message_id(message),
@@ -258,7 +258,7 @@ impl Pipeline {
         reason: Reason,
         trace: &MessageTrace<'_>,
     ) -> Settlement {
-        self.metrics.dead_lettered[reason.index()].inc();
+        self.metrics.dead_lettered(&reason, message_id(message));
         if reason != Reason::Rejected {
             trace.failed(&reason);
         }
@@ -272,7 +272,7 @@ impl Pipeline {
         {
             Ok(Ok(())) => Settlement::Ack,
             Ok(Err(error)) => {
-                self.metrics.publish_failures.inc();
+                self.metrics.publish_failed(message_id(message), &error);
                 tracing::error!(
                     pipeline = &*self.name,
                     message_id = message_id(message),
@@ -284,11 +284,12 @@ impl Pipeline {
                 Settlement::Requeue
             }
             Err(panic) => {
-                self.metrics.panics.inc();
+                let text = panic_text(panic.as_ref());
+                self.metrics.panicked(message_id(message), &text);
                 tracing::error!(
                     pipeline = &*self.name,
                     message_id = message_id(message),
-                    panic = panic_text(panic.as_ref()),
+                    panic = text,
                     "warren failed dead-lettering a message (a bug: please report it); it goes back to the queue"
                 );
                 Settlement::Requeue

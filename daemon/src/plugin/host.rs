@@ -7,7 +7,7 @@ use wasmtime::StoreLimits;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use super::egress::{EgressHooks, EgressPolicy};
+use super::egress::EgressHooks;
 use super::log::{
     LogLimiter, MAX_LOG_BYTES_PER_MESSAGE, PluginStderr, SharedTag, lock, one_log_line,
 };
@@ -54,11 +54,11 @@ pub struct HostState {
 
 impl HostState {
     /// A fresh state: WASI with stdout/stderr forwarded to warren's and nothing else granted.
-    /// `wasi:http` requests go through `egress`.
+    /// `wasi:http` requests go through the `egress` hooks.
     pub fn new(
         plugin: Arc<str>,
         limits: StoreLimits,
-        egress: Arc<EgressPolicy>,
+        egress: EgressHooks,
         log: Arc<LogLimiter>,
     ) -> Self {
         let tag = SharedTag::default();
@@ -72,7 +72,7 @@ impl HostState {
         Self {
             wasi,
             http: WasiHttpCtx::new(),
-            egress: EgressHooks::new(egress, plugin.clone()),
+            egress,
             table: {
                 let mut table = ResourceTable::new();
                 table.set_max_capacity(HANDLES_MAX);

@@ -45,6 +45,8 @@ pub struct Runtime {
     /// Held while compiling: one compile at a time, so that the cache's hit and miss counters
     /// before and after a compile are that compile's. (Each compile uses every core.)
     compiling: Arc<Mutex<()>>,
+    /// Where the plugins' HTTP requests are counted, if anywhere.
+    egress_counter: Option<Arc<dyn egress::EgressCounter>>,
 }
 
 impl Runtime {
@@ -84,7 +86,17 @@ impl Runtime {
             linker: Arc::new(linker),
             cache,
             compiling: Arc::default(),
+            egress_counter: None,
         })
+    }
+
+    /// The same runtime, counting the HTTP requests of the plugins it loads from now on in
+    /// `counter`.
+    pub fn count_egress(self, counter: Arc<dyn egress::EgressCounter>) -> Self {
+        Self {
+            egress_counter: Some(counter),
+            ..self
+        }
     }
 
     /// The compile cache in use, if any.
@@ -179,8 +191,11 @@ impl Runtime {
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
             anyhow!("plugin {name}: {path} does not export the warren handler: {e:#}")
         })?;
+        let shared_name: Arc<str> = Arc::from(name.as_str());
+        let egress = egress::EgressHooks::new(settings.egress().clone(), shared_name.clone())
+            .counted(self.egress_counter.clone());
         let plugin = Arc::new(Plugin {
-            name: Arc::from(name.as_str()),
+            name: shared_name,
             version,
             path: settings.path.clone(),
             loaded_at: SystemTime::now(),
@@ -189,7 +204,7 @@ impl Runtime {
             pre,
             config: settings.config.clone(),
             limits: settings.limits.clone(),
-            egress: settings.egress().clone(),
+            egress,
             publish: settings.publish.clone(),
             log: Arc::default(),
             idle: Mutex::new(Vec::new()),
@@ -213,9 +228,10 @@ pub struct Plugin {
     compilation: Compilation,
     engine: Engine,
     pre: bindings::PluginPre<HostState>,
-    config: Vec<(String, String)>,
+    config: spec::PluginConfig,
     limits: Limits,
-    egress: Arc<egress::EgressPolicy>,
+    /// The `wasi:http` hooks each instance gets a copy of.
+    egress: egress::EgressHooks,
     publish: PublishRules,
     log: Arc<log::LogLimiter>,
     idle: Mutex<Vec<invoke::Instance>>,
@@ -245,6 +261,11 @@ impl Plugin {
     /// Whether its code was compiled or came from the compile cache, and how long that took.
     pub fn compilation(&self) -> Compilation {
         self.compilation
+    }
+
+    /// Its `config` and `secret_config` (whose values are never to be shown).
+    pub fn config(&self) -> &spec::PluginConfig {
+        &self.config
     }
 
     /// Its sandbox limits.

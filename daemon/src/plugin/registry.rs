@@ -26,6 +26,19 @@ struct Loaded {
     last_failed: Option<String>,
 }
 
+/// A plugin swapped (or not) for another version: which, and why not if it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swap {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The version serving before.
+    pub from: String,
+    /// The version loaded, or that failed to load.
+    pub to: String,
+    /// Why it failed; `None` if it serves now.
+    pub error: Option<String>,
+}
+
 /// Every loaded plugin.
 pub struct Registry {
     runtime: Runtime,
@@ -114,9 +127,9 @@ impl Registry {
     /// not tried again until its content changes — unless `again` (an explicit request: a
     /// SIGHUP), since an `init` may fail for reasons outside the file.
     ///
-    /// Returns `Some(true)` if a new version was loaded, `Some(false)` if loading failed, and
-    /// `None` if nothing was tried (same content, file gone or being written).
-    pub async fn reload_file(&mut self, name: &str, again: bool) -> Option<bool> {
+    /// Returns what was tried (a failure with its error), or `None` if nothing was (same
+    /// content, file gone or being written).
+    pub async fn reload_file(&mut self, name: &str, again: bool) -> Option<Swap> {
         let entry = self.plugins.get_mut(name)?;
         let path = entry.settings.path.clone();
         let bytes = match tokio::fs::read(&path).await {
@@ -141,6 +154,12 @@ impl Registry {
             return None;
         }
         let started = Instant::now();
+        let mut swap = Swap {
+            plugin: name.to_owned(),
+            from: entry.slot.load().version().to_owned(),
+            to: hash.clone(),
+            error: None,
+        };
         match self.runtime.load_bytes(&entry.settings, bytes).await {
             Ok(plugin) => {
                 let compilation = plugin.compilation();
@@ -155,7 +174,7 @@ impl Registry {
                     took_ms = started.elapsed().as_millis() as u64,
                     "plugin reloaded"
                 );
-                Some(true)
+                Some(swap)
             }
             Err(e) => {
                 // A file that changed since it was read is still being written (a slow copy):
@@ -166,14 +185,16 @@ impl Registry {
                     return None;
                 }
                 entry.last_failed = Some(hash);
+                let error = format!("{e:#}");
                 tracing::error!(
                     plugin = name,
                     path = %path.display(),
                     version = entry.slot.load().version(),
-                    error = %format!("{e:#}"),
+                    error = %error,
                     "plugin reload failed; the loaded version keeps serving"
                 );
-                Some(false)
+                swap.error = Some(error);
+                Some(swap)
             }
         }
     }
@@ -181,12 +202,12 @@ impl Registry {
     /// Brings the registry to `plugins` (a new config's): every new or changed plugin is
     /// loaded first, and any failure refuses them all, leaving the registry as it was. Then
     /// changed plugins are swapped in place, new ones added and unused ones dropped. Returns
-    /// the names of the plugins swapped in place, and what changed, in words.
+    /// the plugins swapped in place, and what changed, in words.
     pub async fn apply(
         &mut self,
         config_path: &Path,
         plugins: &BTreeMap<String, PluginSettings>,
-    ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    ) -> anyhow::Result<(Vec<Swap>, Vec<String>)> {
         let mut fresh = BTreeMap::new();
         for (name, settings) in plugins {
             let unchanged = self
@@ -204,11 +225,17 @@ impl Registry {
             let settings = plugins[&name].clone();
             match self.plugins.get_mut(&name) {
                 Some(entry) => {
-                    entry.slot.store(plugin);
+                    let to = plugin.version().to_owned();
+                    let old = entry.slot.swap(plugin);
                     entry.settings = settings;
                     entry.last_failed = None;
                     summary.push(format!("plugin {name} reloaded"));
-                    swapped.push(name);
+                    swapped.push(Swap {
+                        plugin: name,
+                        from: old.version().to_owned(),
+                        to,
+                        error: None,
+                    });
                 }
                 None => {
                     self.plugins.insert(

@@ -27,8 +27,8 @@ pub struct PluginSettings {
     pub name: String,
     /// Absolute path of the `.wasm` component.
     pub path: PathBuf,
-    /// The `config` table, values as strings, in key order.
-    pub config: Vec<(String, String)>,
+    /// The `config` and `secret_config` tables, values as strings, in key order.
+    pub config: PluginConfig,
     /// Sandbox limits.
     pub limits: Limits,
     /// Where and how much the plugin may publish.
@@ -78,7 +78,7 @@ impl PluginSettings {
     pub fn new(
         name: String,
         path: PathBuf,
-        config: Vec<(String, String)>,
+        config: impl Into<PluginConfig>,
         limits: Limits,
         allowed_hosts: Vec<String>,
         http: HttpLimits,
@@ -93,7 +93,7 @@ impl PluginSettings {
         let mut settings = Self {
             name,
             path,
-            config,
+            config: config.into(),
             limits,
             publish,
             allowed_hosts,
@@ -136,6 +136,87 @@ impl PluginSettings {
             && self.egress.max_response_bytes == other.egress.max_response_bytes
             && self.egress.trust == other.egress.trust
             && self.publish == other.publish
+    }
+}
+
+/// A plugin's `config` and `secret_config` tables together: what its `init` gets (every
+/// entry, in key order; it derefs to that list), and which keys came from `secret_config`.
+/// Their values are never shown: not by `warren check`, `/plugins`, the status page, nor
+/// `Debug`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct PluginConfig {
+    entries: Vec<(String, String)>,
+    secret: BTreeSet<String>,
+}
+
+/// What a secret value is shown as.
+pub const HIDDEN: &str = "(secret)";
+
+impl PluginConfig {
+    /// `plain` and `secret` entries merged, in key order. A key in both is an error naming it.
+    pub fn new(
+        plain: Vec<(String, String)>,
+        secret: Vec<(String, String)>,
+    ) -> Result<Self, String> {
+        let mut entries = plain;
+        let mut keys = BTreeSet::new();
+        for (key, value) in secret {
+            if entries.iter().any(|(k, _)| *k == key) {
+                return Err(key);
+            }
+            keys.insert(key.clone());
+            entries.push((key, value));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Self {
+            entries,
+            secret: keys,
+        })
+    }
+
+    /// Each entry as it may be shown: its key, and its value unless it is secret.
+    pub fn shown(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.entries.iter().map(|(key, value)| {
+            let value = (!self.secret.contains(key)).then_some(value.as_str());
+            (key.as_str(), value)
+        })
+    }
+
+    /// The entries that are not secret.
+    pub fn plain(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.shown().filter_map(|(key, value)| Some((key, value?)))
+    }
+
+    /// The keys whose values are secret.
+    pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
+        self.secret.iter().map(String::as_str)
+    }
+}
+
+impl From<Vec<(String, String)>> for PluginConfig {
+    /// Entries none of which is secret (`warren plugin run --config`).
+    fn from(entries: Vec<(String, String)>) -> Self {
+        Self {
+            entries,
+            secret: BTreeSet::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for PluginConfig {
+    type Target = [(String, String)];
+
+    /// Every entry, secret ones included: what the plugin's `init` gets.
+    fn deref(&self) -> &Self::Target {
+        &self.entries
+    }
+}
+
+impl std::fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.shown().map(|(k, v)| (k, v.unwrap_or(HIDDEN))))
+            .finish()
     }
 }
 
@@ -218,6 +299,55 @@ mod tests {
         let rules = PublishRules::new(10, None, Some(vec!["replies".into()]));
         assert_eq!(rules.exchanges, Some(BTreeSet::new()), "no exchange then");
         assert_eq!(rules.queues, Some(BTreeSet::from(["replies".to_owned()])));
+    }
+
+    #[test]
+    fn secret_config_reaches_init_but_is_never_shown() {
+        let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        let config = PluginConfig::new(
+            vec![pair("url", "https://api.example.com"), pair("b", "1")],
+            vec![pair("token", "s3cr3t-value"), pair("a", "also-secret")],
+        )
+        .expect("no key in both");
+        let keys: Vec<&str> = config.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["a", "b", "token", "url"],
+            "init gets every entry, in key order"
+        );
+        assert_eq!(
+            config
+                .iter()
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.as_str()),
+            Some("s3cr3t-value")
+        );
+        let plain: Vec<(&str, &str)> = config.plain().collect();
+        assert_eq!(plain, [("b", "1"), ("url", "https://api.example.com")]);
+        assert_eq!(config.secret_keys().collect::<Vec<_>>(), ["a", "token"]);
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("also-secret"),
+            "{debug}"
+        );
+        assert!(
+            debug.contains(HIDDEN) && debug.contains("https://api.example.com"),
+            "{debug}"
+        );
+        let settings = PluginSettings::new(
+            "p".into(),
+            "p.wasm".into(),
+            config,
+            Limits::default(),
+            Vec::new(),
+            HttpLimits::default(),
+            PublishRules::default(),
+        )
+        .expect("valid");
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+
+        let twice = PluginConfig::new(vec![pair("token", "a")], vec![pair("token", "b")]);
+        assert_eq!(twice, Err("token".to_owned()));
     }
 
     #[test]

@@ -18,6 +18,9 @@ use super::trust::Trust;
 pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 10_000;
 /// `max_response_bytes` when a plugin does not set it.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
+/// The host label of requests to hosts outside `allowed_hosts` (see
+/// [`EgressPolicy::host_label`]).
+pub const OTHER_HOSTS: &str = "other";
 /// Longest a host name lookup may take (or `http_timeout_ms`, if shorter): a resolver that
 /// does not answer fails the request with `DNS-timeout` rather than holding it.
 pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,6 +28,8 @@ pub const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// One `allowed_hosts` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Rule {
+    /// The entry as written (trimmed): what requests it allows are counted under.
+    written: String,
     host: HostPattern,
     /// `None`: the scheme's default port only. `Some(None)`: any port (`host:*`).
     port: Option<Option<u16>>,
@@ -123,6 +128,13 @@ impl EgressPolicy {
             dns_timeout: DNS_TIMEOUT,
             trust: Trust::default(),
         }
+    }
+
+    /// What a request to `host:port` is counted under: the `allowed_hosts` entry it matches as
+    /// written, or [`OTHER_HOSTS`] — a set as small as the list, whatever plugins ask for.
+    pub fn host_label(&self, host: &str, port: u16, default_port: u16) -> &str {
+        self.matching(&normalise(host), port, default_port)
+            .map_or(OTHER_HOSTS, |rule| rule.written.as_str())
     }
 
     fn matching(&self, host: &str, port: u16, default_port: u16) -> Option<&Rule> {
@@ -256,11 +268,15 @@ fn parse_rule(entry: &str) -> Option<Rule> {
     } else {
         HostPattern::Name(host)
     };
-    Some(Rule { host, port })
+    Some(Rule {
+        written: entry.to_owned(),
+        host,
+        port,
+    })
 }
 
 mod hooks;
-pub use hooks::EgressHooks;
+pub use hooks::{EgressCounter, EgressHooks, EgressResult};
 
 mod blocks;
 

@@ -1,5 +1,5 @@
-//! The `wasi:http` hooks: every request a plugin sends passes the policy, goes to the checked
-//! addresses, and has its response capped.
+//! The `wasi:http` hooks: every request a plugin sends passes the policy (and is counted by
+//! its answer), goes to the checked addresses, and has its response capped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,11 +10,51 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 use super::{Denied, EgressPolicy, normalise};
 use crate::plugin::http_client::{self, Network, System};
 
+/// The policy's answer to one request, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EgressResult {
+    /// Allowed: sent to the checked addresses.
+    Allowed,
+    /// Refused: not in `allowed_hosts`, or resolving to an address that must be listed.
+    Denied,
+    /// An allowed name that did not resolve (or not in time).
+    Unresolved,
+}
+
+impl EgressResult {
+    /// The policy's answer to a request.
+    fn of<T>(decision: &Result<T, Denied>) -> Self {
+        match decision {
+            Ok(_) => Self::Allowed,
+            Err(Denied::NotListed(_) | Denied::Internal { .. }) => Self::Denied,
+            Err(Denied::Unresolved(_) | Denied::DnsTimeout(..)) => Self::Unresolved,
+        }
+    }
+
+    /// `allowed`, `denied` or `unresolved`: the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Allowed => "allowed",
+            Self::Denied => "denied",
+            Self::Unresolved => "unresolved",
+        }
+    }
+}
+
+/// Where each request's answer is counted (the daemon's metrics): by plugin, and by host as
+/// [`EgressPolicy::host_label`] names it.
+pub trait EgressCounter: Send + Sync {
+    /// Counts one request of `plugin` to `host`.
+    fn count(&self, plugin: &str, host: &str, result: EgressResult);
+}
+
 /// The `wasi:http` hooks of one plugin instance: every request passes [`EgressPolicy::check`].
+#[derive(Clone)]
 pub struct EgressHooks<N: Network = System> {
     policy: Arc<EgressPolicy>,
     plugin: Arc<str>,
     net: Arc<N>,
+    counter: Option<Arc<dyn EgressCounter>>,
 }
 
 impl EgressHooks {
@@ -31,7 +71,13 @@ impl<N: Network> EgressHooks<N> {
             policy,
             plugin,
             net,
+            counter: None,
         }
+    }
+
+    /// The same hooks, counting each request's answer in `counter`.
+    pub fn counted(self, counter: Option<Arc<dyn EgressCounter>>) -> Self {
+        Self { counter, ..self }
     }
 }
 
@@ -75,7 +121,18 @@ impl<N: Network> WasiHttpHooks for EgressHooks<N> {
         let policy = self.policy.clone();
         let plugin = self.plugin.clone();
         let net = self.net.clone();
-        Box::new(async move { send(&policy, &plugin, &*net, request, options).await })
+        let counter = self.counter.clone();
+        Box::new(async move {
+            send(
+                &policy,
+                &plugin,
+                &*net,
+                counter.as_deref(),
+                request,
+                options,
+            )
+            .await
+        })
     }
 }
 
@@ -85,6 +142,7 @@ async fn send<N: Network>(
     policy: &EgressPolicy,
     plugin: &str,
     net: &N,
+    counter: Option<&dyn EgressCounter>,
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
 ) -> Result<Response, HttpError> {
@@ -94,20 +152,22 @@ async fn send<N: Network>(
     let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
     let host = authority.host().to_owned();
     let port = authority.port_u16().unwrap_or(default_port);
-    let targets = policy
-        .resolve(net, &host, port, default_port)
-        .await
-        .map_err(|denied| {
-            tracing::warn!(plugin, url = shown(&uri), %denied, "HTTP request denied");
-            match denied {
-                Denied::Unresolved(_) => HttpError::DnsError {
-                    rcode: Some("no address".into()),
-                    info_code: None,
-                },
-                Denied::DnsTimeout(..) => HttpError::DnsTimeout,
-                _ => HttpError::HttpRequestDenied,
-            }
-        })?;
+    let decision = policy.resolve(net, &host, port, default_port).await;
+    if let Some(counter) = counter {
+        let label = policy.host_label(&host, port, default_port);
+        counter.count(plugin, label, EgressResult::of(&decision));
+    }
+    let targets = decision.map_err(|denied| {
+        tracing::warn!(plugin, url = shown(&uri), %denied, "HTTP request denied");
+        match denied {
+            Denied::Unresolved(_) => HttpError::DnsError {
+                rcode: Some("no address".into()),
+                info_code: None,
+            },
+            Denied::DnsTimeout(..) => HttpError::DnsTimeout,
+            _ => HttpError::HttpRequestDenied,
+        }
+    })?;
     let options = clamp(options, policy.timeout);
     let tls = match tls {
         false => None,

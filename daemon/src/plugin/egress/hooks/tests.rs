@@ -273,3 +273,62 @@ async fn refused_requests_never_connect() {
     }
     assert!(net.attempts().is_empty());
 }
+
+/// Counts what it is told, for the counting test.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<(String, String, EgressResult)>>);
+
+impl EgressCounter for Recorded {
+    fn count(&self, plugin: &str, host: &str, result: EgressResult) {
+        let seen = (plugin.to_owned(), host.to_owned(), result);
+        self.0.lock().expect("lock").push(seen);
+    }
+}
+
+/// Each request is counted once, by plugin, by the `allowed_hosts` entry it matched as
+/// written (or `other`, whatever host was asked for), and by the policy's answer.
+#[tokio::test]
+async fn requests_are_counted_by_plugin_entry_and_answer() {
+    let live = serve_ok().await;
+    let net = Arc::new(Scripted {
+        answers: vec![
+            ("api.example.com", vec![ip("93.184.216.34")]),
+            ("inside.example.com", vec![ip("10.0.0.7")]),
+        ],
+        redirect: Some(live),
+        ..Default::default()
+    });
+    let hosts: Vec<String> = ["api.example.com", "*.example.com:80", "gone.example.org:*"]
+        .map(String::from)
+        .to_vec();
+    let policy = Arc::new(EgressPolicy::new(&hosts, Duration::from_secs(1), 1024).expect("valid"));
+    let counter = Arc::new(Recorded::default());
+    for url in [
+        "http://api.example.com/v1?token=x",
+        "http://inside.example.com/",
+        "http://gone.example.org:8080/",
+        "http://elsewhere.test/",
+        "http://198.51.100.1:9/",
+    ] {
+        let shared: Arc<dyn EgressCounter> = counter.clone();
+        let mut hooks = EgressHooks::with_network(policy.clone(), "billing".into(), net.clone())
+            .counted(Some(shared));
+        let sent = hooks.send_request(get(url), None, Box::new(async { Ok(()) }));
+        let _ = Box::into_pin(sent).await;
+    }
+    let seen = counter.0.lock().expect("lock").clone();
+    let seen: Vec<(&str, &str, &str)> = seen
+        .iter()
+        .map(|(p, h, r)| (p.as_str(), h.as_str(), r.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("billing", "api.example.com", "allowed"),
+            ("billing", "*.example.com:80", "denied"),
+            ("billing", "gone.example.org:*", "unresolved"),
+            ("billing", "other", "denied"),
+            ("billing", "other", "denied"),
+        ]
+    );
+}
