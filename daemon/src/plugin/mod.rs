@@ -126,6 +126,28 @@ impl Runtime {
             .await
     }
 
+    /// Like [`Runtime::load`], but no instance is made, so `init` has not run:
+    /// [`Plugin::with_settings`] makes the instances (`warren plugin test`, one per case).
+    pub async fn load_code(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
+        let path = settings.path.clone();
+        let bytes = tokio::fs::read(&path)
+            .await
+            .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))?;
+        let version = content_hash(&bytes);
+        let runtime = self.clone();
+        let (component, compilation) = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+            .await
+            .context("plugin compilation panicked")?
+            .map_err(|e| {
+                anyhow!(
+                    "plugin {}: {} is not a valid WebAssembly component: {e:#}",
+                    settings.name,
+                    path.display()
+                )
+            })?;
+        self.link(settings, component, version, compilation)
+    }
+
     /// Compiles a component, or takes it from the compile cache, and says which (blocking).
     fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, Compilation)> {
         let _one_at_a_time = self
@@ -168,6 +190,19 @@ impl Runtime {
         version: String,
         compilation: Compilation,
     ) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = self.link(settings, component, version, compilation)?;
+        plugin.start_one().await?;
+        Ok(plugin)
+    }
+
+    /// Checks the contract and links the component: a plugin with no instance yet.
+    fn link(
+        &self,
+        settings: &PluginSettings,
+        component: Component,
+        version: String,
+        compilation: Compilation,
+    ) -> anyhow::Result<Arc<Plugin>> {
         let path = settings.path.display();
         let name = &settings.name;
         check_contract(&component).with_context(|| format!("plugin {name}: {path}"))?;
@@ -178,28 +213,13 @@ impl Runtime {
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
             anyhow!("plugin {name}: {path} does not export the warren handler: {e:#}")
         })?;
-        let plugin = Arc::new(Plugin {
-            name: Arc::from(name.as_str()),
+        Ok(Arc::new(Plugin::new(
+            settings,
             version,
-            path: settings.path.clone(),
-            loaded_at: SystemTime::now(),
             compilation,
-            engine: self.engine.clone(),
+            self.engine.clone(),
             pre,
-            config: settings.config.clone(),
-            limits: settings.limits.clone(),
-            egress: settings.egress().clone(),
-            publish: settings.publish.clone(),
-            log: Arc::default(),
-            idle: Mutex::new(Vec::new()),
-        });
-        // One instance now, so a plugin whose `init` fails is refused before it gets a message.
-        let instance = plugin
-            .instantiate()
-            .await
-            .with_context(|| format!("plugin {name}: {path}"))?;
-        plugin.release(instance);
-        Ok(plugin)
+        )))
     }
 }
 
@@ -221,6 +241,55 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    fn new(
+        settings: &PluginSettings,
+        version: String,
+        compilation: Compilation,
+        engine: Engine,
+        pre: bindings::PluginPre<HostState>,
+    ) -> Self {
+        Plugin {
+            name: Arc::from(settings.name.as_str()),
+            version,
+            path: settings.path.clone(),
+            loaded_at: SystemTime::now(),
+            compilation,
+            engine,
+            pre,
+            config: settings.config.clone(),
+            limits: settings.limits.clone(),
+            egress: settings.egress().clone(),
+            publish: settings.publish.clone(),
+            log: Arc::default(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes one instance now, so that a plugin whose `init` fails is refused before it gets
+    /// a message.
+    async fn start_one(&self) -> anyhow::Result<()> {
+        let instance = self
+            .instantiate()
+            .await
+            .with_context(|| format!("plugin {}: {}", self.name, self.path.display()))?;
+        self.release(instance);
+        Ok(())
+    }
+
+    /// The same code with other settings (config, limits, hosts), with one fresh instance
+    /// `init`ed with them: it fails as loading would, if `init` refuses that config.
+    pub async fn with_settings(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = Arc::new(Plugin::new(
+            settings,
+            self.version.clone(),
+            self.compilation,
+            self.engine.clone(),
+            self.pre.clone(),
+        ));
+        plugin.start_one().await?;
+        Ok(plugin)
+    }
+
     /// The plugin's name in the config.
     pub fn name(&self) -> &str {
         &self.name
