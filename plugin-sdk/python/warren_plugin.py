@@ -29,16 +29,24 @@ This file lives in warren's repo (plugin-sdk/python/); `warren plugin new
 NAME --lang python` copies it into a new project.
 """
 
+# Every import at the top: componentize-py bundles what the module imports when
+# the component is built; there is no file system to import from later.
 import json
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from urllib.parse import urlsplit
 
 from componentize_py_types import Err
 from wit_world import exports
+from wit_world.imports import host
 
 try:  # world `plugin-http`: two `types` interfaces, so the names carry the package
     from wit_world.imports import warren_plugin_types as types
-except ImportError:  # world `plugin`
+    from wit_world.imports import outgoing_handler as _outgoing_handler
+    from wit_world.imports import wasi_http_types as _http
+    from wit_world.imports.streams import StreamError_Closed as _Closed
+except ImportError:  # world `plugin`: no HTTP
     from wit_world.imports import types
+    _outgoing_handler = None
 
 __all__ = [
     "ACK", "REJECT", "REQUEUE", "Config", "Message", "Verdict", "array", "bytes_value",
@@ -266,7 +274,6 @@ class _Log:
     """warren's log, tagged with the plugin and pipeline: log.info("..."), ..."""
 
     def write(self, level: Any, text: str) -> None:
-        from wit_world.imports import host
         host.log(level, text)
 
     def trace(self, text: str) -> None: self.write(types.Level.TRACE, text)
@@ -283,7 +290,6 @@ def publish(message: Any) -> None:
     """Publishes an extra message (see outgoing, reply): held until `handle`
     returns, sent only if it returns normally, confirmed before the message
     being handled is settled."""
-    from wit_world.imports import host
     host.publish(message)
 
 
@@ -356,11 +362,9 @@ def fetch(url: str, method: str = "GET", headers: Optional[Dict[str, str]] = Non
     """Sends one HTTP request through wasi:http and reads the whole response;
     raises HttpError when there is none. Needs world `plugin-http` (build with
     `-w plugin-http`); warren lets it reach only the plugin's allowed_hosts."""
-    from urllib.parse import urlsplit
-    from wit_world.imports import outgoing_handler
-    from wit_world.imports import wasi_http_types as http
-    from wit_world.imports.streams import StreamError_Closed
-
+    if _outgoing_handler is None:
+        raise RuntimeError("fetch needs world plugin-http: build with -w plugin-http")
+    http = _http
     parts = urlsplit(url)
     fields = http.Fields.from_list([(k, v.encode()) for k, v in (headers or {}).items()])
     request = http.OutgoingRequest(fields)
@@ -380,7 +384,7 @@ def fetch(url: str, method: str = "GET", headers: Optional[Dict[str, str]] = Non
                 stream.blocking_write_and_flush(data[start:start + _CHUNK])
     http.OutgoingBody.finish(outgoing_body, None)
     try:
-        future = outgoing_handler.handle(request, None)
+        future = _outgoing_handler.handle(request, None)
     except Err as e:
         raise HttpError(e.value) from None
     with future:
@@ -406,7 +410,7 @@ def fetch(url: str, method: str = "GET", headers: Optional[Dict[str, str]] = Non
                 try:
                     chunks.append(stream.blocking_read(64 * 1024))
                 except Err as e:
-                    if isinstance(e.value, StreamError_Closed):
+                    if isinstance(e.value, _Closed):
                         break
                     raise HttpError(http.ErrorCode_HttpResponseIncomplete()) from None
         http.IncomingBody.finish(incoming).__exit__(None, None, None)
