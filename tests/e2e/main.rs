@@ -53,3 +53,10 @@ mod dlq;
 
 // The compile cache: warmed by check, a second start compiles nothing, corrupt entries rebuilt.
 mod cache;
+
+// Writing plugins: `plugin test` with every plugin's cases, `plugin new` -> build -> test in
+// each language, the Python and JS helpers' own tests, HTTP from Python and JS under egress.
+mod authoring;
+
+// plugin-sdk/README.md: every code block built or run by a test.
+mod sdk_docs;

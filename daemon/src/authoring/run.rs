@@ -78,7 +78,7 @@ pub async fn command(args: PluginTestArgs, logs: PluginLogs) -> anyhow::Result<T
             }
             Some(diff) => {
                 tally.failed += 1;
-                println!("FAIL {}\n{}", case.name, indent(&diff));
+                print!("FAIL {}\n{}", case.name, indent(&diff));
             }
         }
     }
