@@ -55,7 +55,7 @@ enum PluginCommand {
     /// Write a new plugin project (Rust, Python or JavaScript) that builds as it is.
     New(warren::authoring::new::PluginNewArgs),
     /// Run a plugin on one message and print its verdict and publishes as JSON.
-    Run(warren::try_plugin::PluginRunArgs),
+    Run(Box<warren::try_plugin::PluginRunArgs>),
     /// Check a plugin against the cases of a TOML file; non-zero if any fails.
     Test(warren::authoring::run::PluginTestArgs),
 }
@@ -143,7 +143,7 @@ async fn execute(command: Command, plugin_logs: telemetry::PluginLogs) -> Result
             };
             Ok(daemon.wait().await?)
         }
-        Command::Plugin(PluginCommand::Run(args)) => Ok(warren::try_plugin::command(args).await?),
+        Command::Plugin(PluginCommand::Run(args)) => Ok(warren::try_plugin::command(*args).await?),
         Command::Plugin(PluginCommand::New(args)) => Ok(warren::authoring::new::command(args)?),
         Command::Plugin(PluginCommand::Test(args)) => {
             let tally = warren::authoring::run::command(args, plugin_logs).await?;

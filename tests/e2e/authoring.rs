@@ -30,17 +30,18 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// `warren plugin test WASM CASES` run in `dir`.
+pub(crate) fn plugin_test(dir: &Path, wasm: &Path, cases: &Path) -> Output {
+    let wasm = wasm.to_str().expect("utf-8");
+    warren(
+        dir,
+        &["plugin", "test", wasm, cases.to_str().expect("utf-8")],
+    )
+}
+
 /// `warren plugin test WASM CASES` passes: exit 0, every case ok, the count line.
 fn passes(wasm: &Path, cases: &Path, count: usize) {
-    let out = warren(
-        &repo_root(),
-        &[
-            "plugin",
-            "test",
-            wasm.to_str().expect("utf-8"),
-            cases.to_str().expect("utf-8"),
-        ],
-    );
+    let out = plugin_test(&repo_root(), wasm, cases);
     let report = text(&out);
     assert!(out.status.success(), "{report}");
     assert!(
@@ -113,16 +114,7 @@ expect = { verdict = "reject" }
 "#,
     )
     .expect("write cases");
-    let wasm = rust_example_plugin("rust_router");
-    let out = warren(
-        dir.path(),
-        &[
-            "plugin",
-            "test",
-            wasm.to_str().expect("utf-8"),
-            "CASES.toml",
-        ],
-    );
+    let out = plugin_test(dir.path(), &rust_example_plugin("rust_router"), &cases);
     let report = text(&out);
     assert_eq!(out.status.code(), Some(1), "{report}");
     for line in [
@@ -163,15 +155,7 @@ fn a_bad_cases_file_names_the_case_and_the_key() {
         ("", "no cases: add one with [[case]]"),
     ] {
         std::fs::write(dir.path().join("CASES.toml"), cases).expect("write");
-        let out = warren(
-            dir.path(),
-            &[
-                "plugin",
-                "test",
-                wasm.to_str().expect("utf-8"),
-                "CASES.toml",
-            ],
-        );
+        let out = plugin_test(dir.path(), &wasm, Path::new("CASES.toml"));
         let report = text(&out);
         assert!(!out.status.success(), "{report}");
         assert!(

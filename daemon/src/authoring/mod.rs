@@ -3,6 +3,7 @@
 
 pub mod cases;
 mod expect;
+mod message;
 pub mod new;
 pub mod run;
 mod templates;

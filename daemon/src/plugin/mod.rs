@@ -96,11 +96,7 @@ impl Runtime {
     /// Fails, naming the file, if the file is missing or not a component, if it needs an
     /// import warren does not provide, or if its `init` refuses the configuration.
     pub async fn load(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
-        let path = &settings.path;
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))?;
-        self.load_bytes(settings, bytes).await
+        self.load_bytes(settings, read(settings).await?).await
     }
 
     /// Like [`Runtime::load`], with the file's content already read.
@@ -109,30 +105,25 @@ impl Runtime {
         settings: &PluginSettings,
         bytes: Vec<u8>,
     ) -> anyhow::Result<Arc<Plugin>> {
-        let path = settings.path.clone();
-        let version = content_hash(&bytes);
-        let runtime = self.clone();
-        let (component, compilation) = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
-            .await
-            .context("plugin compilation panicked")?
-            .map_err(|e| {
-                anyhow!(
-                    "plugin {}: {} is not a valid WebAssembly component: {e:#}",
-                    settings.name,
-                    path.display()
-                )
-            })?;
-        self.prepare(settings, component, version, compilation)
-            .await
+        let plugin = self.linked(settings, bytes).await?;
+        // One instance now, so a plugin whose `init` fails is refused before it gets a message.
+        plugin.start_one().await?;
+        Ok(plugin)
     }
 
     /// Like [`Runtime::load`], but no instance is made, so `init` has not run:
     /// [`Plugin::with_settings`] makes the instances (`warren plugin test`, one per case).
     pub async fn load_code(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
+        self.linked(settings, read(settings).await?).await
+    }
+
+    /// Compiles (off the async threads) and links a plugin: no instance yet.
+    async fn linked(
+        &self,
+        settings: &PluginSettings,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Arc<Plugin>> {
         let path = settings.path.clone();
-        let bytes = tokio::fs::read(&path)
-            .await
-            .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))?;
         let version = content_hash(&bytes);
         let runtime = self.clone();
         let (component, compilation) = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
@@ -181,18 +172,6 @@ impl Runtime {
         };
         let took = started.elapsed();
         Ok((component, Compilation { source, took }))
-    }
-
-    async fn prepare(
-        &self,
-        settings: &PluginSettings,
-        component: Component,
-        version: String,
-        compilation: Compilation,
-    ) -> anyhow::Result<Arc<Plugin>> {
-        let plugin = self.link(settings, component, version, compilation)?;
-        plugin.start_one().await?;
-        Ok(plugin)
     }
 
     /// Checks the contract and links the component: a plugin with no instance yet.
@@ -265,8 +244,7 @@ impl Plugin {
         }
     }
 
-    /// Makes one instance now, so that a plugin whose `init` fails is refused before it gets
-    /// a message.
+    /// Makes one instance and keeps it for the first message: fails if `init` does.
     async fn start_one(&self) -> anyhow::Result<()> {
         let instance = self
             .instantiate()
@@ -334,6 +312,14 @@ impl std::fmt::Debug for Plugin {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// The plugin file's bytes.
+async fn read(settings: &PluginSettings) -> anyhow::Result<Vec<u8>> {
+    let path = &settings.path;
+    tokio::fs::read(path)
+        .await
+        .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))
 }
 
 /// A plugin's version identity: the first 12 hex digits of the SHA-256 of its file.
