@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod authoring;
 pub mod broker;
 pub mod check;
 pub mod config;

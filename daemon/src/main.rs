@@ -52,13 +52,20 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PluginCommand {
+    /// Write a new plugin project (Rust, Python or JavaScript) that builds as it is.
+    New(warren::authoring::new::PluginNewArgs),
     /// Run a plugin on one message and print its verdict and publishes as JSON.
-    Run(warren::try_plugin::PluginRunArgs),
+    Run(Box<warren::try_plugin::PluginRunArgs>),
+    /// Check a plugin against the cases of a TOML file; non-zero if any fails.
+    Test(warren::authoring::run::PluginTestArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // `plugin test` compares the plugin's log lines with its cases instead of printing them.
+    let plugin_logs = matches!(cli.command, Command::Plugin(PluginCommand::Test(_)))
+        .then(telemetry::PluginLogs::default);
+    telemetry::init(cli.log_format, plugin_logs.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -69,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(execute(cli.command)) {
+    match runtime.block_on(execute(cli.command, plugin_logs.unwrap_or_default())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failed { code, error }) => {
             eprintln!("error: {error:#}");
@@ -102,7 +109,7 @@ impl From<anyhow::Error> for Failed {
     }
 }
 
-async fn execute(command: Command) -> Result<(), Failed> {
+async fn execute(command: Command, plugin_logs: telemetry::PluginLogs) -> Result<(), Failed> {
     match command {
         Command::Run {
             config,
@@ -136,7 +143,20 @@ async fn execute(command: Command) -> Result<(), Failed> {
             };
             Ok(daemon.wait().await?)
         }
-        Command::Plugin(PluginCommand::Run(args)) => Ok(warren::try_plugin::command(args).await?),
+        Command::Plugin(PluginCommand::Run(args)) => Ok(warren::try_plugin::command(*args).await?),
+        Command::Plugin(PluginCommand::New(args)) => Ok(warren::authoring::new::command(args)?),
+        Command::Plugin(PluginCommand::Test(args)) => {
+            let tally = warren::authoring::run::command(args, plugin_logs).await?;
+            if tally.failed > 0 {
+                return Err(anyhow::anyhow!(
+                    "{} of {} cases failed",
+                    tally.failed,
+                    tally.failed + tally.passed
+                )
+                .into());
+            }
+            Ok(())
+        }
         Command::Check { config } => {
             let config = Config::load(&config).map_err(Failed::config)?;
             let summary = warren::check::check(&config)

@@ -1,7 +1,13 @@
 //! Logging: `tracing` to stderr, human-readable or JSON, filtered by `RUST_LOG` (default
-//! [`DEFAULT_FILTER`]).
+//! [`DEFAULT_FILTER`]); for `warren plugin test`, plugins' lines kept for the report instead.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -18,15 +24,70 @@ pub enum LogFormat {
 /// failed publish itself, without the body.
 pub const DEFAULT_FILTER: &str = "info,lapin::returned_messages=error";
 
-/// Installs the global subscriber. Plugins' `log` lines carry target `warren::plugin`.
-pub fn init(format: LogFormat) {
-    let filter =
+/// The target of plugins' log lines (their `log` calls and stderr).
+pub const PLUGIN_TARGET: &str = "warren::plugin";
+
+/// Installs the global subscriber. Plugins' `log` lines carry target [`PLUGIN_TARGET`]; with
+/// `plugin_logs`, they are kept there (every level) instead of printed.
+pub fn init(format: LogFormat, plugin_logs: Option<PluginLogs>) {
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+    if plugin_logs.is_some()
+        && let Ok(off) = format!("{PLUGIN_TARGET}=off").parse()
+    {
+        filter = filter.add_directive(off);
+    }
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(plugin_logs)
+        .try_init();
+}
+
+/// Plugins' log lines, kept in memory as `level: text` (`warren plugin test` compares them
+/// with what a case expects).
+#[derive(Debug, Clone, Default)]
+pub struct PluginLogs(Arc<Mutex<Vec<String>>>);
+
+impl PluginLogs {
+    /// The lines kept since the last call.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl<S: Subscriber> Layer<S> for PluginLogs {
+    fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+        if event.metadata().target() != PLUGIN_TARGET {
+            return;
+        }
+        let mut text = MessageText(String::new());
+        event.record(&mut text);
+        let level = event.metadata().level().as_str().to_ascii_lowercase();
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(format!("{level}: {}", text.0));
+    }
+}
+
+/// The `message` field of an event.
+struct MessageText(String);
+
+impl Visit for MessageText {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            value.clone_into(&mut self.0);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
 }

@@ -9,9 +9,9 @@ use crate::message::{
     Field, Header, HeaderValue, Message, Outgoing, Properties, Verdict, empty_properties, resolve,
     text_header,
 };
-use crate::plugin::Runtime;
 use crate::plugin::cache::CacheSetting;
 use crate::plugin::spec::{HttpLimits, Limits, PluginSettings, PublishRules};
+use crate::plugin::{Outcome, Runtime};
 
 /// A plugin to run and how.
 #[derive(Debug, Clone)]
@@ -50,11 +50,18 @@ pub async fn run(trial: Trial, message: Message) -> anyhow::Result<Value> {
     let runtime = Runtime::new(&CacheSetting::Default)?;
     let plugin = runtime.load(&settings).await?;
     let outcome = plugin.handle(&Arc::from(name.as_str()), &message).await?;
-    Ok(json!({
-        "plugin": { "name": name, "version": plugin.version() },
+    let mut report = outcome_json(&outcome);
+    report["plugin"] = json!({ "name": name, "version": plugin.version() });
+    Ok(report)
+}
+
+/// A plugin's verdict and publishes as JSON, as `warren plugin run` prints them:
+/// `{"verdict": ..., "publishes": [...]}`.
+pub fn outcome_json(outcome: &Outcome) -> Value {
+    json!({
         "verdict": verdict_json(&outcome.verdict),
         "publishes": outcome.publishes.iter().map(outgoing_json).collect::<Vec<_>>(),
-    }))
+    })
 }
 
 fn body_json(body: &[u8]) -> (&'static str, Value) {

@@ -180,6 +180,11 @@ macro_rules! export {
     };
 }
 
+// The README's Rust examples are compiled and run as doctests (`cargo test`).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The bindings generated from `wit/`: not part of the API.
 #[doc(hidden)]
 #[allow(missing_docs, clippy::all)]

@@ -9,8 +9,8 @@ use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable};
 
 use crate::support::{
-    Broker, Running, TestConfig, dead_letters_to, example_plugin, repo_root, rust_example_plugin,
-    start, test_plugin, unique, write_config,
+    Broker, Running, TestConfig, dead_letters_to, example_plugin, rust_example_plugin, start,
+    test_plugin, unique, write_config,
 };
 
 /// The sum (in seconds) and the count of `pipeline`'s `warren_plugin_handle_seconds`.
@@ -212,22 +212,4 @@ fn check_refuses_a_plugin_built_for_contract_0_1_0() {
             && stderr.contains("speaks warren:plugin@0.2.0"),
         "the error names both versions: {stderr}"
     );
-}
-
-/// The complete examples in `plugin-sdk/README.md` are the example plugins' sources, verbatim.
-#[test]
-fn sdk_readme_shows_the_example_sources_verbatim() {
-    let root = repo_root();
-    let readme = std::fs::read_to_string(root.join("plugin-sdk/README.md")).expect("README");
-    for source in [
-        "plugins/examples/rust-router/src/lib.rs",
-        "plugins/examples/python-router/app.py",
-        "plugins/examples/js-router/router.js",
-    ] {
-        let text = std::fs::read_to_string(root.join(source)).expect("example source");
-        assert!(
-            readme.contains(&text),
-            "plugin-sdk/README.md no longer shows {source} as it is: paste it again"
-        );
-    }
 }

@@ -62,3 +62,10 @@ mod status;
 
 // The status page in a real headless Chromium: rows appear, counts move without a reload.
 mod status_page;
+
+// Writing plugins: `plugin test` with every plugin's cases, `plugin new` -> build -> test in
+// each language, the Python and JS helpers' own tests, HTTP from Python and JS under egress.
+mod authoring;
+
+// plugin-sdk/README.md: every code block built or run by a test.
+mod sdk_docs;

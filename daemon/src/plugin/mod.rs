@@ -109,15 +109,29 @@ impl Runtime {
     /// Fails, naming the file, if the file is missing or not a component, if it needs an
     /// import warren does not provide, or if its `init` refuses the configuration.
     pub async fn load(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
-        let path = &settings.path;
-        let bytes = tokio::fs::read(path)
-            .await
-            .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))?;
-        self.load_bytes(settings, bytes).await
+        self.load_bytes(settings, read(settings).await?).await
     }
 
     /// Like [`Runtime::load`], with the file's content already read.
     pub async fn load_bytes(
+        &self,
+        settings: &PluginSettings,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = self.linked(settings, bytes).await?;
+        // One instance now, so a plugin whose `init` fails is refused before it gets a message.
+        plugin.start_one().await?;
+        Ok(plugin)
+    }
+
+    /// Like [`Runtime::load`], but no instance is made, so `init` has not run:
+    /// [`Plugin::with_settings`] makes the instances (`warren plugin test`, one per case).
+    pub async fn load_code(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
+        self.linked(settings, read(settings).await?).await
+    }
+
+    /// Compiles (off the async threads) and links a plugin: no instance yet.
+    async fn linked(
         &self,
         settings: &PluginSettings,
         bytes: Vec<u8>,
@@ -135,8 +149,7 @@ impl Runtime {
                     path.display()
                 )
             })?;
-        self.prepare(settings, component, version, compilation)
-            .await
+        self.link(settings, component, version, compilation)
     }
 
     /// Compiles a component, or takes it from the compile cache, and says which (blocking).
@@ -174,7 +187,8 @@ impl Runtime {
         Ok((component, Compilation { source, took }))
     }
 
-    async fn prepare(
+    /// Checks the contract and links the component: a plugin with no instance yet.
+    fn link(
         &self,
         settings: &PluginSettings,
         component: Component,
@@ -191,31 +205,14 @@ impl Runtime {
         let pre = bindings::PluginPre::new(pre).map_err(|e| {
             anyhow!("plugin {name}: {path} does not export the warren handler: {e:#}")
         })?;
-        let shared_name: Arc<str> = Arc::from(name.as_str());
-        let egress = egress::EgressHooks::new(settings.egress().clone(), shared_name.clone())
-            .counted(self.egress_counter.clone());
-        let plugin = Arc::new(Plugin {
-            name: shared_name,
+        Ok(Arc::new(Plugin::new(
+            settings,
             version,
-            path: settings.path.clone(),
-            loaded_at: SystemTime::now(),
             compilation,
-            engine: self.engine.clone(),
+            self.engine.clone(),
             pre,
-            config: settings.config.clone(),
-            limits: settings.limits.clone(),
-            egress,
-            publish: settings.publish.clone(),
-            log: Arc::default(),
-            idle: Mutex::new(Vec::new()),
-        });
-        // One instance now, so a plugin whose `init` fails is refused before it gets a message.
-        let instance = plugin
-            .instantiate()
-            .await
-            .with_context(|| format!("plugin {name}: {path}"))?;
-        plugin.release(instance);
-        Ok(plugin)
+            self.egress_counter.clone(),
+        )))
     }
 }
 
@@ -238,6 +235,59 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    fn new(
+        settings: &PluginSettings,
+        version: String,
+        compilation: Compilation,
+        engine: Engine,
+        pre: bindings::PluginPre<HostState>,
+        egress_counter: Option<Arc<dyn egress::EgressCounter>>,
+    ) -> Self {
+        let name: Arc<str> = Arc::from(settings.name.as_str());
+        let egress =
+            egress::EgressHooks::new(settings.egress().clone(), name.clone()).counted(egress_counter);
+        Plugin {
+            name,
+            version,
+            path: settings.path.clone(),
+            loaded_at: SystemTime::now(),
+            compilation,
+            engine,
+            pre,
+            config: settings.config.clone(),
+            limits: settings.limits.clone(),
+            egress,
+            publish: settings.publish.clone(),
+            log: Arc::default(),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Makes one instance and keeps it for the first message: fails if `init` does.
+    async fn start_one(&self) -> anyhow::Result<()> {
+        let instance = self
+            .instantiate()
+            .await
+            .with_context(|| format!("plugin {}: {}", self.name, self.path.display()))?;
+        self.release(instance);
+        Ok(())
+    }
+
+    /// The same code with other settings (config, limits, hosts), with one fresh instance
+    /// `init`ed with them: it fails as loading would, if `init` refuses that config.
+    pub async fn with_settings(&self, settings: &PluginSettings) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = Arc::new(Plugin::new(
+            settings,
+            self.version.clone(),
+            self.compilation,
+            self.engine.clone(),
+            self.pre.clone(),
+            self.egress.counter(),
+        ));
+        plugin.start_one().await?;
+        Ok(plugin)
+    }
+
     /// The plugin's name in the config.
     pub fn name(&self) -> &str {
         &self.name
@@ -287,6 +337,14 @@ impl std::fmt::Debug for Plugin {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
+}
+
+/// The plugin file's bytes.
+async fn read(settings: &PluginSettings) -> anyhow::Result<Vec<u8>> {
+    let path = &settings.path;
+    tokio::fs::read(path)
+        .await
+        .with_context(|| format!("plugin {}: cannot read {}", settings.name, path.display()))
 }
 
 /// A plugin's version identity: the first 12 hex digits of the SHA-256 of its file.

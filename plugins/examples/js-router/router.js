@@ -1,6 +1,7 @@
 // js-router: an example warren plugin in JavaScript, built with componentize-js
-// against plugin-sdk/wit/ (world `plugin`). `plugins/examples/build` builds it
-// into plugins/examples/dist/js_router.wasm.
+// against plugin-sdk/wit/ (world `plugin`) and the helper module
+// plugin-sdk/js/warren_plugin.js. `plugins/examples/build` builds it into
+// plugins/examples/dist/js_router.wasm.
 //
 // Each message body is JSON: {"route": "<routing key>", "priority": <0-255>, ...}.
 // A valid message is republished to the default exchange with routing key
@@ -16,38 +17,15 @@
 // routed message. Any other key refuses the config.
 
 import { log, publish } from "warren:plugin/host@0.2.0";
+import { header, outgoing, plugin, reject, republish } from "../../../plugin-sdk/js/warren_plugin.js";
 
-const KNOWN_KEYS = ["audit"];
-
-let audit = null;
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder("utf-8", { fatal: true });
-
-// Properties with nothing set but `headers`: warren publishes these persistent.
-function noProperties(headers = []) {
-  return {
-    contentType: undefined,
-    contentEncoding: undefined,
-    headers,
-    priority: undefined,
-    correlationId: undefined,
-    replyTo: undefined,
-    expiration: undefined,
-    messageId: undefined,
-    timestamp: undefined,
-    kind: undefined,
-    userId: undefined,
-    appId: undefined,
-    deliveryMode: undefined,
-  };
-}
+let audit;
 
 // The route and priority of a body, or a string saying what is wrong with it.
-function parse(body) {
+function parse(message) {
   let request;
   try {
-    request = JSON.parse(decoder.decode(body));
+    request = message.json();
   } catch (e) {
     return `body is not JSON: ${e.message}`;
   }
@@ -67,49 +45,26 @@ function parse(body) {
   return { route, priority };
 }
 
-export const handler = {
-  // Keeps the config; an unknown key refuses it (thrown: the `err` of `result`).
+export const handler = plugin({
+  // Keeps the config; an unknown key refuses it.
   init(config) {
-    for (const [key, value] of config) {
-      if (!KNOWN_KEYS.includes(key)) {
-        throw `js-router: unknown config key '${key}' (known: ${KNOWN_KEYS.join(", ")})`;
-      }
-      if (key === "audit") {
-        audit = value;
-      }
-    }
+    audit = config.only("audit").get("audit");
   },
 
   handle(message) {
-    const parsed = parse(message.body);
+    const parsed = parse(message);
     if (typeof parsed === "string") {
       log("warn", `rejected: ${parsed}`);
-      return { tag: "reject" };
+      return reject();
     }
     const { route, priority } = parsed;
-    if (audit !== null) {
-      publish({
-        exchange: "",
-        routingKey: audit,
-        body: encoder.encode(`routed:${route}`),
-        // Headers as warren gave them (flat: see `header-value` in the WIT),
-        // plus one of ours.
-        properties: noProperties([
-          ...message.properties.headers,
-          { key: "x-routed-to", value: { tag: "text", val: route }, nested: [] },
-        ]),
-      });
+    if (audit !== undefined) {
+      // Headers as warren gave them (flat: see `header-value` in the WIT),
+      // plus one of ours.
+      const headers = [...message.properties.headers, header("x-routed-to", route)];
+      publish(outgoing(audit, `routed:${route}`, { headers }));
     }
     log("info", `routed to ${route}`);
-    return {
-      tag: "republish",
-      val: {
-        exchange: "",
-        routingKey: route,
-        priority,
-        body: undefined,
-        headers: undefined,
-      },
-    };
+    return republish(route, { priority });
   },
-};
+});

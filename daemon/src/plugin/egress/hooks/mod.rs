@@ -75,6 +75,11 @@ impl<N: Network> EgressHooks<N> {
         }
     }
 
+    /// Where these hooks count requests, if anywhere.
+    pub fn counter(&self) -> Option<Arc<dyn EgressCounter>> {
+        self.counter.clone()
+    }
+
     /// The same hooks, counting each request's answer in `counter`.
     pub fn counted(self, counter: Option<Arc<dyn EgressCounter>>) -> Self {
         Self { counter, ..self }
