@@ -53,3 +53,6 @@ mod dlq;
 
 // The compile cache: warmed by check, a second start compiles nothing, corrupt entries rebuilt.
 mod cache;
+
+// TLS to the broker (a node of the test's own): a CA, mutual TLS with EXTERNAL, refusals.
+mod tls;

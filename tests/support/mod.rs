@@ -14,6 +14,8 @@ mod config;
 mod daemon;
 // Samples of a Prometheus scrape, looked up by name and labels.
 mod metrics;
+// RabbitMQ nodes and clusters a test starts for itself, killed and deleted on drop.
+mod node;
 // Names that no other test, bench or earlier run uses.
 mod names;
 // The `.wasm` plugins, built once per run.
@@ -26,5 +28,6 @@ pub use config::*;
 pub use daemon::*;
 pub use metrics::*;
 pub use names::*;
+pub use node::*;
 pub use plugins::*;
 pub use wait::*;

@@ -60,7 +60,7 @@ impl Trust {
 }
 
 /// The OS trust store, read once; the built-in Mozilla roots if it holds no certificate.
-fn system_roots() -> &'static RootCertStore {
+pub fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
