@@ -6,7 +6,7 @@
 use lapin::tcp::OwnedTLSConfig;
 
 use crate::harness::{
-    Broker, Node, NodeSpec, TestConfig, collect_ids, unique, with_id, write_config_with,
+    Broker, Node, NodeSpec, TestConfig, broker_url, collect_ids, unique, with_id, write_config_with,
 };
 
 /// The user the client certificate's common name stands for (`ssl_cert_login_from`).
@@ -154,6 +154,7 @@ async fn tls_to_the_broker() {
     mutual_tls_with_external_login(&node, &pki, &client).await;
     wrong_ca_is_refused_naming_the_file(&node, &pki).await;
     plain_amqp_on_the_tls_port_says_to_use_amqps(&node).await;
+    amqps_on_a_plain_port_says_so().await;
     client.cleanup().await;
 }
 
@@ -266,4 +267,17 @@ async fn plain_amqp_on_the_tls_port_says_to_use_amqps(node: &Node) {
     let text = error.to_string();
     eprintln!("tls: amqp:// on the TLS port: {text}");
     assert!(text.contains("write amqps://"), "{text}");
+}
+
+/// `amqps://` against a plain AMQP port (the shared test broker's, which it does not disturb:
+/// the connection fails in the TLS handshake, before AMQP): warren does not start, and the error says the port does not
+/// speak TLS.
+async fn amqps_on_a_plain_port_says_so() {
+    let url = broker_url().replacen("amqp://", "amqps://", 1);
+    let config = TestConfig::with_url(&url)
+        .broker_lines("startup_timeout_ms = 2000")
+        .tagged("tls", &unique("tls-no"), &unique("tls-no-out"), "");
+    let text = start_error(&config, None).await.to_string();
+    eprintln!("tls: amqps:// on a plain port: {text}");
+    assert!(text.contains("does not speak TLS"), "{text}");
 }

@@ -30,13 +30,16 @@ pub const QUORUM: &str = r#""x-queue-type" = "quorum""#;
 /// A cluster of three nodes of the test's own, quorum queues: the node warren is connected to
 /// stops under load; warren moves to a survivor from `[broker] urls`; nothing is lost.
 ///
-/// It once hung CI: the old test ran `tests/cluster/cluster.sh` through blocking
-/// `std::process::Command` calls inside the async test, where the test's time limit cannot
-/// fire, and the script waited up to 60 × `rabbitmqctl await_startup` (each up to 5 min) on
-/// nodes with fixed names, ports and data dir, which a run killed before its cleanup left
-/// behind for the next run to trip over. Now the nodes have names, ports and directories of
-/// their own, the harness kills them when dropped (and those of dead test processes), and every
-/// wait is async and bounded.
+/// It once hung CI (it had passed alone), and was then left out of the default run. The hang
+/// was not caught in a log; what could cause it, all gone now: the old test drove
+/// `tests/cluster/cluster.sh` with blocking `std::process::Command` calls inside the async test
+/// (at first on a current-thread runtime, which the daemon under test shared), where the
+/// test's time limit cannot fire; it waited for a third of the messages in an unbounded loop;
+/// and the script used fixed node names, ports and a fixed data directory, waiting up to 60 ×
+/// `rabbitmqctl await_startup` (each up to 5 minutes) for nodes that an earlier run, killed
+/// before its cleanup, could have left behind. Now the nodes have names, ports and directories
+/// of their own, the harness kills them when dropped (and those of dead test processes), and
+/// every wait is async and bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_node_loss_moves_warren_to_a_survivor() {
     bounded(cluster_node_loss()).await;

@@ -386,16 +386,18 @@ pub async fn rabbitmqctl_output(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The `rabbitmqctl` arguments that list each queue's ready and unacknowledged messages.
+pub const QUEUE_COUNTS: [&str; 5] = [
+    "list_queues",
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+    "--no-table-headers",
+];
+
 /// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
 pub async fn queue_counts(queue: &str) -> (usize, usize) {
-    let listing = rabbitmqctl_output(&[
-        "list_queues",
-        "name",
-        "messages_ready",
-        "messages_unacknowledged",
-        "--no-table-headers",
-    ])
-    .await;
+    let listing = rabbitmqctl_output(&QUEUE_COUNTS).await;
     queue_row_counts(&listing, queue)
 }
 

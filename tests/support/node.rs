@@ -73,21 +73,13 @@ impl Node {
             port: free_port(),
             dir,
         };
-        node.write_files(spec);
-        let started = node
-            .server_command()
-            .status()
-            .unwrap_or_else(|e| panic!("cannot run rabbitmq-server: {e}"));
-        assert!(
-            started.success(),
-            "rabbitmq-server -detached failed for {}",
-            node.name
-        );
+        node.write_files(spec).await;
+        succeeds(&mut node.server_command(), "rabbitmq-server -detached").await;
         node.wait_accepting().await;
         node
     }
 
-    fn write_files(&self, spec: &NodeSpec) {
+    async fn write_files(&self, spec: &NodeSpec) {
         let dir = self.dir.path();
         for sub in ["mnesia", "log"] {
             std::fs::create_dir_all(dir.join(sub)).expect("node folders");
@@ -110,17 +102,14 @@ impl Node {
         }
         // The Debian rabbitmq-server runs the node as the rabbitmq user (with its Erlang
         // cookie, which rabbitmqctl uses too).
-        let chown = Command::new("chown")
-            .args(["-R", "rabbitmq:rabbitmq"])
-            .arg(dir)
-            .status()
-            .expect("chown");
-        assert!(chown.success(), "chown rabbitmq {}", dir.display());
+        let mut chown = tokio::process::Command::new("chown");
+        chown.args(["-R", "rabbitmq:rabbitmq"]).arg(dir);
+        succeeds(&mut chown, "chown -R rabbitmq:rabbitmq").await;
     }
 
-    fn server_command(&self) -> Command {
+    fn server_command(&self) -> tokio::process::Command {
         let dir = self.dir.path();
-        let mut command = Command::new("rabbitmq-server");
+        let mut command = tokio::process::Command::new("rabbitmq-server");
         command
             .arg("-detached")
             .env("RABBITMQ_NODENAME", &self.name)
@@ -235,15 +224,7 @@ impl Node {
 
     /// Ready and unacknowledged messages of `queue`.
     pub async fn queue_counts(&self, queue: &str) -> (usize, usize) {
-        let listing = self
-            .ctl(&[
-                "list_queues",
-                "name",
-                "messages_ready",
-                "messages_unacknowledged",
-                "--no-table-headers",
-            ])
-            .await;
+        let listing = self.ctl(&super::broker::QUEUE_COUNTS).await;
         super::broker::queue_row_counts(&listing, queue)
     }
 
@@ -274,6 +255,17 @@ impl Drop for Node {
     }
 }
 
+/// Runs `command` (`what`, for messages); the test fails if it fails or takes longer than
+/// [`CTL_LIMIT`].
+async fn succeeds(command: &mut tokio::process::Command, what: &str) {
+    command.kill_on_drop(true);
+    let status = tokio::time::timeout(CTL_LIMIT, command.status())
+        .await
+        .unwrap_or_else(|_| panic!("{what} took over {CTL_LIMIT:?}"))
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(status.success(), "{what} failed: {status}");
+}
+
 /// `kill -9 PID`, then waits (a few seconds at most) until the process is gone.
 fn kill_and_wait(pid: u32) {
     let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
@@ -293,14 +285,12 @@ pub fn free_port() -> u16 {
 }
 
 /// Kills test nodes left behind by test processes that are gone (a run killed with -9 does
-/// not drop its nodes), once per test process.
+/// not drop its nodes) and deletes their directories, once per test process.
 fn sweep_orphans() {
     static SWEPT: std::sync::Once = std::sync::Once::new();
     SWEPT.call_once(|| {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for entry in entries.flatten() {
+        let gone = |owner: u32| !Path::new(&format!("/proc/{owner}")).exists();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry
                 .file_name()
                 .to_str()
@@ -311,23 +301,32 @@ fn sweep_orphans() {
             let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
                 continue;
             };
-            if let Some(owner) = orphan_owner(&String::from_utf8_lossy(&environ))
-                && !Path::new(&format!("/proc/{owner}")).exists()
-            {
+            let environ = String::from_utf8_lossy(&environ);
+            let node = environ
+                .split('\0')
+                .find_map(|v| v.strip_prefix("RABBITMQ_NODENAME="));
+            if node.and_then(owner_of).is_some_and(gone) {
                 kill_and_wait(pid);
+            }
+        }
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if owner_of(&name).is_some_and(gone) {
+                let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     });
 }
 
-/// The test process that started a process with this environment, if it is a test node's
-/// (`RABBITMQ_NODENAME=warren-test-<what>-<pid>-<n>@localhost`).
-fn orphan_owner(environ: &str) -> Option<u32> {
-    let name = environ
-        .split('\0')
-        .find_map(|v| v.strip_prefix("RABBITMQ_NODENAME="))?
-        .strip_prefix(NODE_PREFIX)?;
-    let name = name.split('@').next()?;
+/// The test process a node's name (`warren-test-<what>-<pid>-<n>@localhost`) or directory
+/// (`warren-test-<what>-<pid>-<n>.<random>`) belongs to.
+fn owner_of(name: &str) -> Option<u32> {
+    let name = name.strip_prefix(NODE_PREFIX)?;
+    let name = name.split(['@', '.']).next()?;
     let mut parts = name.rsplit('-');
     parts.next()?; // n
     parts.next()?.parse().ok()
@@ -368,12 +367,13 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn a_test_node_is_told_from_its_command_line() {
-        let environ = "HOME=/x\0RABBITMQ_NODENAME=warren-test-alarm-4242-3@localhost\0A=b";
-        assert_eq!(super::orphan_owner(environ), Some(4242));
+    fn a_test_node_and_its_directory_name_their_test_process() {
         assert_eq!(
-            super::orphan_owner("RABBITMQ_NODENAME=rabbit@localhost"),
-            None
+            super::owner_of("warren-test-c-t-1-4242-3@localhost"),
+            Some(4242)
         );
+        assert_eq!(super::owner_of("warren-test-alarm-4242-3.x9Yz"), Some(4242));
+        assert_eq!(super::owner_of("rabbit@localhost"), None);
+        assert_eq!(super::owner_of("warren-test-alarm"), None);
     }
 }
