@@ -21,7 +21,7 @@ mod scale_out;
 use std::time::Duration;
 
 /// The longest a fault test may take; past it the test fails instead of hanging the run.
-const TEST_LIMIT: Duration = Duration::from_secs(300);
+const TEST_LIMIT: Duration = Duration::from_secs(420);
 
 /// Runs a test body within [`TEST_LIMIT`]. Every wait in the bodies is async (the `rabbitmqctl`
 /// calls included), so the limit can always fire.
