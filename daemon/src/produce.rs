@@ -131,6 +131,7 @@ pub async fn command(args: PublishArgs) -> anyhow::Result<()> {
             urls: vec![BrokerUrl::parse(url).map_err(|e| anyhow::anyhow!("--url: {e}"))?],
             connection_name: format!("warren-publish@{}", crate::config::hostname()),
             startup_timeout: Duration::from_millis(DEFAULT_STARTUP_TIMEOUT_MS),
+            tls: None,
         })
     };
     let broker = match (args.url, args.config) {

@@ -69,3 +69,6 @@ mod authoring;
 
 // plugin-sdk/README.md: every code block built or run by a test.
 mod sdk_docs;
+
+// TLS to the broker (a node of the test's own): a CA, mutual TLS with EXTERNAL, refusals.
+mod tls;

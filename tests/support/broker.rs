@@ -65,7 +65,21 @@ impl Broker {
 
     /// Connects to the broker at `url`, the connection named `name`.
     pub async fn connect_as(url: &str, name: &str) -> Self {
-        let connection = connect(url, name).await;
+        Self::on(connect(url, name).await).await
+    }
+
+    /// Connects to the `amqps://` broker at `url` with lapin's TLS settings `tls`.
+    pub async fn connect_tls(url: &str, tls: lapin::tcp::OwnedTLSConfig) -> Self {
+        let properties =
+            lapin::ConnectionProperties::default().with_connection_name("warren-test".into());
+        let runtime = lapin::runtime::default_runtime().expect("runtime");
+        let connection = lapin::Connection::connect_with_config(url, properties, tls, runtime)
+            .await
+            .unwrap_or_else(|e| panic!("TLS connection to {}: {e}", shown(url)));
+        Self::on(connection).await
+    }
+
+    async fn on(connection: lapin::Connection) -> Self {
         let channel = connection.create_channel().await.expect("channel");
         channel
             .confirm_select(ConfirmSelectOptions::default())
@@ -156,8 +170,39 @@ impl Broker {
         properties: BasicProperties,
         window: usize,
     ) {
+        // Collected first: a closure held across the awaits would make this future not Send.
+        let messages: Vec<(B, BasicProperties)> = bodies
+            .into_iter()
+            .map(|body| (body, properties.clone()))
+            .collect();
+        self.publish_each(queue, messages, window).await;
+    }
+
+    /// Publishes persistent messages with `body` and the ids `PREFIX<i>` for each `i` of
+    /// `ids`, like [`Broker::publish_many`].
+    pub async fn publish_ids(
+        &self,
+        queue: &str,
+        prefix: &str,
+        ids: std::ops::Range<usize>,
+        body: &[u8],
+        window: usize,
+    ) {
+        let messages: Vec<(&[u8], BasicProperties)> = ids
+            .map(|i| (body, with_id(format!("{prefix}{i}")).with_delivery_mode(2)))
+            .collect();
+        self.publish_each(queue, messages, window).await;
+    }
+
+    /// Publishes each `(body, properties)` like [`Broker::publish_many`].
+    pub async fn publish_each<B: AsRef<[u8]>>(
+        &self,
+        queue: &str,
+        messages: impl IntoIterator<Item = (B, BasicProperties)>,
+        window: usize,
+    ) {
         let mut unconfirmed = VecDeque::with_capacity(window);
-        for body in bodies {
+        for (body, properties) in messages {
             if unconfirmed.len() >= window.max(1)
                 && let Some(confirm) = unconfirmed.pop_front()
             {
@@ -170,7 +215,7 @@ impl Broker {
                     queue.into(),
                     BasicPublishOptions::default(),
                     body.as_ref(),
-                    properties.clone(),
+                    properties,
                 )
                 .await
                 .unwrap_or_else(|e| panic!("publish to {queue}: {e}"));
@@ -341,16 +386,24 @@ pub async fn rabbitmqctl_output(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// The `rabbitmqctl` arguments that list each queue's ready and unacknowledged messages.
+pub const QUEUE_COUNTS: [&str; 5] = [
+    "list_queues",
+    "name",
+    "messages_ready",
+    "messages_unacknowledged",
+    "--no-table-headers",
+];
+
 /// Ready and unacknowledged messages of `queue`, from `rabbitmqctl list_queues`.
 pub async fn queue_counts(queue: &str) -> (usize, usize) {
-    let listing = rabbitmqctl_output(&[
-        "list_queues",
-        "name",
-        "messages_ready",
-        "messages_unacknowledged",
-        "--no-table-headers",
-    ])
-    .await;
+    let listing = rabbitmqctl_output(&QUEUE_COUNTS).await;
+    queue_row_counts(&listing, queue)
+}
+
+/// The ready and unacknowledged counts of `queue` in a `list_queues name messages_ready
+/// messages_unacknowledged` listing.
+pub fn queue_row_counts(listing: &str, queue: &str) -> (usize, usize) {
     let row = listing
         .lines()
         .find(|l| l.starts_with(&format!("{queue}\t")))

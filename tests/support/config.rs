@@ -23,6 +23,7 @@ pub struct TestConfig {
     grace_ms: Option<u64>,
     top: String,
     broker: String,
+    broker_tls: String,
     admin: String,
     telemetry: String,
     plugins: String,
@@ -58,6 +59,7 @@ impl TestConfig {
             grace_ms: Some(TEST_GRACE_MS),
             top: String::new(),
             broker,
+            broker_tls: String::new(),
             admin: String::new(),
             telemetry: String::new(),
             plugins: String::new(),
@@ -88,6 +90,18 @@ impl TestConfig {
     /// `[broker] connection_name`, as the broker lists the daemon's connections.
     pub fn connection_name(mut self, name: &str) -> Self {
         let _ = writeln!(self.broker, "connection_name = \"{name}\"");
+        self
+    }
+
+    /// `lines` in `[broker]` (`startup_timeout_ms = 2000`).
+    pub fn broker_lines(mut self, lines: &str) -> Self {
+        let _ = writeln!(self.broker, "{lines}");
+        self
+    }
+
+    /// `lines` in `[broker.tls]` (`ca_file = "ca.pem"`).
+    pub fn broker_tls(mut self, lines: &str) -> Self {
+        let _ = writeln!(self.broker_tls, "{lines}");
         self
     }
 
@@ -168,8 +182,13 @@ impl TestConfig {
             Some(ms) => format!("shutdown_grace_ms = {ms}\n"),
             None => String::new(),
         };
+        let tls = if self.broker_tls.is_empty() {
+            String::new()
+        } else {
+            format!("\n[broker.tls]\n{}", self.broker_tls)
+        };
         format!(
-            "{grace}{}\n[broker]\n{}{}{}{}{}{}",
+            "{grace}{}\n[broker]\n{}{tls}{}{}{}{}{}",
             self.top,
             self.broker,
             self.admin,

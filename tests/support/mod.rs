@@ -14,6 +14,8 @@ mod config;
 mod daemon;
 // Samples of a Prometheus scrape, looked up by name and labels.
 mod metrics;
+// RabbitMQ nodes and clusters a test starts for itself, killed and deleted on drop.
+mod node;
 // Names that no other test, bench or earlier run uses.
 mod names;
 // An OTLP/HTTP receiver that keeps the spans warren exports.
@@ -29,5 +31,6 @@ pub use daemon::*;
 pub use metrics::*;
 pub use names::*;
 pub use otlp::*;
+pub use node::*;
 pub use plugins::*;
 pub use wait::*;

@@ -31,6 +31,10 @@ impl ConfigDiff {
             diff.refused = Some("broker.url changed: restart warren to connect elsewhere".into());
             return diff;
         }
+        if new.broker.tls != old.broker.tls {
+            diff.refused = Some("broker.tls changed: restart warren to connect with it".into());
+            return diff;
+        }
         let listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
         if listen(new) != listen(old) {
             diff.later

@@ -18,6 +18,7 @@ mod dead_letters;
 pub mod links;
 mod publish;
 mod settle;
+mod tls;
 mod topology;
 
 /// The longest AMQP short string (exchange, routing key, header keys, most properties).
@@ -126,17 +127,26 @@ pub async fn connect(
     let count = settings.urls.len();
     for index in (0..count).map(|i| (first + i) % count) {
         let url = &settings.urls[index];
-        match lapin::Connection::connect(url.expose(), properties(&name)).await {
+        match tls::open(url, settings, properties(&name)).await {
             Ok(inner) => {
                 let mut connection = Connection::watched(inner, url.to_string(), role, recovered);
                 connection.url_index = index;
-                connection.user = url_user(url.expose());
+                // With EXTERNAL the broker takes the user from the certificate: known here
+                // only if the URL names it too.
+                connection.user = if tls::external_login(url, settings) && !tls::names_user(url) {
+                    String::new()
+                } else {
+                    url_user(url.expose())
+                };
                 return Ok(connection);
             }
             Err(e) => {
-                let retryable = retryable(&e);
+                let retryable = retryable(&e) && !tls::is_certificate_problem(&e);
                 let text = e.to_string();
-                let hint = if !retryable {
+                let tls_hint = tls::hint(&e, url, settings).map(|h| format!(" ({h})"));
+                let hint = if let Some(hint) = &tls_hint {
+                    hint.as_str()
+                } else if !retryable {
                     " (check the user, password and vhost in [broker] url)"
                 } else if matches!(e.kind(), lapin::ErrorKind::IOError(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
                 {

@@ -9,6 +9,7 @@ mod plugin;
 mod raw;
 mod secret;
 mod telemetry;
+mod tls;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ pub use crate::plugin::cache::CacheSetting;
 pub use crate::plugin::spec::PluginSettings;
 pub use secret::BrokerUrl;
 pub use telemetry::TelemetrySettings;
+pub use tls::{BrokerTls, default_client_config};
 
 /// Where `warren run` looks for its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/warren/warren.toml";
@@ -89,6 +91,8 @@ pub struct BrokerSettings {
     pub connection_name: String,
     /// How long start-up keeps trying to reach the broker before giving up.
     pub startup_timeout: Duration,
+    /// `[broker.tls]`, if given.
+    pub tls: Option<BrokerTls>,
 }
 
 impl BrokerSettings {

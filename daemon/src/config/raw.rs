@@ -58,6 +58,26 @@ pub(super) struct RawBroker {
     /// How long start-up may keep trying to reach the broker before warren gives up (exit
     /// code 69). Default 60000.
     pub(super) startup_timeout_ms: Option<u64>,
+    /// `[broker.tls]`: TLS settings for `amqps://` URLs. Default: the OS trust store, no
+    /// client certificate.
+    pub(super) tls: Option<RawTls>,
+}
+
+/// `[broker.tls]`; files are relative to the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    /// PEM file of the CA certificates the broker's certificate must be signed by, instead
+    /// of the OS trust store. Default: the OS trust store.
+    pub(super) ca_file: Option<PathBuf>,
+    /// PEM file of the client certificate (and its chain) warren presents: mutual TLS; with
+    /// no password in the URL, warren logs in with EXTERNAL. Default: none.
+    pub(super) cert_file: Option<PathBuf>,
+    /// PEM file of that certificate's private key (PKCS#8, PKCS#1 or SEC1, unencrypted).
+    pub(super) key_file: Option<PathBuf>,
+    /// The name the broker's certificate is checked against (and sent as SNI). Default: the
+    /// URL's host.
+    pub(super) server_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

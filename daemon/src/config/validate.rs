@@ -96,7 +96,7 @@ fn broker(raw: RawBroker, base: &Path, problems: &mut Problems) -> BrokerSetting
         (Some(url), None) => vec![("broker.url".to_owned(), url)],
         (None, None) => vec![("broker.url".to_owned(), DEFAULT_BROKER_URL.to_owned())],
     };
-    let urls = urls
+    let urls: Vec<BrokerUrl> = urls
         .into_iter()
         .filter_map(|(key, text)| {
             BrokerUrl::parse(&text)
@@ -104,6 +104,9 @@ fn broker(raw: RawBroker, base: &Path, problems: &mut Problems) -> BrokerSetting
                 .ok()
         })
         .collect();
+    let tls = raw
+        .tls
+        .and_then(|tls| super::tls::validate(tls, &urls, base, problems));
     let startup_timeout = positive(
         raw.startup_timeout_ms,
         DEFAULT_STARTUP_TIMEOUT_MS,
@@ -116,6 +119,7 @@ fn broker(raw: RawBroker, base: &Path, problems: &mut Problems) -> BrokerSetting
             .connection_name
             .unwrap_or_else(|| format!("warren@{}", super::hostname())),
         startup_timeout: Duration::from_millis(startup_timeout),
+        tls,
     }
 }
 

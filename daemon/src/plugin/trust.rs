@@ -1,8 +1,8 @@
 //! What HTTPS egress trusts: the operating system's trust store, plus a plugin's own `ca_file`.
 //!
 //! The OS store is read once per process with `rustls-native-certs` (on Linux the distribution
-//! bundle, e.g. `/etc/ssl/certs`; `SSL_CERT_FILE` / `SSL_CERT_DIR` replace it), as the broker
-//! connection does through `rustls-platform-verifier`. It is used instead of the built-in
+//! bundle, e.g. `/etc/ssl/certs`; `SSL_CERT_FILE` / `SSL_CERT_DIR` replace it); an `amqps://`
+//! broker connection without `[broker.tls] ca_file` trusts the same store. It is used instead of the built-in
 //! Mozilla roots (`webpki-roots`), so that an operator who removes or adds a CA is obeyed; only
 //! when the OS store holds no certificate at all does egress fall back to the built-in roots,
 //! saying so in a warning.
@@ -60,7 +60,7 @@ impl Trust {
 }
 
 /// The OS trust store, read once; the built-in Mozilla roots if it holds no certificate.
-fn system_roots() -> &'static RootCertStore {
+pub fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();
@@ -72,7 +72,8 @@ fn system_roots() -> &'static RootCertStore {
         if added == 0 {
             tracing::warn!(
                 "the OS trust store holds no certificate (install ca-certificates, or set \
-                 SSL_CERT_FILE): HTTPS egress falls back to the built-in Mozilla roots"
+                 SSL_CERT_FILE): TLS (HTTPS egress, amqps:// without a ca_file) falls back to \
+                 the built-in Mozilla roots"
             );
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         } else {

@@ -1,0 +1,150 @@
+//! Opening a connection: plain for `amqp://`, through warren's own TLS configuration for
+//! `amqps://` (`[broker.tls]`: CA, client certificate, server name), with the EXTERNAL login
+//! when a client certificate stands in for a password; and what a failed TLS connect means.
+
+use std::net::SocketAddr;
+
+use lapin::tcp::{AsyncTcpStream, RustlsConnector};
+use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
+use lapin::{ConnectionProperties, ErrorKind};
+
+use crate::config::{BrokerSettings, BrokerUrl, default_client_config};
+
+/// True when warren logs in on `url` with EXTERNAL (the broker takes the user from the
+/// client certificate): it presents a client certificate, and the URL has no password and
+/// names no mechanism of its own.
+pub(super) fn external_login(url: &BrokerUrl, settings: &BrokerSettings) -> bool {
+    let Ok(parsed) = url::Url::parse(url.expose()) else {
+        return false;
+    };
+    settings.tls.as_ref().is_some_and(|t| t.has_client_cert())
+        && parsed.password().is_none()
+        && !parsed.query_pairs().any(|(key, _)| key == "auth_mechanism")
+}
+
+/// True when the URL names a user (`amqps://NAME@host`).
+pub(super) fn names_user(url: &BrokerUrl) -> bool {
+    url::Url::parse(url.expose()).is_ok_and(|u| !u.username().is_empty())
+}
+
+/// Opens a connection to `url`: `amqp://` plainly, `amqps://` through `[broker.tls]` (or the
+/// OS trust store without it).
+pub(super) async fn open(
+    url: &BrokerUrl,
+    settings: &BrokerSettings,
+    properties: ConnectionProperties,
+) -> lapin::Result<lapin::Connection> {
+    let mut uri: AMQPUri = url
+        .expose()
+        .parse()
+        .map_err(|e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if uri.scheme == AMQPScheme::AMQP {
+        return lapin::Connection::connect_uri(uri, properties).await;
+    }
+    if external_login(url, settings) {
+        uri.query.auth_mechanism = Some(SASLMechanism::External);
+    }
+    let tls = settings.tls.as_ref();
+    let config = tls.map_or_else(default_client_config, |t| t.client_config());
+    let connector = RustlsConnector::from(config);
+    let server_name = tls
+        .and_then(|t| t.server_name.clone())
+        .unwrap_or_else(|| uri.authority.host.clone());
+    let runtime = lapin::runtime::default_runtime()?;
+    // lapin calls this again for each reconnection of its own.
+    let connect = async move |uri: AMQPUri, runtime| {
+        let host = (uri.authority.host.as_str(), uri.authority.port);
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host(host).await?.collect();
+        let stream = AsyncTcpStream::connect(&runtime, addresses).await?;
+        Ok(stream.into_rustls(&connector, &server_name).await?)
+    };
+    lapin::Connection::connector(uri, runtime, connect, properties).await
+}
+
+/// What a failed connect to `url` means when TLS is the cause (or should have been used), as
+/// a hint for the error; `None` if TLS has nothing to do with it.
+pub(super) fn hint(
+    error: &lapin::Error,
+    url: &BrokerUrl,
+    settings: &BrokerSettings,
+) -> Option<String> {
+    let tls = settings.tls.as_ref();
+    let plain = url.expose().starts_with("amqp://");
+    let io = match error.kind() {
+        ErrorKind::IOError(io) => Some(io.as_ref()),
+        _ => None,
+    };
+    if plain {
+        // A TLS listener answers the AMQP header with a TLS alert, or hangs up.
+        let hung_up = io.is_some_and(|io| {
+            matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            )
+        });
+        let garbled = matches!(
+            error.kind(),
+            ErrorKind::ParsingError(_) | ErrorKind::InvalidProtocolVersion(_)
+        );
+        return (hung_up || garbled).then(|| {
+            "the port closed the connection or answered in something other than AMQP: if it is \
+             the broker's TLS port (usually 5671), write amqps:// (and [broker.tls] for a CA \
+             of your own)"
+                .to_owned()
+        });
+    }
+    let rustls = io
+        .and_then(|io| io.get_ref())
+        .and_then(|e| e.downcast_ref::<rustls::Error>())?;
+    let ca = match tls.and_then(|t| t.ca_file.as_ref()) {
+        Some(file) => format!("a CA in broker.tls.ca_file ({})", file.display()),
+        None => "a CA of the OS trust store (set broker.tls.ca_file to your own CA)".to_owned(),
+    };
+    let client = match tls.and_then(|t| t.cert_file.as_ref()) {
+        Some(file) => format!("warren's certificate (broker.tls.cert_file, {})", file.display()),
+        None => "the connection: it asks for a client certificate (set broker.tls.cert_file and key_file)".to_owned(),
+    };
+    Some(match rustls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName)
+        | rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext { .. }) => {
+            format!(
+                "the broker's certificate is not for the name warren checked ({}); set broker.tls.server_name to the name it was issued for",
+                server_name_of(url, settings)
+            )
+        }
+        rustls::Error::InvalidCertificate(_) => {
+            format!("the broker's certificate is not signed by {ca}")
+        }
+        rustls::Error::AlertReceived(_) => format!("the broker refused {client}"),
+        rustls::Error::InvalidMessage(_) => {
+            "the port does not speak TLS: write amqp:// for a plain port, or use the broker's TLS port (usually 5671)".to_owned()
+        }
+        _ => return None,
+    })
+}
+
+fn server_name_of(url: &BrokerUrl, settings: &BrokerSettings) -> String {
+    settings
+        .tls
+        .as_ref()
+        .and_then(|t| t.server_name.clone())
+        .or_else(|| {
+            url::Url::parse(url.expose())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+        })
+        .unwrap_or_default()
+}
+
+/// True for TLS failures that retrying cannot fix: a certificate refused either way.
+pub(super) fn is_certificate_problem(error: &lapin::Error) -> bool {
+    let ErrorKind::IOError(io) = error.kind() else {
+        return false;
+    };
+    matches!(
+        io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::AlertReceived(_))
+    )
+}

@@ -1,0 +1,145 @@
+//! The broker stopped and started under load, and a memory alarm while the plugin
+//! republishes, each on a node of the test's own.
+
+use std::time::Duration;
+
+use lapin::BasicProperties;
+
+use super::bounded;
+use crate::support::{
+    Broker, Node, NodeSpec, PATIENCE, TestConfig, collect_ids, eventually, sample, start,
+    test_plugin, unique, with_id,
+};
+
+/// How long the broker stays stopped in the restart test.
+const BROKER_DOWN: Duration = Duration::from_secs(2);
+
+/// The pipeline `faults` from `queue` to `out` through the tagging plugin on the broker at
+/// `url`, at prefetch 50 and `concurrency`, with a grace period of `grace_ms`.
+fn republish_config(
+    url: &str,
+    queue: &str,
+    out: &str,
+    grace_ms: u64,
+    concurrency: usize,
+) -> TestConfig {
+    let window = format!("prefetch = 50\nconcurrency = {concurrency}");
+    TestConfig::with_url(url)
+        .grace_ms(grace_ms)
+        .tagged("faults", queue, out, &window)
+}
+
+/// `stop_app` / `start_app` under load, with a durable queue and persistent messages: warren
+/// reconnects and finishes; no message is lost, duplicates only from redelivery (reported).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_under_load_loses_nothing() {
+    bounded(broker_restart()).await;
+}
+
+async fn broker_restart() {
+    let node = Node::start("restart", &NodeSpec::plain()).await;
+    let broker = Broker::connect_to(&node.url()).await;
+    let queue = unique("restart");
+    let out = unique("restart-out");
+    broker.queue(&out).await;
+    broker.queue(&queue).await;
+    const N: usize = 3000;
+    let ids = (0..N).map(|i| format!("p{i}"));
+    for id in ids {
+        let persistent = with_id(id).with_delivery_mode(2);
+        broker.publish(&queue, b"persistent", persistent).await;
+    }
+    // Two at a time (each republish waits for its persistent confirm), so that most of the
+    // work is still to do when the broker stops.
+    let config = republish_config(&node.url(), &queue, &out, 5000, 2);
+    let daemon = start(&config.build()).await;
+    // Let a third through, then restart the broker under load.
+    let under_way = || async { (broker.ready(&queue).await <= (N as u32) * 2 / 3).then_some(()) };
+    eventually("a third handled", PATIENCE, under_way).await;
+    node.stop_app().await;
+    tokio::time::sleep(BROKER_DOWN).await;
+    node.start_app().await;
+    let broker = Broker::connect_to(&node.url()).await;
+    let seen = collect_ids(&broker, &out, N).await;
+    // Either way is right: lapin recovers if the broker is back within its retries, else
+    // warren reconnects itself after RECOVERY_LIMIT.
+    let back = || async {
+        let scrape = daemon.scrape();
+        let consume = [("connection", "consume")];
+        let recovered = sample(&scrape, "warren_broker_recoveries_total", &consume);
+        let reconnects = sample(&scrape, "warren_broker_reconnects_total", &[]);
+        (recovered + reconnects >= 1.0).then_some((recovered, reconnects))
+    };
+    let (recovered, reconnects) = eventually("a recovery or a reconnect", PATIENCE, back).await;
+    daemon.stop().await.expect("clean stop");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "broker restart: {N} messages, {} lost, {duplicates} duplicates; lapin recoveries {recovered}, warren reconnects {reconnects}",
+        N - seen.len()
+    );
+    assert_eq!(seen.len(), N, "lost messages");
+    assert_eq!(broker.ready(&queue).await, 0);
+}
+
+/// How long the memory-alarm test lets the daemon work under the alarm.
+const UNDER_ALARM: Duration = Duration::from_secs(3);
+
+/// A broker memory alarm while the plugin republishes: publishes block, so nothing is acked
+/// (all stay unacknowledged), while a pipeline that only acks goes on; once the alarm clears
+/// every message is republished and acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_alarm_blocks_publishes_and_nothing_is_acked_early() {
+    bounded(memory_alarm()).await;
+}
+
+async fn memory_alarm() {
+    let node = Node::start("alarm", &NodeSpec::plain()).await;
+    let broker = Broker::connect_to(&node.url()).await;
+    let queue = unique("alarm");
+    let out = unique("alarm-out");
+    let plain = unique("alarm-plain");
+    broker.queue(&out).await;
+    broker.queue(&queue).await;
+    broker.queue(&plain).await;
+    const N: usize = 40;
+    for i in 0..N {
+        broker
+            .publish(&queue, b"blocked", with_id(format!("a{i}")))
+            .await;
+        broker
+            .publish(&plain, b"ack", BasicProperties::default())
+            .await;
+    }
+    node.ctl(&["set_vm_memory_high_watermark", "0"]).await;
+    // Beside the republishing pipeline, one whose plugin only acks: its acks go out on the
+    // consuming connection, which the alarm does not block.
+    let config = republish_config(&node.url(), &queue, &out, 5000, 50)
+        .plugin("plain", &test_plugin("scripted"), "mode = \"ack\"", "")
+        .queue(&plain, "")
+        .pipeline("plain", &plain, "plain", "");
+    let daemon = start(&config.build()).await;
+    tokio::time::sleep(UNDER_ALARM).await;
+    let (_, unacked) = node.queue_counts(&queue).await;
+    assert_eq!(
+        unacked, N,
+        "under the alarm every republished message stays unacked"
+    );
+    assert_eq!(
+        node.queue_counts(&plain).await,
+        (0, 0),
+        "acks are not blocked by the alarm: the plain pipeline finished"
+    );
+    assert!(
+        broker.get(&out).await.is_none(),
+        "nothing was published under the alarm"
+    );
+    node.ctl(&["set_vm_memory_high_watermark", "0.4"]).await;
+    let seen = collect_ids(&broker, &out, N).await;
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(seen.len(), N);
+    assert_eq!(
+        broker.ready(&queue).await,
+        0,
+        "all acked after the alarm cleared"
+    );
+}
