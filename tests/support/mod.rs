@@ -30,7 +30,7 @@ pub use config::*;
 pub use daemon::*;
 pub use metrics::*;
 pub use names::*;
-pub use otlp::*;
 pub use node::*;
+pub use otlp::*;
 pub use plugins::*;
 pub use wait::*;

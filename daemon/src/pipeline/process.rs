@@ -13,8 +13,7 @@ use super::validate::{check_plugin_publishes, check_properties};
 use crate::broker::{Acker, PublishError, Settled, Settlement};
 use crate::config::DeadLetter;
 use crate::decision::{Decision, Fate, Kind, Reason, attempt, counted_copy, decide};
-use crate::message::{HeaderValue, Message, Outgoing, scalar_header, text_header};
-use crate::metrics::InFlight;
+use crate::message::{Message, Outgoing};
 use crate::plugin::Plugin;
 use crate::trace::MessageTrace;
 

@@ -244,8 +244,8 @@ impl Plugin {
         egress_counter: Option<Arc<dyn egress::EgressCounter>>,
     ) -> Self {
         let name: Arc<str> = Arc::from(settings.name.as_str());
-        let egress =
-            egress::EgressHooks::new(settings.egress().clone(), name.clone()).counted(egress_counter);
+        let egress = egress::EgressHooks::new(settings.egress().clone(), name.clone())
+            .counted(egress_counter);
         Plugin {
             name,
             version,
