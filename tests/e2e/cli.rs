@@ -17,7 +17,8 @@ fn warren(args: &[&str]) -> Output {
         .expect("run warren")
 }
 
-fn check(config: &Path) -> Output {
+/// `warren check --config CONFIG`, its output.
+pub(crate) fn check(config: &Path) -> Output {
     warren(&["check", "--config", config.to_str().expect("utf-8 path")])
 }
 

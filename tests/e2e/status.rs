@@ -205,10 +205,7 @@ async fn secret_config_reaches_the_plugin_but_is_never_shown() {
         .build();
     let (_dir, path) = write_config(&config);
 
-    let check = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
-        .args(["check", "--config", path.to_str().expect("UTF-8 path")])
-        .output()
-        .expect("warren check");
+    let check = crate::cli::check(&path);
     let checked = String::from_utf8_lossy(&check.stdout);
     assert!(
         check.status.success(),
@@ -236,7 +233,13 @@ async fn secret_config_reaches_the_plugin_but_is_never_shown() {
                 .collect::<Vec<_>>()
         }
     });
-    let ready = || async { (http_get(port, "/readyz").await.0 == 200).then_some(()) };
+    // Not listening until it has started: a refused connection is "not yet".
+    let ready = || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()?;
+        (http_get(port, "/readyz").await.0 == 200).then_some(())
+    };
     eventually("warren ready", PATIENCE, ready).await;
     broker
         .publish(&queue, b"hello", BasicProperties::default())
