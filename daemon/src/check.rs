@@ -31,38 +31,7 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         ),
         None => writeln!(out, "traces   off (no [telemetry] otlp_endpoint)"),
     };
-    for (name, slot) in plugins.slots() {
-        let p = slot.load();
-        let s = &config.plugins[name];
-        let hosts = if s.allowed_hosts().is_empty() {
-            "none".to_owned()
-        } else {
-            s.allowed_hosts().join(", ")
-        };
-        let _ = writeln!(
-            out,
-            "plugin   {name}: {} version {} ({} in {} ms; timeout {} ms, memory {} MiB, http hosts: {hosts})",
-            p.path().display(),
-            p.version(),
-            p.compilation().source.as_str(),
-            p.compilation().took.as_millis(),
-            s.limits.timeout.as_millis(),
-            s.limits.memory_bytes / (1024 * 1024),
-        );
-        if !s.config.is_empty() {
-            let shown: Vec<String> = s
-                .config
-                .shown()
-                .map(|(key, value)| {
-                    format!(
-                        "{key}={}",
-                        value.map_or(HIDDEN.to_owned(), |v| format!("{v:?}"))
-                    )
-                })
-                .collect();
-            let _ = writeln!(out, "config   {name}: {}", shown.join(", "));
-        }
-    }
+    describe_plugins(&mut out, config, &plugins);
     for q in &config.queues {
         let args: Vec<String> = q
             .arguments
@@ -105,4 +74,41 @@ pub async fn check(config: &Config) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+/// One line per plugin: file, version, how it was compiled, limits, hosts; and one line of its
+/// config, the values of `secret_config` hidden.
+fn describe_plugins(out: &mut String, config: &Config, plugins: &Registry) {
+    for (name, slot) in plugins.slots() {
+        let p = slot.load();
+        let s = &config.plugins[name];
+        let hosts = if s.allowed_hosts().is_empty() {
+            "none".to_owned()
+        } else {
+            s.allowed_hosts().join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "plugin   {name}: {} version {} ({} in {} ms; timeout {} ms, memory {} MiB, http hosts: {hosts})",
+            p.path().display(),
+            p.version(),
+            p.compilation().source.as_str(),
+            p.compilation().took.as_millis(),
+            s.limits.timeout.as_millis(),
+            s.limits.memory_bytes / (1024 * 1024),
+        );
+        if !s.config.is_empty() {
+            let shown: Vec<String> = s
+                .config
+                .shown()
+                .map(|(key, value)| {
+                    format!(
+                        "{key}={}",
+                        value.map_or(HIDDEN.to_owned(), |v| format!("{v:?}"))
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "config   {name}: {}", shown.join(", "));
+        }
+    }
 }

@@ -13,7 +13,8 @@ use crate::hardening::VERSION_DIGITS;
 use crate::operations::{free_port, http_get};
 use crate::support::{
     Broker, KillOnDrop, PATIENCE, TestConfig, broker_url, eventually, replace_file, shipped_plugin,
-    shown, start_at, test_plugin, unique, warren_run, with_id, write_config, write_config_with,
+    shown, start, start_at, test_plugin, unique, warren_run, with_id, write_config,
+    write_config_with,
 };
 
 /// `GET /status`, parsed.
@@ -33,30 +34,21 @@ const DEPTH_PATIENCE: Duration = Duration::from_secs(30);
 
 /// After known messages, `/status` shows the broker node, the pipeline (queue, plugin and
 /// version, prefetch, concurrency, verdicts, failures by reason, its dead-letter queue and
-/// depth, rates), the failures with their message ids and reasons (no reject: that is a
-/// verdict), and the history of plugin loads: at start, a reload, a failed reload.
+/// depth, rates) and the failures with their message ids and reasons (no reject: that is a
+/// verdict).
 #[tokio::test]
-async fn status_reports_pipelines_failures_and_reloads() {
+async fn status_reports_pipelines_and_failures() {
     let broker = Broker::connect().await;
     let queue = unique("status");
-    let tagged_queue = unique("status-tagged");
-    let out = unique("status-out");
     broker.forget_later_queue(&queue);
-    broker.forget_later_queue(&tagged_queue);
-    broker.queue(&out).await;
     let port = free_port();
     let config = TestConfig::new()
         .admin(port)
         .plugin("scripted", &test_plugin("scripted"), "mode = \"body\"", "")
         .queue(&queue, "")
         .pipeline("flow", &queue, "scripted", "prefetch = 7\nconcurrency = 3")
-        .tagged_beside("tagged", &tagged_queue, &out, "")
         .build();
-    let tag_a = std::fs::read(test_plugin("tag_a")).expect("tag_a");
-    let (dir, path) = write_config_with(&config, &[("tagged.wasm", &tag_a)]);
-    let plugin_file = dir.path().join("tagged.wasm");
-    let daemon = start_at(dir, &path).await;
-
+    let daemon = start(&config).await;
     for (id, body) in [
         ("m-ack-0", "ack"),
         ("m-ack-1", "ack"),
@@ -73,17 +65,40 @@ async fn status_reports_pipelines_failures_and_reloads() {
         done.then(|| s.clone())
     };
     let s = eventually("five messages settled on /status", PATIENCE, settled).await;
-
     let node = &s["broker"][0];
     assert_eq!(node["url"], shown(&broker_url()), "the password hidden");
-    assert_eq!(
-        (&node["consume"], &node["publish"]),
-        (&"connected".into(), &"connected".into())
-    );
+    assert_eq!(node["consume"], "connected");
+    assert_eq!(node["publish"], "connected");
     assert_eq!(s["ready"], true);
-    let flow = entry(&s["pipelines"], "name", "flow").expect("the pipeline");
+    assert_pipeline(
+        entry(&s["pipelines"], "name", "flow").expect("the pipeline"),
+        &queue,
+    );
+    assert_failures(&s["failures"]);
+
+    // Rates and the dead-letter depth come from background readings: wait for them.
+    let counted = || async {
+        let s = status(port).await;
+        let flow = entry(&s["pipelines"], "name", "flow")?.clone();
+        let rated = flow["rate_in"]["last_minute"].as_f64()? > 0.0
+            && flow["rate_out"]["last_minute"].as_f64()? > 0.0;
+        (rated && flow["dead_letter_depth"] == 2).then_some(())
+    };
+    eventually(
+        "rates and the dead-letter depth of 2",
+        DEPTH_PATIENCE,
+        counted,
+    )
+    .await;
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}
+
+/// The pipeline of [`status_reports_pipelines_and_failures`], on `queue`, after 3 acks, a
+/// reject and a trap.
+fn assert_pipeline(flow: &Value, queue: &str) {
     assert_eq!(flow["state"], "consuming");
-    assert_eq!(flow["queue"], queue.as_str());
+    assert_eq!(flow["queue"], queue);
     assert_eq!(flow["plugin"], "scripted");
     assert_eq!(
         flow["plugin_version"].as_str().map(str::len),
@@ -106,9 +121,11 @@ async fn status_reports_pipelines_failures_and_reloads() {
     assert_eq!(flow["dead_letter"], "queue");
     assert_eq!(flow["dead_letter_queue"], format!("{queue}.dead"));
     assert!(flow["rate_in"]["last_minute"].is_number(), "{flow}");
+}
 
-    // One failure: the trap, by message id; a failure carries no body, only these fields.
-    let failures = s["failures"].as_array().expect("a list");
+/// One failure: the trap, by message id; a failure carries no body, only these fields.
+fn assert_failures(failures: &Value) {
+    let failures = failures.as_array().expect("a list");
     assert_eq!(
         failures.len(),
         1,
@@ -129,46 +146,50 @@ async fn status_reports_pipelines_failures_and_reloads() {
         .collect();
     fields.sort_unstable();
     assert_eq!(fields, ["message_id", "pipeline", "reason", "time_ms"]);
+}
 
-    // Rates and the dead-letter depth come from background readings: wait for them.
-    let counted = || async {
-        let s = status(port).await;
-        let flow = entry(&s["pipelines"], "name", "flow")?.clone();
-        let rated = flow["rate_in"]["last_minute"].as_f64()? > 0.0
-            && flow["rate_out"]["last_minute"].as_f64()? > 0.0;
-        (rated && flow["dead_letter_depth"] == 2).then_some(())
+/// The reload history on `/status`: the plugin loaded at start, then swapped for another
+/// build (from and to versions), then a broken file refused (the old version serving, why).
+#[tokio::test]
+async fn status_reports_the_reload_history() {
+    let broker = Broker::connect().await;
+    let queue = unique("status-tagged");
+    let out = unique("status-out");
+    broker.forget_later_queue(&queue);
+    broker.queue(&out).await;
+    let port = free_port();
+    let config = TestConfig::new()
+        .admin(port)
+        .tagged_beside("tagged", &queue, &out, "")
+        .build();
+    let tag_a = std::fs::read(test_plugin("tag_a")).expect("tag_a");
+    let (dir, path) = write_config_with(&config, &[("tagged.wasm", &tag_a)]);
+    let plugin_file = dir.path().join("tagged.wasm");
+    let daemon = start_at(dir, &path).await;
+    let s = status(port).await;
+    let loaded = entry(&s["reloads"], "plugin", "tagged").expect("loaded at start");
+    assert_eq!(loaded["result"], "loaded");
+    let version_a = loaded["to"].clone();
+
+    let newest = |result: &'static str| {
+        move || async move {
+            let s = status(port).await;
+            let newest = s["reloads"][0].clone();
+            (newest["plugin"] == "tagged" && newest["result"] == result).then_some(newest)
+        }
     };
-    eventually(
-        "rates and the dead-letter depth of 2",
-        DEPTH_PATIENCE,
-        counted,
-    )
-    .await;
-
-    // The history: each plugin loaded at start; then a reload, and a broken file refused.
-    let version_a =
-        entry(&s["reloads"], "plugin", "tagged").expect("loaded at start")["to"].clone();
-    assert_eq!(
-        entry(&s["reloads"], "plugin", "scripted").expect("loaded")["result"],
-        "loaded"
-    );
     let tag_b = std::fs::read(test_plugin("tag_b")).expect("tag_b");
     replace_file(&plugin_file, &tag_b);
-    let reloaded = || async {
-        let s = status(port).await;
-        let newest = s["reloads"][0].clone();
-        (newest["plugin"] == "tagged" && newest["result"] == "reloaded").then_some(newest)
-    };
-    let reload = eventually("the reload in the history", PATIENCE, reloaded).await;
+    let reload = eventually("the reload in the history", PATIENCE, newest("reloaded")).await;
     assert_eq!(reload["from"], version_a);
     assert_ne!(reload["to"], version_a);
     replace_file(&plugin_file, b"\0asm\x0d\0\x01\0 not a component");
-    let refused = || async {
-        let s = status(port).await;
-        let newest = s["reloads"][0].clone();
-        (newest["result"] == "failed").then_some(newest)
-    };
-    let failed = eventually("the failed reload in the history", PATIENCE, refused).await;
+    let failed = eventually(
+        "the failed reload in the history",
+        PATIENCE,
+        newest("failed"),
+    )
+    .await;
     assert_eq!(
         failed["from"], reload["to"],
         "the old version keeps serving"
@@ -178,7 +199,6 @@ async fn status_reports_pipelines_failures_and_reloads() {
         detail.contains("not a valid WebAssembly component"),
         "{detail}"
     );
-
     daemon.stop().await.expect("clean stop");
     broker.cleanup().await;
 }

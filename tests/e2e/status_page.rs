@@ -125,25 +125,7 @@ async fn the_status_page_updates_live_in_a_browser() {
     let daemon = start(&config).await;
 
     let flowing = Arc::new(AtomicBool::new(true));
-    let producer = tokio::spawn({
-        let (queue, flowing) = (queue.clone(), flowing.clone());
-        async move {
-            let broker = Broker::connect().await;
-            let mut sent = 0;
-            while flowing.load(Ordering::Relaxed) {
-                let body: &[u8] = if sent % TRAP_EVERY == TRAP_EVERY - 1 {
-                    b"trap"
-                } else {
-                    b"ack"
-                };
-                broker
-                    .publish(&queue, body, with_id(format!("page-{sent}")))
-                    .await;
-                sent += 1;
-                tokio::time::sleep(PUBLISH_EVERY).await;
-            }
-        }
-    });
+    let producer = tokio::spawn(produce(queue.clone(), flowing.clone()));
 
     let browser = driver.browser().await;
     browser
@@ -197,7 +179,37 @@ async fn the_status_page_updates_live_in_a_browser() {
         .expect("read the marker");
     assert_eq!(kept, marker, "the page was reloaded");
 
-    // Every table has a caption and header cells with their scope.
+    assert_tables_marked_up(&browser).await;
+    save_screenshot(&browser).await;
+    browser.close().await.expect("close the browser");
+
+    flowing.store(false, Ordering::Relaxed);
+    producer.await.expect("producer");
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}
+
+/// Publishes to `queue` every [`PUBLISH_EVERY`] while `flowing`: acks, and every
+/// [`TRAP_EVERY`]th a message that traps.
+async fn produce(queue: String, flowing: Arc<AtomicBool>) {
+    let broker = Broker::connect().await;
+    let mut sent = 0;
+    while flowing.load(Ordering::Relaxed) {
+        let body: &[u8] = if sent % TRAP_EVERY == TRAP_EVERY - 1 {
+            b"trap"
+        } else {
+            b"ack"
+        };
+        let id = with_id(format!("page-{sent}"));
+        broker.publish(&queue, body, id).await;
+        sent += 1;
+        tokio::time::sleep(PUBLISH_EVERY).await;
+    }
+}
+
+/// Every table has a caption, header cells with `scope="col"`, and each pipeline row a row
+/// header with `scope="row"`.
+async fn assert_tables_marked_up(browser: &Client) {
     let markup = browser
         .execute(
             "return [...document.querySelectorAll('table')].map(t => ({ \
@@ -216,16 +228,13 @@ async fn the_status_page_updates_live_in_a_browser() {
         assert_eq!(table["cols"], true, "{table}");
         assert_eq!(table["rows"], true, "{table}");
     }
+}
 
+/// Saves a screenshot of the page in the target dir and prints where.
+async fn save_screenshot(browser: &Client) {
     let png = browser.screenshot().await.expect("screenshot");
     let path = screenshot_path();
     std::fs::write(&path, &png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     println!("status page screenshot: {}", path.display());
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
-    browser.close().await.expect("close the browser");
-
-    flowing.store(false, Ordering::Relaxed);
-    producer.await.expect("producer");
-    daemon.stop().await.expect("clean stop");
-    broker.cleanup().await;
 }
