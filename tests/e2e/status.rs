@@ -29,6 +29,25 @@ fn entry<'a>(list: &'a Value, key: &str, value: &str) -> Option<&'a Value> {
     list.as_array()?.iter().find(|item| item[key] == value)
 }
 
+/// A daemon with the admin endpoint on a free port (returned) and the pipeline `pipeline`
+/// (with `extra` lines) on `queue`, the `scripted` plugin taking each body as its command.
+pub async fn with_body_pipeline(
+    broker: &Broker,
+    queue: &str,
+    pipeline: &str,
+    extra: &str,
+) -> (crate::support::Running, u16) {
+    broker.forget_later_queue(queue);
+    let port = free_port();
+    let config = TestConfig::new()
+        .admin(port)
+        .plugin("scripted", &test_plugin("scripted"), "mode = \"body\"", "")
+        .queue(queue, "")
+        .pipeline(pipeline, queue, "scripted", extra)
+        .build();
+    (start(&config).await, port)
+}
+
 /// The dead-letter depth is read every 10 s: a little longer than that.
 const DEPTH_PATIENCE: Duration = Duration::from_secs(30);
 
@@ -38,17 +57,9 @@ const DEPTH_PATIENCE: Duration = Duration::from_secs(30);
 /// verdict).
 #[tokio::test]
 async fn status_reports_pipelines_and_failures() {
-    let broker = Broker::connect().await;
-    let queue = unique("status");
-    broker.forget_later_queue(&queue);
-    let port = free_port();
-    let config = TestConfig::new()
-        .admin(port)
-        .plugin("scripted", &test_plugin("scripted"), "mode = \"body\"", "")
-        .queue(&queue, "")
-        .pipeline("flow", &queue, "scripted", "prefetch = 7\nconcurrency = 3")
-        .build();
-    let daemon = start(&config).await;
+    let (broker, queue) = (Broker::connect().await, unique("status"));
+    let (daemon, port) =
+        with_body_pipeline(&broker, &queue, "flow", "prefetch = 7\nconcurrency = 3").await;
     for (id, body) in [
         ("m-ack-0", "ack"),
         ("m-ack-1", "ack"),

@@ -11,9 +11,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
 use crate::operations::free_port;
-use crate::support::{
-    Broker, KillOnDrop, PATIENCE, TestConfig, eventually, start, test_plugin, unique, with_id,
-};
+use crate::support::{Broker, KillOnDrop, PATIENCE, eventually, unique, with_id};
 
 /// How often the test's producer publishes while the page is watched.
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
@@ -112,17 +110,8 @@ fn screenshot_path() -> PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_updates_live_in_a_browser() {
     let driver = Driver::start().await;
-    let broker = Broker::connect().await;
-    let queue = unique("status-page");
-    broker.forget_later_queue(&queue);
-    let port = free_port();
-    let config = TestConfig::new()
-        .admin(port)
-        .plugin("scripted", &test_plugin("scripted"), "mode = \"body\"", "")
-        .queue(&queue, "")
-        .pipeline("live", &queue, "scripted", "")
-        .build();
-    let daemon = start(&config).await;
+    let (broker, queue) = (Broker::connect().await, unique("status-page"));
+    let (daemon, port) = crate::status::with_body_pipeline(&broker, &queue, "live", "").await;
 
     let flowing = Arc::new(AtomicBool::new(true));
     let producer = tokio::spawn(produce(queue.clone(), flowing.clone()));
