@@ -302,13 +302,10 @@ impl Config {
 
     /// Validates `text` as if read from `path` (relative paths resolve against its directory).
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Self> {
-        // A TOML error quotes the offending line and value: hide any password in it.
+        // A TOML error quotes the offending line and value: hide any password in it, and
+        // the whole of it in a secret_config.
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {}",
-                path.display(),
-                secret::hide_passwords(e.to_string().trim_end())
-            )
+            anyhow::anyhow!("{}: {}", path.display(), secret::shown_toml_error(&e, text))
         })?;
         // The structure is checked above, with line numbers; then `${NAME}`s are filled in.
         drop(raw);

@@ -67,6 +67,61 @@ pub(super) fn hide_passwords(text: &str) -> String {
     out
 }
 
+/// A TOML error as it may be shown: passwords hidden; and if it stands in a `secret_config`
+/// (its line, or the table it is in, names one), neither the line it quotes nor the values:
+/// the line number and the bare message, quoted text replaced by `***`.
+pub(super) fn shown_toml_error(error: &toml::de::Error, text: &str) -> String {
+    let full = hide_passwords(error.to_string().trim_end());
+    let Some(before) = error.span().and_then(|span| text.get(..span.start)) else {
+        return full;
+    };
+    let rest = &text[before.len()..];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = format!(
+        "{}{}",
+        &before[line_start..],
+        rest.lines().next().unwrap_or("")
+    );
+    let table = before
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('['));
+    if !line.contains("secret_config") && !table.is_some_and(|t| t.contains("secret_config")) {
+        return full;
+    }
+    format!(
+        "TOML parse error at line {}, in a secret_config (its text is not shown): {}",
+        before.matches('\n').count() + 1,
+        hide_quoted(error.message())
+    )
+}
+
+/// `message` with whatever stands between double quotes or backticks replaced by `***`.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut open: Option<char> = None;
+    for c in message.chars() {
+        match open {
+            Some(q) if c == q => {
+                out.push_str("***");
+                out.push(c);
+                open = None;
+            }
+            Some(_) => {}
+            None => {
+                out.push(c);
+                if c == '"' || c == '`' {
+                    open = Some(c);
+                }
+            }
+        }
+    }
+    if open.is_some() {
+        out.push_str("***");
+    }
+    out
+}
+
 impl fmt::Debug for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BrokerUrl({self})")
@@ -140,6 +195,27 @@ fn expand(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String,
 
 #[cfg(test)]
 mod tests {
+    /// A TOML error inside a `secret_config` does not quote the secret value.
+    #[test]
+    fn toml_errors_in_secret_config_do_not_quote_it() {
+        for text in [
+            "[plugins.p]\npath = \"p.wasm\"\nsecret_config = \"tok-123\"\n",
+            "[plugins.p]\npath = \"p.wasm\"\n[plugins.p.secret_config]\ntoken = \"tok-123\n",
+            "[plugins.p]\npath = \"p.wasm\"\nsecret_config = { token = \"tok-123\" \n",
+        ] {
+            let error = toml::from_str::<super::super::raw::RawConfig>(text).expect_err("bad");
+            let shown = super::shown_toml_error(&error, text);
+            assert!(!shown.contains("tok-123"), "{shown}");
+            assert!(shown.contains("secret_config"), "{shown}");
+        }
+        let text = "[plugins.p]\npath = 3\n";
+        let error = toml::from_str::<super::super::raw::RawConfig>(text).expect_err("bad");
+        assert!(
+            super::shown_toml_error(&error, text).contains("path = 3"),
+            "others keep their line"
+        );
+    }
+
     use super::*;
 
     fn env(name: &str) -> Option<String> {
