@@ -98,13 +98,7 @@ impl Daemon {
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
             .map_err(StartError::Config)?;
-        let (exporter, tracer) = match &config.telemetry {
-            Some(telemetry) => {
-                let (exporter, tracer) = Exporter::start(telemetry).map_err(StartError::Config)?;
-                (Some(exporter), tracer)
-            }
-            None => (None, Tracer::off()),
-        };
+        let (exporter, tracer) = start_tracing(&config).map_err(StartError::Config)?;
         reload::count_start_loads(&metrics, &plugins);
         let limit = Some(config.broker.startup_timeout);
         let links = connect_all(&config, 0, &metrics, &shutdown, limit)
@@ -372,4 +366,16 @@ impl Daemon {
             }
         }
     }
+}
+
+/// The span exporter and the tracer, if `[telemetry]` is set; otherwise no exporter and a
+/// tracer that does nothing.
+fn start_tracing(config: &Config) -> anyhow::Result<(Option<Exporter>, Tracer)> {
+    Ok(match &config.telemetry {
+        Some(telemetry) => {
+            let (exporter, tracer) = Exporter::start(telemetry)?;
+            (Some(exporter), tracer)
+        }
+        None => (None, Tracer::off()),
+    })
 }
