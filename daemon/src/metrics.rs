@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
+use arc_swap::ArcSwap;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,6 +13,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::decision::Kind;
+use crate::plugin::registry::PluginSlot;
 
 mod counts;
 mod egress;
@@ -82,6 +85,11 @@ struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginVersionLabels {
     plugin: String,
     version: String,
@@ -131,6 +139,9 @@ pub struct Metrics {
     egress_requests: Family<EgressLabels, Counter>,
     failures_log: Arc<RecentFailures>,
     reloads_log: Recent<Reload, RECENT_RELOADS>,
+    plugin_instances: Family<PluginLabels, Gauge>,
+    /// The plugins, for `plugin_instances`, read when rendering.
+    plugins: ArcSwap<Vec<(String, PluginSlot)>>,
     /// Times warren rebuilt its connections itself (lapin gave up, or a channel was closed).
     pub broker_reconnects: Counter,
     /// 1 while the consuming connection is open.
@@ -190,6 +201,8 @@ impl Metrics {
             egress_requests: registered(&mut r, "egress_requests", Family::default()),
             failures_log: Arc::default(),
             reloads_log: Recent::default(),
+            plugin_instances: registered(&mut r, "plugin_instances", Family::default()),
+            plugins: ArcSwap::default(),
             handled: Counter::default(),
             registry: r,
         }
@@ -216,6 +229,15 @@ impl Metrics {
                 })
                 .set(1);
         }
+    }
+
+    /// The plugins whose instances `warren_plugin_instances` counts (their current versions').
+    pub fn set_plugin_slots<'a>(
+        &self,
+        slots: impl IntoIterator<Item = (&'a String, &'a PluginSlot)>,
+    ) {
+        let slots = slots.into_iter().map(|(n, s)| (n.clone(), s.clone()));
+        self.plugins.store(Arc::new(slots.collect()));
     }
 
     /// Records how many messages a pipeline's dead-letter queue holds.
@@ -361,6 +383,14 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
+        self.plugin_instances.clear();
+        for (plugin, slot) in self.plugins.load().iter() {
+            let labels = PluginLabels {
+                plugin: plugin.clone(),
+            };
+            let instances = i64::try_from(slot.load().instances()).unwrap_or(i64::MAX);
+            self.plugin_instances.get_or_create(&labels).set(instances);
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

@@ -116,3 +116,75 @@ async fn faulty_plugins_are_contained() {
     );
     broker.cleanup().await;
 }
+
+/// Messages that wait in the plugin at once (each sleeps in a host call).
+const SLEEPERS: u32 = 6;
+/// The capped plugin's `max_instances`.
+const CAP: u32 = 2;
+
+/// `max_instances` caps a plugin's pool apart from `concurrency`: with six messages asleep in
+/// each pipeline, the uncapped plugin has six instances and the capped one two, the other four
+/// messages waiting for one; every message is still handled and acked.
+#[tokio::test]
+async fn max_instances_caps_the_pool_not_the_messages() {
+    let broker = Broker::connect().await;
+    let (capped, open) = (unique("capped"), unique("uncapped"));
+    broker.forget_later_queue(&capped);
+    broker.forget_later_queue(&open);
+    let scripted = test_plugin("scripted");
+    let at_once = format!("prefetch = {SLEEPERS}\nconcurrency = {SLEEPERS}");
+    let config = TestConfig::new()
+        .plugin(
+            "capped",
+            &scripted,
+            "mode = \"body\"",
+            &format!("max_instances = {CAP}"),
+        )
+        .plugin("open", &scripted, "mode = \"body\"", "")
+        .queue(&capped, "")
+        .queue(&open, "")
+        .pipeline("capped", &capped, "capped", &at_once)
+        .pipeline("open", &open, "open", &at_once);
+    let daemon = start(&config.build()).await;
+    for queue in [&capped, &open] {
+        for _ in 0..SLEEPERS {
+            broker
+                .publish(queue, b"sleep:1500", BasicProperties::default())
+                .await;
+        }
+    }
+    let instances = |plugin| daemon.metric("warren_plugin_instances", &[("plugin", plugin)]);
+    daemon
+        .wait_metric(
+            "warren_plugin_instances",
+            &[("plugin", "open")],
+            f64::from(SLEEPERS),
+        )
+        .await;
+    daemon
+        .wait_metric(
+            "warren_messages_in_flight",
+            &[("pipeline", "capped")],
+            f64::from(SLEEPERS),
+        )
+        .await;
+    assert_eq!(
+        instances("capped"),
+        f64::from(CAP),
+        "six messages in the capped pipeline, two instances"
+    );
+    for pipeline in ["capped", "open"] {
+        daemon
+            .wait_metric(
+                "warren_messages_total",
+                &[("pipeline", pipeline), ("verdict", "ack")],
+                f64::from(SLEEPERS),
+            )
+            .await;
+    }
+    assert_eq!(instances("capped"), f64::from(CAP));
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&capped).await, 0);
+    assert_eq!(broker.ready(&open).await, 0);
+    broker.cleanup().await;
+}

@@ -273,6 +273,7 @@ impl Daemon {
         let versions = self.plugins.versions();
         self.metrics
             .set_plugin_versions(versions.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        self.metrics.set_plugin_slots(self.plugins.slots());
         let table = self
             .plugins
             .slots()

@@ -1,6 +1,7 @@
 //! One `[plugins.NAME]` table into the [`PluginSettings`] the plugin runs with: its limits,
 //! its egress policy and its publish allowlist.
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,6 +77,15 @@ fn limits(
     base: &Path,
     problems: &mut Problems,
 ) -> (Limits, HttpLimits, PublishRules) {
+    let max_instances = match p.max_instances {
+        Some(0) => {
+            problems.push(format!(
+                "{key}.max_instances: must be at least 1 (leave it out for no cap of its own)"
+            ));
+            None
+        }
+        n => n.and_then(NonZeroUsize::new),
+    };
     let mut number = |value: Option<u64>, default: u64, field: &str| {
         positive(value, default, &format!("{key}.{field}"), problems)
     };
@@ -88,6 +98,7 @@ fn limits(
             DEFAULT_MAX_BODY_BYTES as u64,
             "max_body_bytes",
         ) as usize,
+        max_instances,
     };
     let http = HttpLimits {
         timeout: Duration::from_millis(number(

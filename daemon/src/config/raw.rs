@@ -109,6 +109,9 @@ pub(super) struct RawPlugin {
     pub(super) memory_mb: Option<u64>,
     /// Largest body handed to the plugin. Default [`DEFAULT_MAX_BODY_BYTES`].
     pub(super) max_body_bytes: Option<usize>,
+    /// Instances of the plugin that may exist at once; more messages wait for one. Default:
+    /// no cap of its own (as many as the concurrency of the pipelines using it).
+    pub(super) max_instances: Option<usize>,
     /// Hosts (`host:port`, `*.example.com:443`) the plugin may send HTTP requests to. Default: none.
     #[serde(default)]
     pub(super) allowed_hosts: Vec<String>,

@@ -89,6 +89,15 @@ fn passwords_are_hidden_in_any_text() {
 }
 
 #[test]
+fn max_instances_of_zero_is_refused_naming_the_key() {
+    let err = error_of("[plugins.p]\npath = \"p.wasm\"\nmax_instances = 0\n");
+    assert!(
+        err.contains("plugins.p.max_instances: must be at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn queue_arguments_collected() {
     let config = parse(
         r#"

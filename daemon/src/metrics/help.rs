@@ -4,6 +4,10 @@
 pub(super) const HELP: &[(&str, &str)] = &[
     ("build_info", "warren's version (value 1)"),
     (
+        "plugin_instances",
+        "Instances of each plugin's serving version alive, in use or idle",
+    ),
+    (
         "plugin_info",
         "The version (hash) of each plugin now serving (value 1)",
     ),

@@ -1,10 +1,11 @@
 //! Calls a plugin's `handle` on one message, inside its limits, on a pooled instance.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
+use super::pool::Lease;
 use super::{HostState, Plugin};
 use crate::contract::{self, Message, Outgoing, Verdict};
 use crate::trace::TraceId;
@@ -83,18 +84,49 @@ impl Plugin {
                 limit: self.limits.max_body_bytes,
             });
         }
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut instance = match idle {
-            Some(instance) => instance,
-            None => self.instantiate().await?,
-        };
+        let instance = self.pool.lease(|| self.instantiate()).await?;
+        self.call(instance, pipeline, message, trace_id).await
+    }
+
+    /// Takes `n` instances from the pool at once (creating those missing, up to
+    /// `max_instances`), runs `message` through each, and puts them back: the pool then holds
+    /// at least that many, each used once. For warming a pool before a burst, and for
+    /// measuring what one instance costs (the benchmark).
+    pub async fn warm(
+        &self,
+        n: usize,
+        pipeline: &Arc<str>,
+        message: &Message,
+    ) -> Result<(), PluginError> {
+        let n = self.limits.max_instances.map_or(n, |cap| n.min(cap.get()));
+        let mut leases = Vec::with_capacity(n);
+        for _ in 0..n {
+            leases.push(self.pool.lease(|| self.instantiate()).await?);
+        }
+        for lease in leases {
+            self.call(lease, pipeline, message, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Instances of this version alive now, in use or idle.
+    pub fn instances(&self) -> usize {
+        self.pool.live()
+    }
+
+    /// Runs `handle` on the leased instance; puts it back unless the call failed.
+    async fn call(
+        &self,
+        mut lease: Lease<'_, Instance>,
+        pipeline: &Arc<str>,
+        message: &Message,
+        trace_id: Option<TraceId>,
+    ) -> Result<Outcome, PluginError> {
+        let instance = lease.get();
         let timeout = self.limits.timeout;
+        let started = Instant::now();
         let state = instance.store.data_mut();
-        state.deadline = Instant::now() + timeout;
+        state.deadline = started + timeout;
         state.pipeline = pipeline.clone();
         state.new_call(message.properties.message_id.as_deref(), trace_id);
         instance.store.set_epoch_deadline(1);
@@ -112,7 +144,7 @@ impl Plugin {
                 // HTTP requests or responses never dropped) is not reused, so that what it
                 // holds (sockets above all) is freed.
                 if state.open_handles() <= instance.handles_after_init + LEAKED_HANDLES_MAX {
-                    self.release(instance);
+                    lease.release(started);
                 } else {
                     tracing::debug!(
                         plugin = &*self.name,
@@ -189,14 +221,6 @@ impl Plugin {
                 self.limits.timeout.as_millis()
             ))),
         }
-    }
-
-    /// Returns a healthy instance to the pool.
-    pub(super) fn release(&self, instance: Instance) {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(instance);
     }
 }
 

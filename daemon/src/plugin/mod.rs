@@ -12,10 +12,12 @@ mod host;
 mod http_client;
 mod invoke;
 mod log;
+mod pool;
 pub mod registry;
 pub mod spec;
 pub mod trust;
 
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -31,6 +33,7 @@ use cache::{CacheSetting, Compilation, CompileCache, Source};
 use contract_check::check_contract;
 pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
 pub use invoke::{Outcome, PluginError};
+pub use pool::IDLE_INSTANCE_TTL;
 use spec::{Limits, PluginSettings, PublishRules};
 
 /// How often the epoch advances; a call that overruns its deadline stops within one tick,
@@ -233,7 +236,7 @@ pub struct Plugin {
     egress: egress::EgressHooks,
     publish: PublishRules,
     log: Arc<log::LogLimiter>,
-    idle: Mutex<Vec<invoke::Instance>>,
+    pool: pool::Pool<invoke::Instance>,
 }
 
 impl Plugin {
@@ -261,7 +264,7 @@ impl Plugin {
             egress,
             publish: settings.publish.clone(),
             log: Arc::default(),
-            idle: Mutex::new(Vec::new()),
+            pool: pool::Pool::new(settings.limits.max_instances.map(NonZeroUsize::get)),
         }
     }
 
@@ -271,7 +274,7 @@ impl Plugin {
             .instantiate()
             .await
             .with_context(|| format!("plugin {}: {}", self.name, self.path.display()))?;
-        self.release(instance);
+        self.pool.add(instance);
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! reads it.
 
 use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,6 +230,9 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Largest body handed to the plugin.
     pub max_body_bytes: usize,
+    /// Instances that may exist at once (`max_instances`); more messages wait for one. `None`:
+    /// as many as messages are in the plugin at once (the concurrency of its pipelines).
+    pub max_instances: Option<NonZeroUsize>,
 }
 
 impl Default for Limits {
@@ -237,6 +241,7 @@ impl Default for Limits {
             timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             memory_bytes: mib(DEFAULT_MEMORY_MB),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_instances: None,
         }
     }
 }
