@@ -9,7 +9,7 @@ use lapin::types::{FieldTable, ShortString};
 
 use super::Acker;
 use super::convert::{delivery_count, properties_from_amqp};
-use super::settle::Settler;
+use super::settle::{Settler, ack_batch};
 use crate::message::Message;
 
 /// Consumers whose channel the broker closed, kept until their connection ends.
@@ -55,6 +55,8 @@ pub struct Consumer {
     queue: String,
     tag: ShortString,
     coalesce_acks: bool,
+    /// How many acks one `multiple` ack covers at most (from the prefetch).
+    batch: u64,
     settler: Option<Settler>,
     /// The delivery tag of the last delivery received.
     last_tag: u64,
@@ -93,6 +95,7 @@ impl Consumer {
             .await
             .with_context(|| format!("cannot consume queue {queue:?}"))?;
         let tag = inner.tag();
+        let batch = ack_batch(prefetch);
         Ok(Self {
             channel,
             inner: Some(inner),
@@ -100,7 +103,8 @@ impl Consumer {
             queue: queue.to_owned(),
             tag,
             coalesce_acks,
-            settler: coalesce_acks.then(Settler::start),
+            batch,
+            settler: coalesce_acks.then(|| Settler::start(batch)),
             last_tag: 0,
             quorum,
         })
@@ -139,7 +143,7 @@ impl Consumer {
                 "consumer restored on a recovered channel; unsettled deliveries of the lost one are redelivered"
             );
             if self.coalesce_acks {
-                self.settler = Some(Settler::start());
+                self.settler = Some(Settler::start(self.batch));
             }
         }
         self.last_tag = delivery.delivery_tag;

@@ -1,12 +1,15 @@
 //! Settles each delivery exactly once: ack, reject or requeue — acks coalesced when asked.
 //!
 //! With ack coalescing, finished acks of a channel go to one task that keeps the channel's
-//! watermark: the lowest delivery tag not yet settled. Every contiguous run of settled tags
-//! from the watermark is acknowledged with one `basic.ack(multiple = true)` on its highest
-//! ack. Rejects and requeues are always sent at once, on their own, and only then counted as
-//! settled, so a multiple ack never covers a delivery that is not finished or that is to be
-//! rejected. Acks stuck behind a slow delivery for longer than [`STRAGGLER_DELAY`] are sent
-//! one by one, so a slow message cannot hold the prefetch window.
+//! watermark: the lowest delivery tag not yet settled. A contiguous run of settled tags from
+//! the watermark is acknowledged with one `basic.ack(multiple = true)` on its highest ack,
+//! once the run holds a batch (half the prefetch, at most [`ACK_BATCH_MAX`]) or its oldest ack
+//! has waited [`STRAGGLER_DELAY`]: the broker then handles one ack frame per batch, as it does
+//! for a consumer that acks every 50 messages. Rejects and requeues are always sent at once,
+//! on their own, and only then counted as settled, so a multiple ack never covers a delivery
+//! that is not finished or that is to be rejected. Acks stuck behind a slow delivery for
+//! longer than [`STRAGGLER_DELAY`] are sent one by one, so a slow message cannot hold the
+//! prefetch window.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,8 +30,18 @@ pub enum Settlement {
     Requeue,
 }
 
-/// How long a finished ack may wait behind an unfinished delivery before it is sent alone.
+/// How long a finished ack may wait before it is sent: for its run to fill a batch, or behind
+/// an unfinished delivery (then it is sent alone).
 pub const STRAGGLER_DELAY: Duration = Duration::from_millis(5);
+
+/// The most acks one `multiple` ack covers without waiting for [`STRAGGLER_DELAY`].
+pub const ACK_BATCH_MAX: u64 = 50;
+
+/// The batch of a channel with `prefetch`: half of it (the broker stops delivering at
+/// `prefetch` unacked, so a batch must fill well before), at most [`ACK_BATCH_MAX`].
+pub fn ack_batch(prefetch: u16) -> u64 {
+    (u64::from(prefetch) / 2).clamp(1, ACK_BATCH_MAX)
+}
 
 /// The handle that settles one delivery on the channel it came from.
 pub struct Acker {
@@ -118,11 +131,11 @@ pub(super) struct Settler {
 }
 
 impl Settler {
-    /// Starts the settler of a channel whose first delivery tag is 1.
-    pub(super) fn start() -> Self {
+    /// Starts the settler of a channel whose first delivery tag is 1, acking `batch` at a time.
+    pub(super) fn start(batch: u64) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let closing = CancellationToken::new();
-        let task = tokio::spawn(run(receiver, closing.clone()));
+        let task = tokio::spawn(run(receiver, closing.clone(), batch));
         Self {
             sender,
             closing,
@@ -142,7 +155,11 @@ impl Settler {
     }
 }
 
-async fn run(mut finished: mpsc::UnboundedReceiver<Finished>, closing: CancellationToken) {
+async fn run(
+    mut finished: mpsc::UnboundedReceiver<Finished>,
+    closing: CancellationToken,
+    batch: u64,
+) {
     let mut window = Window::default();
     loop {
         let straggler_due = window.oldest_held().map(|since| since + STRAGGLER_DELAY);
@@ -163,17 +180,17 @@ async fn run(mut finished: mpsc::UnboundedReceiver<Finished>, closing: Cancellat
         while let Ok(f) = finished.try_recv() {
             window.finish(f.tag, f.ack, Instant::now());
         }
-        flush(&mut window, Instant::now()).await;
+        flush(&mut window, Instant::now(), batch).await;
     }
     // Closing: send everything handed over (on a dead channel the ackers refuse quietly).
     while let Ok(f) = finished.try_recv() {
         window.finish(f.tag, f.ack, Instant::now());
     }
-    flush(&mut window, Instant::now() + STRAGGLER_DELAY).await;
+    flush(&mut window, Instant::now() + STRAGGLER_DELAY, 1).await;
 }
 
-async fn flush(window: &mut Window<lapin::Acker>, now: Instant) {
-    if let Some(highest) = window.take_prefix() {
+async fn flush(window: &mut Window<lapin::Acker>, now: Instant, batch: u64) {
+    if let Some(highest) = window.take_prefix(now, batch, STRAGGLER_DELAY) {
         let _ = highest.ack(BasicAckOptions { multiple: true }).await;
     }
     for straggler in window.take_stragglers(now, STRAGGLER_DELAY) {
@@ -206,13 +223,30 @@ impl<A> Window<A> {
         }
     }
 
-    /// Moves the watermark over the contiguous run of finished tags; returns the ack with the
-    /// highest tag in that run, whose `multiple` ack covers every ack of the run.
-    fn take_prefix(&mut self) -> Option<A> {
-        let mut highest = None;
-        while let Some((ack, _)) = self.done.remove(&self.next) {
+    /// Moves the watermark over the contiguous run of finished tags, if the run needs no ack,
+    /// holds `batch` tags, or has an ack that finished `delay` ago or more; returns the ack
+    /// with the highest tag in that run, whose `multiple` ack covers every ack of the run.
+    fn take_prefix(&mut self, now: Instant, batch: u64, delay: Duration) -> Option<A> {
+        let mut len = 0;
+        let mut due = false;
+        let mut acks = false;
+        for (&tag, (ack, since)) in self.done.range(self.next..) {
+            if tag != self.next + len {
+                break;
+            }
+            len += 1;
             if ack.is_some() {
-                highest = ack;
+                acks = true;
+                due |= now.duration_since(*since) >= delay;
+            }
+        }
+        if acks && len < batch && !due {
+            return None;
+        }
+        let mut highest = None;
+        for _ in 0..len {
+            if let Some((Some(ack), _)) = self.done.remove(&self.next) {
+                highest = Some(ack);
             }
             self.next += 1;
         }
@@ -250,9 +284,32 @@ mod tests {
         for tag in [3, 1, 2] {
             w.finish(tag, Some(tag), now);
         }
-        assert_eq!(w.take_prefix(), Some(3));
+        assert_eq!(w.take_prefix(now, 3, STRAGGLER_DELAY), Some(3));
         assert_eq!(w.next, 4);
         assert!(w.done.is_empty());
+    }
+
+    #[test]
+    fn a_run_shorter_than_a_batch_waits_for_the_delay() {
+        let now = Instant::now();
+        let mut w: Window<u64> = Window::default();
+        w.finish(1, Some(1), now);
+        w.finish(2, Some(2), now);
+        assert_eq!(w.take_prefix(now, 3, STRAGGLER_DELAY), None, "2 of 3");
+        assert_eq!(w.next, 1);
+        assert_eq!(
+            w.take_prefix(now + STRAGGLER_DELAY, 3, STRAGGLER_DELAY),
+            Some(2),
+            "sent once the oldest has waited"
+        );
+        assert_eq!(w.next, 3);
+    }
+
+    #[test]
+    fn batches_are_half_the_prefetch_up_to_the_most() {
+        assert_eq!(ack_batch(1), 1);
+        assert_eq!(ack_batch(10), 5);
+        assert_eq!(ack_batch(1000), ACK_BATCH_MAX);
     }
 
     #[test]
@@ -261,7 +318,11 @@ mod tests {
         let mut w: Window<u64> = Window::default();
         w.finish(1, Some(1), now);
         w.finish(3, Some(3), now);
-        assert_eq!(w.take_prefix(), Some(1), "2 is not finished: 3 waits");
+        assert_eq!(
+            w.take_prefix(now, 1, STRAGGLER_DELAY),
+            Some(1),
+            "2 is not finished: 3 waits"
+        );
         assert_eq!(w.next, 2);
         assert!(w.take_stragglers(now, STRAGGLER_DELAY).is_empty());
         assert_eq!(
@@ -271,7 +332,7 @@ mod tests {
         );
         w.finish(2, Some(2), now);
         assert_eq!(
-            w.take_prefix(),
+            w.take_prefix(now, 1, STRAGGLER_DELAY),
             Some(2),
             "3 was sent already: the multiple ack stops at 2"
         );
@@ -285,12 +346,12 @@ mod tests {
         w.finish(1, Some(1), now);
         w.finish(2, None, now); // rejected on its own
         w.finish(3, Some(3), now);
-        assert_eq!(w.take_prefix(), Some(3));
+        assert_eq!(w.take_prefix(now, 3, STRAGGLER_DELAY), Some(3));
         let mut w: Window<u64> = Window::default();
         w.finish(1, None, now);
         w.finish(2, None, now);
         assert_eq!(
-            w.take_prefix(),
+            w.take_prefix(now, 50, STRAGGLER_DELAY),
             None,
             "nothing to ack when every delivery was rejected"
         );
