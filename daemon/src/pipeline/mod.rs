@@ -104,10 +104,13 @@ impl Pipeline {
         let cancel = stop.abort.child_token();
         let this = Arc::new(self);
         let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        // Waited on once for the whole loop, not once per message.
+        let drain = stop.drain.cancelled();
+        tokio::pin!(drain);
         let result = loop {
             let permit = tokio::select! {
                 biased;
-                () = stop.drain.cancelled() => break Ok(()),
+                () = &mut drain => break Ok(()),
                 _ = beat.tick() => {
                     this.beat();
                     continue;
@@ -120,7 +123,7 @@ impl Pipeline {
             let next = loop {
                 tokio::select! {
                     biased;
-                    () = stop.drain.cancelled() => break None,
+                    () = &mut drain => break None,
                     _ = beat.tick() => this.beat(),
                     next = consumer.next() => break Some(next),
                 }
@@ -130,9 +133,12 @@ impl Pipeline {
                 Some(Ok((message, acker))) => {
                     let (this, cancel) = (this.clone(), cancel.clone());
                     tasks.spawn(async move {
+                        // The message first: a message done in one go never waits on the
+                        // token (which takes a lock to wait on, and another to stop waiting).
                         tokio::select! {
-                            () = cancel.cancelled() => {}
+                            biased;
                             () = this.process(message, acker) => {}
+                            () = cancel.cancelled() => {}
                         }
                         drop(permit);
                     });
