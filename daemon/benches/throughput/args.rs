@@ -35,6 +35,9 @@ pub struct Args {
     /// Messages of the sleeper case.
     #[arg(long, default_value_t = 1_000)]
     pub sleeper_messages: usize,
+    /// Messages the Python router drains in the memory phase.
+    #[arg(long, default_value_t = 10_000)]
+    pub memory_messages: usize,
     /// OS pid of the broker, to report its CPU time per message; found with
     /// `rabbitmqctl status` when absent (if that works).
     #[arg(long, env = "WARREN_BENCH_BROKER_PID")]
@@ -42,6 +45,20 @@ pub struct Args {
     /// Phases to run (comma-separated): throughput, call, sleeper, traces; all when absent.
     #[arg(long, value_delimiter = ',')]
     pub only: Vec<Phase>,
+    /// Internal (`profile.sh`): declare this queue and fill it with `--messages`, then exit.
+    #[arg(long, hide = true)]
+    pub fill: Option<String>,
+    /// Internal (`profile.sh`): drain `--messages` from this queue with baseline (c) at the
+    /// first `--prefetch`, then exit.
+    #[arg(long, hide = true)]
+    pub drain_bare: Option<String>,
+    /// Internal: run one measurement of the memory phase in this process (`instances:NAME`
+    /// or `drain:CAP`) and write its results (JSON) to `--memory-out`.
+    #[arg(long, hide = true)]
+    pub memory_child: Option<String>,
+    /// Internal: where `--memory-child` writes its results.
+    #[arg(long, hide = true)]
+    pub memory_out: Option<PathBuf>,
     /// Internal: run the sleeper phase in this process and write its results (JSON) here.
     #[arg(long, hide = true)]
     pub sleeper_child: Option<PathBuf>,
@@ -57,6 +74,7 @@ pub enum Phase {
     Call,
     Sleeper,
     Traces,
+    Memory,
 }
 
 impl Args {

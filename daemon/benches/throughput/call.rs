@@ -22,6 +22,19 @@ const POOL_WARM_UP_CALLS: usize = 1_000;
 /// First calls on fresh instances measured.
 const FIRST_CALL_SAMPLES: usize = 200;
 
+/// A message as the queue `bench` delivers it, with `body` and no properties.
+pub fn message(body: Vec<u8>) -> Message {
+    Message {
+        body,
+        exchange: String::new(),
+        routing_key: "bench".to_owned(),
+        queue: "bench".to_owned(),
+        redelivered: false,
+        delivery_count: None,
+        properties: empty_properties(),
+    }
+}
+
 /// Times `handle` on scripted.wasm; returns the report's table.
 pub async fn phase(args: &Args) -> anyhow::Result<String> {
     let scripted = std::fs::read(test_plugin("scripted"))?;
@@ -38,15 +51,6 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     let ack = runtime.load(&config.plugins["ack"]).await?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let pipeline: Arc<str> = Arc::from("bench");
-    let message = |body: Vec<u8>| Message {
-        body,
-        exchange: String::new(),
-        routing_key: "bench".to_owned(),
-        queue: "bench".to_owned(),
-        redelivered: false,
-        delivery_count: None,
-        properties: empty_properties(),
-    };
     let kib = message(vec![b'x'; args.size]);
 
     eprintln!("call: {WARM_UP_CALLS} warm-up + {} timed calls", args.calls);

@@ -4,7 +4,7 @@
 //! `plugins/build` when they are missing or stale. How to run it and the latest results:
 //! `BENCHMARKS.md` at the repo root.
 //!
-//! Phases (`--only throughput,call,sleeper,traces`; all by default):
+//! Phases (`--only throughput,call,sleeper,traces,memory`; all by default):
 //! - `throughput`: for each prefetch and round, fill a fresh queue with N messages and drain it
 //!   with (a) `ack().await` in the consume loop, (b) acks spawned off the loop, (c) one
 //!   `multiple` ack per batch, and warren in-process with the no-op `scripted` plugin, with
@@ -15,6 +15,8 @@
 //!   the `sleeper` plugin; then the three shipped plugins together at concurrency 100.
 //! - `traces`: warren with message traces off and on (spans exported to an OTLP/HTTP receiver
 //!   in this process), alternating, and the ratio of the two rates.
+//! - `memory`: each in a child process: the memory of one instance of each example plugin,
+//!   and the Python router's RSS after draining 10,000 messages at concurrency 100.
 //!
 //! Progress goes to stderr, the Markdown report to stdout.
 
@@ -31,8 +33,12 @@ mod call;
 mod in_process;
 // Wall and CPU time of a drain, and the process's memory.
 mod measure;
+// The halves of profile.sh: fill a queue, drain it bare.
+mod profile;
 // Phase 3: the sleeper case and peak RSS, in a child process.
 mod sleeper;
+// Phase 4: each example plugin's memory, and the Python router's under load.
+mod memory;
 // Median, spread and percentiles of the measurements, as report cells.
 mod stats;
 // Phase 1: drain throughput of warren against three bare consumers.
@@ -43,6 +49,7 @@ mod traces;
 use std::fmt::Write as _;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use clap::Parser;
 
 use args::{Args, Phase};
@@ -62,6 +69,19 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         if let Some(out) = &args.sleeper_child {
             return sleeper::child(&args, out).await;
+        }
+        if let Some(spec) = &args.memory_child {
+            let out = args
+                .memory_out
+                .as_deref()
+                .context("--memory-child needs --memory-out")?;
+            return memory::child_main(&args, spec, out).await;
+        }
+        if let Some(queue) = &args.fill {
+            return profile::fill(&args, queue).await;
+        }
+        if let Some(queue) = &args.drain_bare {
+            return profile::drain(&args, queue).await;
         }
         run(&args).await
     })
@@ -103,6 +123,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     if args.runs(Phase::Sleeper) {
         report.push_str(&sleeper::phase(args).await?);
+    }
+    if args.runs(Phase::Memory) {
+        report.push_str(&memory::phase(args).await?);
     }
     if args.runs(Phase::Throughput) {
         report.push_str(&throughput::phase(args).await?);

@@ -23,7 +23,7 @@ const MULTIPLE_ACK_BATCH: usize = 50;
 
 /// Who drains the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Drainer {
+pub enum Drainer {
     /// (a) `delivery.ack().await` inside the consume loop.
     AckAwaited,
     /// (b) each ack spawned as its own task; the loop does not wait.
@@ -190,7 +190,7 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
 }
 
 /// Drains `--messages` with a bare lapin consumer on its own connection.
-async fn drain_bare(
+pub async fn drain_bare(
     args: &Args,
     queue: &str,
     prefetch: u16,
