@@ -238,6 +238,8 @@ impl Metrics {
     ) {
         let slots = slots.into_iter().map(|(n, s)| (n.clone(), s.clone()));
         self.plugins.store(Arc::new(slots.collect()));
+        // A plugin removed from the config loses its series.
+        self.plugin_instances.clear();
     }
 
     /// Records how many messages a pipeline's dead-letter queue holds.
@@ -383,7 +385,6 @@ impl Metrics {
 
     /// The metrics in Prometheus text format.
     pub fn render(&self) -> String {
-        self.plugin_instances.clear();
         for (plugin, slot) in self.plugins.load().iter() {
             let labels = PluginLabels {
                 plugin: plugin.clone(),

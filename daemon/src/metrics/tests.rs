@@ -17,6 +17,10 @@ fn every_metric_has_its_help_text() {
     metrics.pipeline_restart("p");
     metrics.set_plugin_versions([("p", "abc")]);
     metrics.set_dead_letter_depth("p", 3);
+    let plugin = PluginLabels {
+        plugin: "p".to_owned(),
+    };
+    metrics.plugin_instances.get_or_create(&plugin).set(1);
     pipeline.confirm_seconds.observe(0.01);
     crate::plugin::egress::EgressCounter::count(
         &metrics,
