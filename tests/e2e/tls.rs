@@ -84,6 +84,7 @@ async fn tls_node(pki: &Pki) -> Node {
             ("server.pem".to_owned(), pki.server.0.clone().into_bytes()),
             ("server.key".to_owned(), pki.server.1.clone().into_bytes()),
         ],
+        ..NodeSpec::default()
     };
     let node = Node::start("tls", &spec).await;
     node.ctl(&["add_user", CLIENT_USER, "unused"]).await;

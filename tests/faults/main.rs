@@ -11,8 +11,9 @@ mod support;
 
 // The broker stopped and started under load; a memory alarm while the plugin republishes.
 mod broker;
-// The broker's consumer timeout closes one pipeline's channel; the others go on.
-mod consumer_timeout;
+// One pipeline's channel closed by the consumer timeout, another's queue deleted; the third
+// goes on undisturbed.
+mod failure_domain;
 // A three-node cluster with quorum queues: the node warren is connected to stops under load.
 mod cluster;
 // Three daemons compete on one quorum queue of the cluster; one is killed, a node stops.

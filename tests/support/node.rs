@@ -32,6 +32,9 @@ pub struct NodeSpec {
     pub conf: String,
     /// Files written into the node's directory before it starts (certificates).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Erlang terms of `advanced.config`, for settings `rabbitmq.conf` cannot set
+    /// (`{rabbit, [{channel_tick_interval, 500}]}`); empty for none.
+    pub advanced: Vec<String>,
 }
 
 impl NodeSpec {
@@ -44,6 +47,12 @@ impl NodeSpec {
     pub fn conf(mut self, lines: &str) -> Self {
         self.conf.push_str(lines);
         self.conf.push('\n');
+        self
+    }
+
+    /// With `term` (one application's settings) added to `advanced.config`.
+    pub fn advanced(mut self, term: &str) -> Self {
+        self.advanced.push(term.to_owned());
         self
     }
 }
@@ -97,6 +106,8 @@ impl Node {
         // The node's own work is what the tests measure; keep its logs small.
         conf.push_str("log.file.level = warning\n");
         std::fs::write(dir.join("rabbitmq.conf"), conf).expect("rabbitmq.conf");
+        let advanced = format!("[{}].\n", spec.advanced.join(",\n"));
+        std::fs::write(dir.join("advanced.config"), advanced).expect("advanced.config");
         for (name, contents) in &spec.files {
             std::fs::write(dir.join(name), contents).expect("a node's file");
         }
@@ -120,6 +131,7 @@ impl Node {
             .env("RABBITMQ_PID_FILE", self.pid_file())
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", dir.join("enabled_plugins"))
             .env("RABBITMQ_CONFIG_FILE", dir.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", dir.join("advanced.config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

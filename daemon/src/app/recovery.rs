@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Daemon, RECOVERY_LIMIT};
-use crate::broker::links::{RECONNECT_MIN, connect_all, jitter};
+use crate::broker::links::{LinkError, RECONNECT_MIN, connect_all, jitter};
 use crate::systemd;
 
 impl Daemon {
@@ -95,7 +95,8 @@ impl Daemon {
     /// reconnects with backoff (trying every URL), declares the topology again and restarts
     /// every pipeline; if that fails half-way (the broker went again), starts over.
     /// Deliveries of the old channels are never settled on the new ones: the broker
-    /// redelivers them. Used when lapin's recovery gave up.
+    /// redelivers them. Used when lapin's recovery gave up. A stop asked for meanwhile ends it
+    /// early, with `Ok` (the caller sees the shutdown next).
     pub(super) async fn reconnect(&mut self) -> anyhow::Result<()> {
         self.consuming.store(false, Ordering::Relaxed);
         self.metrics.broker_reconnects.inc();
@@ -110,14 +111,18 @@ impl Daemon {
             // Failures reported by the pipelines just ended are stale.
             while self.inbox.failures.try_recv().is_ok() {}
             // A broker that just dropped us may be restarting: back off before the first try.
+            // Stopped meanwhile: a clean stop (there is nothing in flight to drain).
             tokio::select! {
-                () = self.shutdown.cancelled() => anyhow::bail!("stopped while reconnecting"),
+                () = self.shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(jitter(RECONNECT_MIN)) => {}
             }
             // Errors that retrying cannot fix (credentials, topology) end the daemon here.
-            self.links = connect_all(&self.config, first, &self.metrics, &self.shutdown, None)
-                .await
-                .map_err(anyhow::Error::new)?;
+            self.links =
+                match connect_all(&self.config, first, &self.metrics, &self.shutdown, None).await {
+                    Ok(links) => links,
+                    Err(LinkError::Stopped(_)) => return Ok(()),
+                    Err(e) => return Err(anyhow::Error::new(e)),
+                };
             self.connection_health.store(Arc::new(self.links.health()));
             match self.start_all_pipelines().await {
                 Ok(()) => break,

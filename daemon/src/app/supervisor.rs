@@ -28,6 +28,10 @@ pub const RESTART_MAX: Duration = Duration::from_secs(30);
 pub const OPEN_LIMIT: Duration = Duration::from_secs(10);
 /// A pipeline that ran this long before it failed restarts after [`RESTART_MIN`] again.
 pub const RESTART_HEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// How long a pipeline told to stop may take to close its channels, past its grace period
+/// (a broker call on a connection that is going may never be answered); then its task is
+/// aborted.
+pub const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// Each pipeline's heartbeat (for the systemd watchdog), by name.
 pub type Heartbeats = Arc<Mutex<BTreeMap<String, Heartbeat>>>;
@@ -40,6 +44,22 @@ struct Running {
     stop: Stop,
     done: tokio::task::JoinHandle<()>,
     started: Instant,
+    grace: Duration,
+}
+
+impl Running {
+    /// Waits for the pipeline's task to end, for at most `limit`; then aborts it (its
+    /// channels are dropped without a goodbye, which returns their deliveries all the same).
+    async fn ended(mut self, name: &str, limit: Duration) {
+        if tokio::time::timeout(limit, &mut self.done).await.is_err() {
+            tracing::warn!(
+                pipeline = name,
+                limit_ms = limit.as_millis() as u64,
+                "pipeline did not stop in time (a broker call unanswered?); aborting its task"
+            );
+            self.done.abort();
+        }
+    }
 }
 
 /// The running pipelines and what they share.
@@ -202,6 +222,7 @@ impl Supervisor {
                 stop,
                 done,
                 started: Instant::now(),
+                grace,
             },
         );
         Ok(())
@@ -211,7 +232,8 @@ impl Supervisor {
     pub async fn stop(&mut self, name: &str) {
         if let Some(running) = self.running.remove(name) {
             running.stop.drain();
-            let _ = running.done.await;
+            let limit = running.grace + CLOSE_LIMIT;
+            running.ended(name, limit).await;
             self.forget(name);
             tracing::info!(pipeline = name, "pipeline stopped");
         }
@@ -232,7 +254,7 @@ impl Supervisor {
     pub async fn abort_all(&mut self) {
         for (name, running) in std::mem::take(&mut self.running) {
             running.stop.abort();
-            let _ = running.done.await;
+            running.ended(&name, CLOSE_LIMIT).await;
             self.forget(&name);
         }
     }
@@ -250,9 +272,10 @@ impl Supervisor {
             return false;
         };
         running.stop.abort();
-        let _ = running.done.await;
+        let healthy = running.started.elapsed() >= RESTART_HEALTHY_AFTER;
+        running.ended(name, CLOSE_LIMIT).await;
         self.forget(name);
-        if running.started.elapsed() >= RESTART_HEALTHY_AFTER {
+        if healthy {
             self.backoff.remove(name);
         }
         let wait = self.schedule_restart(name);
