@@ -68,6 +68,8 @@ pub const RECOVERY_ATTEMPTS: usize = 3;
 /// How long a replaced connection that lapin is still recovering is watched (lapin's own
 /// schedule ends well before).
 const RETIRE_WATCH: Duration = Duration::from_secs(120);
+/// How long closing a connection may wait for the broker's answer.
+const CLOSE_LIMIT: Duration = Duration::from_secs(5);
 /// How often a replaced connection is checked.
 const RETIRE_POLL: Duration = Duration::from_millis(100);
 
@@ -272,10 +274,15 @@ impl Connection {
     /// that no consumer lingers on a connection warren has replaced.
     pub async fn close(&self) {
         if self.is_connected() {
-            let _ = self
-                .inner
-                .close(200, ShortString::from("warren stopping"))
-                .await;
+            // A broker that stops answering must not hold the daemon's stop: past the limit
+            // the socket is dropped with the connection, which the broker treats the same.
+            let closing = self.inner.close(200, ShortString::from("warren stopping"));
+            if tokio::time::timeout(CLOSE_LIMIT, closing).await.is_err() {
+                tracing::warn!(
+                    limit_ms = CLOSE_LIMIT.as_millis() as u64,
+                    "the broker did not answer connection.close in time"
+                );
+            }
         } else if self.is_recovering() {
             let inner = self.inner.clone();
             tokio::spawn(async move {
