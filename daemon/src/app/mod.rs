@@ -94,7 +94,8 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let runtime = Runtime::new(&config.cache)
             .map_err(StartError::Other)?
-            .count_egress(metrics.clone());
+            .count_egress(metrics.clone())
+            .count_dropped_lines(metrics.clone());
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
             .map_err(StartError::Config)?;

@@ -1,5 +1,6 @@
 //! Unit tests of the metrics.
 
+use super::help::HELP;
 use super::*;
 
 #[test]
