@@ -1,7 +1,7 @@
 //! Logging: `tracing` to stderr, human-readable or JSON, filtered by `RUST_LOG` (default
 //! [`DEFAULT_FILTER`]); for `warren plugin test`, plugins' lines kept for the report instead.
 
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::field::{Field, Visit};
@@ -38,7 +38,15 @@ pub fn init(format: LogFormat, plugin_logs: Option<PluginLogs>) {
     {
         filter = filter.add_directive(off);
     }
-    let lines = tracing_subscriber::fmt::layer().with_writer(|| OneLine(io::stderr()));
+    // Colours only on a terminal: under systemd (journald) or a pipe, escape sequences would be
+    // stored as part of every line. `NO_COLOR` turns them off on a terminal too.
+    let colours = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(colours)
+        // A log that cannot be written (stderr closed) is lost, and warren goes on: reporting
+        // it would write to that stderr again, and panic.
+        .log_internal_errors(false)
+        .with_writer(|| OneLine(io::stderr()));
     let lines = match format {
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().boxed(),
