@@ -113,7 +113,7 @@ pub fn fuzz<S>(
     };
     loop {
         // A runner runs its cases once: each batch takes a fresh one (and a fresh random seed).
-        if let Err(e) = TestRunner::new(config.clone()).run(&inputs, &counted) {
+        if let Err(e) = TestRunner::new(config.clone()).run(&inputs, counted) {
             panic!("fuzz {target}: {e}");
         }
         if budget.is_none_or(|budget| started.elapsed() >= budget) {
