@@ -1,14 +1,13 @@
 //! The `warren` command: `check` on the shipped config and on bad configs, `publish`, `run`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Broker, KillOnDrop, LOG_PATIENCE, LoggingDaemon, TestConfig, broker_url, repo_root,
-    scripted_config, shipped_plugin, stderr_lines, test_plugin, unique, until, warren_run,
-    write_config,
+    Broker, KillOnDrop, LoggingDaemon, TestConfig, broker_url, repo_root, scripted_config,
+    shipped_plugin, stderr_lines, test_plugin, unique, until, warren_run, write_config,
 };
 
 fn warren(args: &[&str]) -> Output {

@@ -18,7 +18,7 @@ fn every_metric_has_its_help_text() {
     metrics.pipeline_restart("p");
     metrics.set_plugin_versions([("p", "abc")]);
     metrics.set_dead_letter_depth("p", 3);
-    metrics.log_lines_dropped("x").inc();
+    crate::plugin::LogCounter::dropped_lines(&metrics, "x").inc();
     pipeline.confirm_seconds.observe(0.01);
     crate::plugin::egress::EgressCounter::count(
         &metrics,
