@@ -234,7 +234,9 @@ fn plugin_run_reports_the_verdict() {
     // stdout holds the report alone; what the plugin printed is in the log, on stderr.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(r#"warren::plugin: >> Hello World! plugin="printer" stream="stdout""#),
+        stderr.contains(
+            r#"warren::plugin: >> Hello World! plugin="printer" message_id="-" stream="stdout""#
+        ),
         "{stderr}"
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
