@@ -14,6 +14,8 @@ pub mod contract;
 pub mod decision;
 pub mod dlq;
 pub mod exit;
+#[cfg(test)]
+mod fuzz;
 pub mod message;
 pub mod metrics;
 pub mod pipeline;

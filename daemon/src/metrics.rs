@@ -18,11 +18,13 @@ use crate::plugin::registry::PluginSlot;
 mod counts;
 mod egress;
 mod help;
+mod log_lines;
 mod pipeline;
 mod recent;
 pub use counts::PipelineCounts;
 use egress::EgressLabels;
-use help::HELP;
+use help::registered;
+use log_lines::PluginLabels;
 pub use pipeline::{InFlight, PipelineMetrics};
 pub use recent::{Failure, RECENT_FAILURES, RECENT_RELOADS, Recent, Reload, now_ms};
 
@@ -85,29 +87,9 @@ struct BuildLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PluginLabels {
-    plugin: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginVersionLabels {
     plugin: String,
     version: String,
-}
-
-/// Registers `metric` under `name`, with its help text from [`HELP`], and returns it (a
-/// handle on the same series).
-fn registered<M: prometheus_client::registry::Metric + Clone>(
-    registry: &mut Registry,
-    name: &str,
-    metric: M,
-) -> M {
-    let help = HELP
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or("", |(_, help)| help);
-    registry.register(name, help, metric.clone());
-    metric
 }
 
 /// Every metric the daemon exports.
@@ -137,6 +119,7 @@ pub struct Metrics {
     confirm_seconds: Family<PipelineLabels, Histogram>,
     dead_letter_depth: Family<PipelineLabels, Gauge>,
     egress_requests: Family<EgressLabels, Counter>,
+    log_lines_dropped: Family<PluginLabels, Counter>,
     failures_log: Arc<RecentFailures>,
     reloads_log: Recent<Reload, RECENT_RELOADS>,
     plugin_instances: Family<PluginLabels, Gauge>,
@@ -199,6 +182,7 @@ impl Metrics {
             ),
             dead_letter_depth: registered(&mut r, "dead_letter_depth", Family::default()),
             egress_requests: registered(&mut r, "egress_requests", Family::default()),
+            log_lines_dropped: registered(&mut r, "plugin_log_lines_dropped", Family::default()),
             failures_log: Arc::default(),
             reloads_log: Recent::default(),
             plugin_instances: registered(&mut r, "plugin_instances", Family::default()),

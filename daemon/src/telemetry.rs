@@ -1,6 +1,7 @@
 //! Logging: `tracing` to stderr, human-readable or JSON, filtered by `RUST_LOG` (default
 //! [`DEFAULT_FILTER`]); for `warren plugin test`, plugins' lines kept for the report instead.
 
+use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing::field::{Field, Visit};
@@ -24,10 +25,10 @@ pub enum LogFormat {
 /// failed publish itself, without the body.
 pub const DEFAULT_FILTER: &str = "info,lapin::returned_messages=error";
 
-/// The target of plugins' log lines (their `log` calls and stderr).
+/// The target of plugins' log lines (their `log` calls, stdout and stderr).
 pub const PLUGIN_TARGET: &str = "warren::plugin";
 
-/// Installs the global subscriber. Plugins' `log` lines carry target [`PLUGIN_TARGET`]; with
+/// Installs the global subscriber, one line per event. Plugins' lines carry target [`PLUGIN_TARGET`]; with
 /// `plugin_logs`, they are kept there (every level) instead of printed.
 pub fn init(format: LogFormat, plugin_logs: Option<PluginLogs>) {
     let mut filter =
@@ -37,7 +38,15 @@ pub fn init(format: LogFormat, plugin_logs: Option<PluginLogs>) {
     {
         filter = filter.add_directive(off);
     }
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: under systemd (journald) or a pipe, escape sequences would be
+    // stored as part of every line. `NO_COLOR` turns them off on a terminal too.
+    let colours = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(colours)
+        // A log that cannot be written (stderr closed) is lost, and warren goes on: reporting
+        // it would write to that stderr again, and panic.
+        .log_internal_errors(false)
+        .with_writer(|| OneLine(io::stderr()));
     let lines = match format {
         LogFormat::Text => lines.boxed(),
         LogFormat::Json => lines.json().boxed(),
@@ -89,5 +98,59 @@ impl Visit for MessageText {
         if field.name() == "message" {
             self.0 = format!("{value:?}");
         }
+    }
+}
+
+/// Writes each log event as exactly one line: a line break or carriage return inside it (an
+/// error that quotes a plugin's text, a multi-line error chain) is written as `\n` / `\r`, so
+/// that nothing logged can start a line of its own. (tracing's formatter hands over one whole
+/// event per `write`.)
+struct OneLine<W>(W);
+
+impl<W: Write> Write for OneLine<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        if !body.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+            self.0.write_all(buf)?;
+            return Ok(buf.len());
+        }
+        let mut line = Vec::with_capacity(buf.len() + 16);
+        for &byte in body {
+            match byte {
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                other => line.push(other),
+            }
+        }
+        if body.len() < buf.len() {
+            line.push(b'\n');
+        }
+        self.0.write_all(&line)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn written(event: &str) -> String {
+        let mut line = OneLine(Vec::new());
+        line.write_all(event.as_bytes()).expect("write to memory");
+        String::from_utf8(line.0).expect("utf-8")
+    }
+
+    #[test]
+    fn an_event_is_one_line_whatever_it_holds() {
+        assert_eq!(written("plain\n"), "plain\n");
+        assert_eq!(
+            written("ERROR plugin reload failed error=init: bad\nINFO warren: forged\r\n"),
+            "ERROR plugin reload failed error=init: bad\\nINFO warren: forged\\r\n"
+        );
+        assert_eq!(written("no end\nof line"), "no end\\nof line");
     }
 }

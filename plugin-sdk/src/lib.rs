@@ -53,8 +53,8 @@
 //!   or a republish ([`Verdict::republish`], [`Republish::to`]);
 //! - publish extra messages with [`publish`] (held until `handle` returns, and
 //!   dropped if it panics);
-//! - log through warren with [`log`]; `println!` reaches warren's stdout,
-//!   and each `eprintln!` line becomes a warn log event of warren's;
+//! - log through warren with [`log`]; each `println!` line becomes an info
+//!   log event of warren's, and each `eprintln!` line a warn one;
 //! - read and write headers of every AMQP type, nested arrays and tables
 //!   included ([`Message::header`], [`Header::new`] with a [`Value`]): a
 //!   message republished with its own headers keeps them type for type.

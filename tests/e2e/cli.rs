@@ -1,13 +1,13 @@
 //! The `warren` command: `check` on the shipped config and on bad configs, `publish`, `run`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Broker, KillOnDrop, LOG_PATIENCE, LoggingDaemon, TestConfig, broker_url, repo_root,
-    scripted_config, shipped_plugin, test_plugin, unique, warren_run, write_config,
+    Broker, KillOnDrop, LoggingDaemon, TestConfig, broker_url, repo_root, scripted_config,
+    shipped_plugin, stderr_lines, test_plugin, unique, until, warren_run, write_config,
 };
 
 fn warren(args: &[&str]) -> Output {
@@ -234,7 +234,8 @@ fn run_never_prints_the_password() {
     assert!(stderr.contains("***"), "{stderr}");
 }
 
-/// The quick start: `warren run` with the printer, `warren publish` a line, the printer prints it.
+/// The quick start: `warren run` with the printer, `warren publish` a line, the printer prints
+/// it (in warren's log).
 #[tokio::test]
 async fn publish_and_printer_quick_start() {
     let broker = Broker::connect().await;
@@ -253,13 +254,12 @@ async fn publish_and_printer_quick_start() {
     let (_dir, path) = write_config(&config.build());
     let mut daemon = KillOnDrop::spawn(
         warren_run(&path)
-            .stdout(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    let ready_rx = line_seen(daemon.stderr.take().expect("stderr"), "warren ready");
-    ready_rx
-        .recv_timeout(LOG_PATIENCE)
-        .expect("warren run becomes ready");
+    let log = stderr_lines(daemon.stderr.take().expect("stderr"));
+    until(&log, "warren ready");
 
     let publish = Command::new(env!("CARGO_BIN_EXE_warren"))
         .args(["publish", "--url", &broker_url(), "--queue", &queue])
@@ -271,19 +271,24 @@ async fn publish_and_printer_quick_start() {
         String::from_utf8_lossy(&publish.stderr)
     );
 
-    let stdout = BufReader::new(daemon.stdout.take().expect("stdout"));
-    let mut lines = stdout.lines();
-    let start = Instant::now();
-    let mut printed = vec![
-        lines.next().expect("a line").expect("utf-8"),
-        lines.next().expect("a line").expect("utf-8"),
-    ];
-    assert!(start.elapsed() < crate::support::PATIENCE);
+    // What the printer prints is in warren's log, one line each, naming the plugin and the
+    // message (`-`: these have no message id).
+    let printed: Vec<String> = (0..2).map(|_| until(&log, "warren::plugin: ").0).collect();
+    let mut printed: Vec<&str> = printed
+        .iter()
+        .map(|line| {
+            let (_, text) = line.split_once("warren::plugin: ").expect("a plugin line");
+            text
+        })
+        .collect();
     // Concurrency 10: the two may be printed in either order.
     printed.sort();
     assert_eq!(
         printed,
-        [" [x] Received Hello World!", " [x] Received second line"]
+        [
+            r#" [x] Received Hello World! plugin="printer" message_id="-" stream="stdout""#,
+            r#" [x] Received second line plugin="printer" message_id="-" stream="stdout""#
+        ]
     );
 
     // SIGTERM stops it cleanly.
@@ -587,13 +592,8 @@ fn sigterm_during_broker_retries_exits_cleanly() {
             .spawn()
             .expect("start warren run"),
     );
-    let retrying = line_seen(
-        daemon.stderr.take().expect("stderr"),
-        "broker unavailable; retrying",
-    );
-    retrying
-        .recv_timeout(Duration::from_secs(30))
-        .expect("warren retries the broker");
+    let log = stderr_lines(daemon.stderr.take().expect("stderr"));
+    until(&log, "broker unavailable; retrying");
     send("TERM", daemon.id());
     let stopped = Instant::now();
     let status = loop {
@@ -665,21 +665,4 @@ async fn sighup_during_start_up_is_applied_once_running() {
     send("TERM", daemon.id());
     let _ = daemon.wait();
     broker.cleanup().await;
-}
-
-/// Reads `stderr` on a thread of its own; the receiver gets a message each time a line holds
-/// `needle`.
-fn line_seen(
-    stderr: std::process::ChildStderr,
-    needle: &'static str,
-) -> std::sync::mpsc::Receiver<()> {
-    let (seen_tx, seen) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains(needle) {
-                let _ = seen_tx.send(());
-            }
-        }
-    });
-    seen
 }

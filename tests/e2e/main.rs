@@ -30,8 +30,11 @@ mod http;
 // The sleeper plugin: concurrency without threads, ack after sleep, kill -9 redelivery.
 mod sleeper;
 
-// Hot reload of plugins and config under load.
+// Hot reload of plugins and config under load; a plugin whose init failed retried on SIGHUP.
 mod reload;
+
+// Plugin stdout and stderr in warren's log: escaped, attributed, rate limited, drops counted.
+mod logs;
 
 // Resilience: reconnects, several URLs, graceful stop, poison messages.
 mod resilience;

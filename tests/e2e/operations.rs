@@ -216,7 +216,8 @@ fn notify_socket_receives_ready_watchdog_reloading_and_stopping() {
 }
 
 /// `warren plugin run` on the shipped plugins (printer, sleeper, http-executor) and a test
-/// plugin: it prints the verdict and the publishes as JSON; a trap is a failure.
+/// plugin: it prints the verdict and the publishes as JSON (and only that on stdout: the
+/// plugin's own output is logged); a trap is a failure.
 #[test]
 fn plugin_run_reports_the_verdict() {
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))
@@ -230,10 +231,15 @@ fn plugin_run_reports_the_verdict() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let (printed, json) = stdout.split_once('\n').expect("two parts");
-    assert_eq!(printed, ">> Hello World!");
-    let report: serde_json::Value = serde_json::from_str(json).expect("JSON report");
+    // stdout holds the report alone; what the plugin printed is in the log, on stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            r#"warren::plugin: >> Hello World! plugin="printer" message_id="-" stream="stdout""#
+        ),
+        "{stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["verdict"], "ack");
     assert_eq!(report["publishes"], serde_json::json!([]));
 
@@ -265,8 +271,9 @@ fn plugin_run_reports_the_verdict() {
         .args(["--body", "two dots..", "-c", "seconds_per_dot=0.05"])
         .output()
         .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(" [x] Done"), "{stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains(" [x] Done"), "{stdout}");
     assert!(stdout.contains("\"verdict\": \"ack\""), "{stdout}");
 
     let out = Command::new(env!("CARGO_BIN_EXE_warren"))

@@ -334,3 +334,72 @@ async fn broken_deploys_and_deletion_keep_the_old_version() {
     );
     broker.cleanup().await;
 }
+
+/// A plugin whose `init` failed for a reason outside its file and its config (here: the HTTP
+/// service its `init` asks is down) is tried again on the next reload request (SIGHUP), not
+/// remembered as failed for ever: once the service is up, the new version serves.
+#[tokio::test]
+async fn sighup_retries_a_plugin_whose_init_failed() {
+    let broker = Broker::connect().await;
+    let queue = unique("init-retry");
+    let out = unique("init-retry-out");
+    broker.queue(&out).await;
+    broker.forget_later_queue(&queue);
+    // A port nothing listens on yet: the service the new version's `init` asks.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let service = format!("127.0.0.1:{port}");
+    let config = TestConfig::new()
+        .plugin(
+            "tagged",
+            std::path::Path::new("tagged.wasm"),
+            &format!(r#"to = "{out}", mode = "republish", init_check = "{service}""#),
+            &format!(r#"allowed_hosts = ["{service}"]"#),
+        )
+        .queue(&queue, "")
+        .pipeline("tagged", &queue, "tagged", "")
+        .build();
+    let tag_a = std::fs::read(test_plugin("tag_a")).expect("tag_a");
+    let (dir, config_path) = write_config_with(&config, &[("tagged.wasm", &tag_a)]);
+    let plugin = dir.path().join("tagged.wasm");
+    let daemon = start_at(dir, &config_path).await;
+
+    // The new version (scripted, republishing untagged) cannot start: its service is down.
+    replace_file(
+        &plugin,
+        &std::fs::read(test_plugin("scripted")).expect("scripted"),
+    );
+    let failed = [("plugin", "tagged"), ("result", "failed")];
+    daemon
+        .wait_metric("warren_plugin_reloads_total", &failed, 1.0)
+        .await;
+    let tag = |m: &lapin::message::BasicGetMessage| header(&m.delivery.properties, "tag").cloned();
+    broker
+        .publish(&queue, b"before", BasicProperties::default())
+        .await;
+    let m = broker.next(&out).await;
+    assert_eq!(
+        tag(&m),
+        Some(AMQPValue::LongString("a".into())),
+        "the old version serves"
+    );
+
+    // The service comes up; nothing about the file or the config changed. A SIGHUP tries the
+    // new version again, and it serves.
+    let _service = crate::http::serve(&service).await;
+    assert!(daemon.reload.reload());
+    let ok = [("plugin", "tagged"), ("result", "ok")];
+    daemon
+        .wait_metric("warren_plugin_reloads_total", &ok, 1.0)
+        .await;
+    broker
+        .publish(&queue, b"after", BasicProperties::default())
+        .await;
+    let m = broker.next(&out).await;
+    assert_eq!(m.delivery.data, b"after");
+    assert_eq!(tag(&m), None, "the new version serves");
+    daemon.stop().await.expect("clean stop");
+    broker.cleanup().await;
+}

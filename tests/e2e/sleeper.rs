@@ -84,12 +84,14 @@ async fn sleepers_ack_after_sleeping_and_sleep_concurrently() {
     broker.cleanup().await;
 }
 
-/// `warren run` on `config`, its stdout (where the sleeper prints) piped.
+/// `warren run` on `config`, its log piped: what the sleeper prints is in it, one log line
+/// each (`... [x] Received task. plugin="sleeper" message_id=... stream="stdout"`).
 fn spawn_daemon(config: &std::path::Path) -> KillOnDrop {
     KillOnDrop::spawn(
         warren_run(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
     )
 }
 
@@ -129,7 +131,7 @@ async fn a_sleeping_message_holds_no_thread() {
     // Each sleeps long enough that the hundredth is delivered before the first wakes, even on
     // a loaded machine (the count of unacked deliveries must reach all hundred).
     let (_dir, _, mut daemon) = run_consuming(&broker, &queue, ASLEEP_SECONDS, HUNDRED).await;
-    let stdout = BufReader::new(daemon.stdout.take().expect("stdout"));
+    let log = BufReader::new(daemon.stderr.take().expect("stderr"));
     let idle = threads(daemon.id());
     for _ in 0..HUNDRED {
         broker
@@ -138,7 +140,7 @@ async fn a_sleeping_message_holds_no_thread() {
     }
     // All hundred have printed " [x] Received": they are asleep in the plugin.
     let received = tokio::task::spawn_blocking(move || {
-        let mut lines = stdout.lines().map_while(Result::ok);
+        let mut lines = log.lines().map_while(Result::ok);
         let received = lines
             .by_ref()
             .filter(|l| l.contains("[x] Received"))
@@ -169,7 +171,7 @@ async fn kill_9_mid_sleep_loses_nothing() {
     let broker = Broker::connect().await;
     let queue = unique("sleeper-kill");
     let (_dir, config, mut daemon) = run_consuming(&broker, &queue, "1.0", TWENTY).await;
-    let mut stdout = BufReader::new(daemon.stdout.take().expect("stdout")).lines();
+    let mut log = BufReader::new(daemon.stderr.take().expect("stderr")).lines();
     for i in 0..KILLED {
         broker
             .publish(
@@ -181,24 +183,22 @@ async fn kill_9_mid_sleep_loses_nothing() {
     }
     // The first " [x] Received" line: messages are inside the plugin, sleeping 3 s.
     let received = tokio::task::spawn_blocking(move || {
-        let line = stdout.next();
-        (line, stdout)
+        let line = log
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|l| l.contains("[x] Received"));
+        (line, log)
     });
-    let (line, _stdout) = received.await.expect("reader");
-    assert!(
-        line.expect("a line")
-            .expect("utf-8")
-            .starts_with(" [x] Received")
-    );
+    let (line, _log) = received.await.expect("reader");
+    assert!(line.is_some(), "the sleeper printed");
     daemon.signal("9");
     let _ = daemon.wait();
     broker.wait_ready(&queue, KILLED).await; // every one came back
 
     let mut again = spawn_daemon(&config);
-    let stdout = BufReader::new(again.stdout.take().expect("stdout"));
+    let log = BufReader::new(again.stderr.take().expect("stderr"));
     let done = tokio::task::spawn_blocking(move || {
-        stdout
-            .lines()
+        log.lines()
             .map_while(Result::ok)
             .filter(|l| l.contains("[x] Done"))
             .take(KILLED as usize)

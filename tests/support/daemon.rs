@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -126,8 +127,9 @@ impl Drop for KillOnDrop {
 /// `warren run` as a process, its stderr (the log) read line by line as it comes.
 pub struct LoggingDaemon {
     process: KillOnDrop,
-    lines: std::sync::mpsc::Receiver<String>,
-    reader: std::thread::JoinHandle<String>,
+    lines: mpsc::Receiver<String>,
+    /// The lines `wait_for` has read so far.
+    seen: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -143,41 +145,65 @@ impl LoggingDaemon {
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped()),
         );
-        let stderr = BufReader::new(process.stderr.take().expect("stderr"));
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line.clone());
-                all.push_str(&line);
-                all.push('\n');
-            }
-            all
-        });
+        let lines = stderr_lines(process.stderr.take().expect("stderr"));
         Self {
             process,
             lines,
-            reader,
+            seen: Vec::new(),
             _dir: dir,
         }
     }
 
     /// Waits (up to [`LOG_PATIENCE`]) for a log line containing `needle` and returns it.
     pub fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + LOG_PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("warren did not log {needle:?} within {LOG_PATIENCE:?}"),
-            }
-        }
+        let (line, before) = until(&self.lines, needle);
+        self.seen.extend(before);
+        self.seen.push(line.clone());
+        line
     }
 
     /// SIGTERM; asserts exit 0 and returns the whole log.
     pub fn stop(mut self) -> String {
         assert!(self.process.terminate().success(), "exit 0");
-        self.reader.join().expect("stderr reader")
+        self.seen.extend(self.lines.iter());
+        self.seen.iter().map(|line| format!("{line}\n")).collect()
+    }
+}
+
+/// Every line `warren run` writes to stderr, sent on as it comes, read to the end on a thread
+/// of its own (so that warren never writes to a closed pipe).
+pub fn stderr_lines(stderr: std::process::ChildStderr) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Lines as bytes: a raw escape or carriage return must be seen, not decoded away.
+        for line in BufReader::new(stderr).split(b'\n').map_while(Result::ok) {
+            if tx
+                .send(String::from_utf8_lossy(&line).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits (up to [`LOG_PATIENCE`]) for a line holding `needle`; returns it and every line
+/// before it.
+pub fn until(lines: &mpsc::Receiver<String>, needle: &str) -> (String, Vec<String>) {
+    let deadline = Instant::now() + LOG_PATIENCE;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines.recv_timeout(left).unwrap_or_else(|_| {
+            panic!(
+                "warren did not log {needle:?} within {LOG_PATIENCE:?}; it logged:\n{}",
+                before.join("\n")
+            )
+        });
+        if line.contains(needle) {
+            return (line, before);
+        }
+        before.push(line);
     }
 }

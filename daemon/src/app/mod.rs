@@ -94,7 +94,8 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let runtime = Runtime::new(&config.cache)
             .map_err(StartError::Other)?
-            .count_egress(metrics.clone());
+            .count_egress(metrics.clone())
+            .count_dropped_lines(metrics.clone());
         let plugins = Registry::load(runtime, &config.path, config.plugins.values())
             .await
             .map_err(StartError::Config)?;
@@ -113,13 +114,11 @@ impl Daemon {
         let (failures_tx, failures) = mpsc::unbounded_channel();
         let (restarts_tx, restarts) = mpsc::unbounded_channel();
         let (changes_tx, changes) = mpsc::unbounded_channel();
-        let watcher = match Watcher::new(changes_tx) {
-            Ok(watcher) => Some(watcher),
-            Err(e) => {
+        let watcher = Watcher::new(changes_tx)
+            .inspect_err(|e| {
                 tracing::warn!(error = %format!("{e:#}"), "files are not watched; reload with SIGHUP");
-                None
-            }
-        };
+            })
+            .ok();
         let mut daemon = Self {
             shutdown,
             links,

@@ -275,3 +275,7 @@ pub fn arguments_to_amqp(args: &crate::config::Arguments) -> FieldTable {
 #[cfg(test)]
 #[path = "convert_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "convert_fuzz.rs"]
+mod fuzz;

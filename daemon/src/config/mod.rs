@@ -319,7 +319,7 @@ impl Config {
         })?;
         secret::interpolate(&mut value, "", &mut problems);
         if !problems.is_empty() {
-            bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+            bail!(refused(path, &problems));
         }
         let raw = raw::RawConfig::deserialize(value).map_err(|e| {
             anyhow::anyhow!(
@@ -334,7 +334,7 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."));
         let config = validate::config(raw, path, &base, &mut problems);
         if !problems.is_empty() {
-            bail!("{}:\n  {}", path.display(), problems.join("\n  "));
+            bail!(refused(path, &problems));
         }
         Ok(config)
     }
@@ -343,6 +343,17 @@ impl Config {
     pub fn plugin_of(&self, pipeline: &PipelineSettings) -> Option<&PluginSettings> {
         self.plugins.get(&pipeline.plugin)
     }
+}
+
+/// The error for a refused config: the file, then each problem on a line of its own. A line
+/// break inside a problem (a path or name quoted from the file) is written as `\n`, so that
+/// every line starts with the key it is about (found by the `config` fuzz target).
+fn refused(path: &Path, problems: &[String]) -> String {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| p.replace('\n', "\\n").replace('\r', "\\r"))
+        .collect();
+    format!("{}:\n  {}", path.display(), lines.join("\n  "))
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The help text of every metric.
 
+use prometheus_client::registry::{Metric, Registry};
+
 /// Every metric's name (after the `warren_` prefix) and help text.
 pub(super) const HELP: &[(&str, &str)] = &[
     ("build_info", "warren's version (value 1)"),
@@ -18,6 +20,10 @@ pub(super) const HELP: &[(&str, &str)] = &[
     (
         "dead_letter_depth",
         "Messages in each pipeline's dead-letter queue (<queue>.dead), read every 10 s",
+    ),
+    (
+        "plugin_log_lines_dropped",
+        "Lines of a plugin's log, stdout and stderr dropped over its rate limit (1,000 lines a second), by plugin",
     ),
     (
         "messages",
@@ -108,3 +114,14 @@ pub(super) const HELP: &[(&str, &str)] = &[
         "Times a pipeline was restarted alone after its channel failed (consumer timeout, queue deleted)",
     ),
 ];
+
+/// Registers `metric` under `name`, with its help text from [`HELP`], and returns it (a
+/// handle on the same series).
+pub(super) fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, metric: M) -> M {
+    let help = HELP
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or("", |(_, help)| help);
+    registry.register(name, help, metric.clone());
+    metric
+}

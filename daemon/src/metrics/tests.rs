@@ -1,5 +1,6 @@
 //! Unit tests of the metrics.
 
+use super::help::HELP;
 use super::*;
 
 #[test]
@@ -21,6 +22,7 @@ fn every_metric_has_its_help_text() {
         plugin: "p".to_owned(),
     };
     metrics.plugin_instances.get_or_create(&plugin).set(1);
+    crate::plugin::LogCounter::dropped_lines(&metrics, "x").inc();
     pipeline.confirm_seconds.observe(0.01);
     crate::plugin::egress::EgressCounter::count(
         &metrics,

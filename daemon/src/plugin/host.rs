@@ -9,7 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::egress::EgressHooks;
 use super::log::{
-    LogLimiter, MAX_LOG_BYTES_PER_MESSAGE, PluginStderr, SharedTag, lock, one_log_line,
+    LogLimiter, MAX_LOG_BYTES_PER_MESSAGE, PluginOutput, SharedTag, Stream, lock, one_log_line,
 };
 
 use crate::contract::warren::plugin::{host, types};
@@ -53,8 +53,8 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// A fresh state: WASI with stdout/stderr forwarded to warren's and nothing else granted.
-    /// `wasi:http` requests go through the `egress` hooks.
+    /// A fresh state: WASI with stdout and stderr going to warren's log, and nothing else
+    /// granted. `wasi:http` requests go through the `egress` hooks.
     pub fn new(
         plugin: Arc<str>,
         limits: StoreLimits,
@@ -62,9 +62,14 @@ impl HostState {
         log: Arc<LogLimiter>,
     ) -> Self {
         let tag = SharedTag::default();
+        let output = |stream| PluginOutput {
+            stream,
+            limiter: log.clone(),
+            tag: tag.clone(),
+        };
         let wasi = WasiCtxBuilder::new()
-            .inherit_stdout()
-            .stderr(PluginStderr(plugin.clone(), log.clone(), tag.clone()))
+            .stdout(output(Stream::Stdout))
+            .stderr(output(Stream::Stderr))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -120,7 +125,7 @@ impl HostState {
             }
             return false;
         }
-        self.log.limiter.admit(&self.plugin)
+        self.log.limiter.admit()
     }
 }
 

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, anyhow};
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 
@@ -33,6 +34,7 @@ use cache::{CacheSetting, Compilation, CompileCache, Source};
 use contract_check::check_contract;
 pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
 pub use invoke::{Outcome, PluginError};
+pub use log::{LOG_LINES_PER_SECOND, LogCounter};
 pub use pool::IDLE_INSTANCE_TTL;
 use spec::{Limits, PluginSettings, PublishRules};
 
@@ -52,6 +54,8 @@ pub struct Runtime {
     compiling: Arc<Mutex<()>>,
     /// Where the plugins' HTTP requests are counted, if anywhere.
     egress_counter: Option<Arc<dyn egress::EgressCounter>>,
+    /// Where the plugins' log lines dropped over the rate limit are counted, if anywhere.
+    log_counter: Option<Arc<dyn LogCounter>>,
 }
 
 impl Runtime {
@@ -92,6 +96,7 @@ impl Runtime {
             cache,
             compiling: Arc::default(),
             egress_counter: None,
+            log_counter: None,
         })
     }
 
@@ -100,6 +105,15 @@ impl Runtime {
     pub fn count_egress(self, counter: Arc<dyn egress::EgressCounter>) -> Self {
         Self {
             egress_counter: Some(counter),
+            ..self
+        }
+    }
+
+    /// The same runtime, counting the log lines dropped over [`LOG_LINES_PER_SECOND`] by the
+    /// plugins it loads from now on in `counter` (without it, they are only logged).
+    pub fn count_dropped_lines(self, counter: Arc<dyn LogCounter>) -> Self {
+        Self {
+            log_counter: Some(counter),
             ..self
         }
     }
@@ -217,6 +231,9 @@ impl Runtime {
             self.engine.clone(),
             pre,
             self.egress_counter.clone(),
+            self.log_counter
+                .as_ref()
+                .map_or_else(Counter::default, |counter| counter.dropped_lines(name)),
         )))
     }
 }
@@ -247,10 +264,12 @@ impl Plugin {
         engine: Engine,
         pre: bindings::PluginPre<HostState>,
         egress_counter: Option<Arc<dyn egress::EgressCounter>>,
+        dropped_lines: Counter,
     ) -> Self {
         let name: Arc<str> = Arc::from(settings.name.as_str());
         let egress = egress::EgressHooks::new(settings.egress().clone(), name.clone())
             .counted(egress_counter);
+        let log = Arc::new(log::LogLimiter::new(name.clone(), dropped_lines));
         Plugin {
             name,
             version,
@@ -263,7 +282,7 @@ impl Plugin {
             limits: settings.limits.clone(),
             egress,
             publish: settings.publish.clone(),
-            log: Arc::default(),
+            log,
             pool: pool::Pool::new(settings.limits.max_instances.map(NonZeroUsize::get)),
         }
     }
@@ -288,6 +307,7 @@ impl Plugin {
             self.engine.clone(),
             self.pre.clone(),
             self.egress.counter(),
+            self.log.dropped_total(),
         ));
         plugin.start_one().await?;
         Ok(plugin)

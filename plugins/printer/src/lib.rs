@@ -1,5 +1,6 @@
 //! The `printer` plugin: prints `<prefix> <body>` to stdout, one line per
 //! message, then acks it — the `pika` "hello world" consumer as a plugin.
+//! (warren logs each line a plugin prints, with the plugin's name.)
 //!
 //! Config: `prefix` (default `" [x] Received"`). The body is printed as
 //! UTF-8, with invalid bytes replaced by `�`.

@@ -238,7 +238,15 @@ fn parse_rule(entry: &str) -> Option<Rule> {
     let entry = entry.trim();
     let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
         let (ip, after) = rest.split_once(']')?;
-        (ip.to_owned(), after.strip_prefix(':'))
+        if ip.parse::<std::net::Ipv6Addr>().is_err() {
+            return None;
+        }
+        let port = if after.is_empty() {
+            None
+        } else {
+            Some(after.strip_prefix(':')?)
+        };
+        (ip.to_owned(), port)
     } else if entry.matches(':').count() > 1 {
         (entry.to_owned(), None) // a bare IPv6 address
     } else {
@@ -247,6 +255,10 @@ fn parse_rule(entry: &str) -> Option<Rule> {
             None => (entry.to_owned(), None),
         }
     };
+    // Brackets only around an IPv6 address, as a whole (`localhost]:80` is a typo, not a host).
+    if host.contains(['[', ']']) {
+        return None;
+    }
     let port = match port {
         None => None,
         Some("*") => Some(None),

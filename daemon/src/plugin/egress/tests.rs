@@ -308,7 +308,19 @@ fn internal_addresses_need_an_ip_literal() {
 
 #[test]
 fn bad_entries_are_refused() {
-    for bad in ["", "a:b", "*", "*.", "a.*.com:80", "[::1"] {
+    // Stray brackets, and text after `]` that is not a port: typos the fuzz target found
+    // accepted (`localhost]:9000` allowed localhost).
+    let brackets = [
+        "localhost]:9000",
+        "[localhost]:80",
+        "[::1]x",
+        "[::1]]:80",
+        "a[b:80",
+    ];
+    for bad in ["", "a:b", "*", "*.", "a.*.com:80", "[::1"]
+        .into_iter()
+        .chain(brackets)
+    {
         assert!(
             EgressPolicy::new(&[bad.to_string()], Duration::from_secs(1), 1).is_err(),
             "{bad:?}"

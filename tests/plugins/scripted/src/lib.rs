@@ -34,9 +34,18 @@
 //! `body` commands: `ack`, `reject`, `requeue`, `trap`; `loop` (spin for
 //! ever, for timeouts); `alloc` (allocate and touch 1 MiB blocks for ever,
 //! for the memory limit); `recurse` (recurse for ever, for stack overflow);
-//! `sleep:MS` (sleep MS milliseconds, then Ack). Anything else: Reject.
+//! `sleep:MS` (sleep MS milliseconds, then Ack); `stdout:TEXT` and
+//! `stderr:TEXT` (write TEXT and a newline to that stream, then Ack);
+//! `spam:N` (write N lines to stdout, then Ack). Anything else: Reject.
+//!
+//! Config key `init_check` (any mode): `init` first asks
+//! `http://<init_check>/` and fails unless it answers 2xx — an `init` that
+//! fails for a reason outside the plugin's file and config.
+
+mod init_check;
 
 use std::hint::black_box;
+use std::io::Write;
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json, json};
@@ -84,6 +93,9 @@ struct Scripted {
 
 impl Plugin for Scripted {
     fn init(config: Config) -> Result<Self, String> {
+        if let Some(authority) = config.get("init_check") {
+            init_check::ask(authority)?;
+        }
         let name = config.get("mode").unwrap_or_default();
         let to = || config.require("to").map(str::to_owned);
         let mode = match name {
@@ -191,22 +203,45 @@ fn obey(command: &[u8]) -> Verdict {
             recurse(0);
             Verdict::Ack
         }
-        _ => match sleep_millis(command) {
-            Some(millis) => {
+        _ => {
+            if let Some(millis) = sleep_millis(command) {
                 std::thread::sleep(Duration::from_millis(millis));
-                Verdict::Ack
+            } else if let Some(text) = command.strip_prefix(b"stdout:") {
+                write_line(&mut std::io::stdout(), text);
+            } else if let Some(text) = command.strip_prefix(b"stderr:") {
+                write_line(&mut std::io::stderr(), text);
+            } else if let Some(n) = number_after(command, b"spam:") {
+                let mut stdout = std::io::stdout();
+                for i in 0..n {
+                    write_line(&mut stdout, format!("spam {i}").as_bytes());
+                }
+            } else {
+                return Verdict::Reject;
             }
-            None => Verdict::Reject,
-        },
+            Verdict::Ack
+        }
     }
+}
+
+/// Writes `text` and a newline, as one write.
+fn write_line(stream: &mut impl Write, text: &[u8]) {
+    let mut line = text.to_vec();
+    line.push(b'\n');
+    // A closed stream is no reason to trap: the test looks at warren's log.
+    let _ = stream.write_all(&line).and_then(|()| stream.flush());
+}
+
+/// The number after `prefix` in `command`.
+fn number_after(command: &[u8], prefix: &[u8]) -> Option<u64> {
+    std::str::from_utf8(command.strip_prefix(prefix)?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// The `MS` of a `sleep:MS` command.
 fn sleep_millis(command: &[u8]) -> Option<u64> {
-    std::str::from_utf8(command.strip_prefix(b"sleep:")?)
-        .ok()?
-        .parse()
-        .ok()
+    number_after(command, b"sleep:")
 }
 
 /// Never returns, never calls the host.
