@@ -7,9 +7,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, ensure};
+use warren::broker::Settlement;
 use warren::config::Config;
+use warren::decision::Kind;
 use warren::message::{Message, Verdict, empty_properties};
-use warren::plugin::{PluginError, Runtime};
+use warren::plugin::{Plugin, PluginError, Runtime};
+use warren::trace::Tracer;
 
 use crate::args::Args;
 use crate::stats::Percentiles;
@@ -21,6 +24,8 @@ const WARM_UP_CALLS: usize = 10_000;
 const POOL_WARM_UP_CALLS: usize = 1_000;
 /// First calls on fresh instances measured.
 const FIRST_CALL_SAMPLES: usize = 200;
+/// Messages whose trace hooks are timed with traces off, per timed call.
+const TRACE_OFF_PER_CALL: usize = 100;
 
 /// A message as the queue `bench` delivers it, with `body` and no properties.
 pub fn message(body: Vec<u8>) -> Message {
@@ -70,6 +75,7 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     }
     let mean = all.elapsed().as_secs_f64() * 1e6 / args.calls as f64;
     let steady = Percentiles::of(&mut samples);
+    let trace_off_ns = trace_hooks_off(&pipeline, &ack, &kib, args.calls * TRACE_OFF_PER_CALL);
 
     // First call on a fresh instance: a trap (stack overflow, which prints nothing) throws the
     // pooled instance away, so the next `handle` instantiates and `init`s a new one first.
@@ -119,7 +125,27 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     )?;
     writeln!(
         out,
+        "| the trace hooks of one message with traces off (start, handle step, verdict, settle step) | {trace_off_ns:.4} (mean of {} messages) | | |",
+        args.calls * TRACE_OFF_PER_CALL
+    )?;
+    writeln!(
+        out,
         "\nLoading scripted.wasm (read, compile, link, first instance + init): {load_ms:.0} ms."
     )?;
     Ok(out)
+}
+
+/// Mean µs per message of the trace hooks a pipeline runs for each message when traces are
+/// off (no `[telemetry]`): what traces cost a message that is not traced.
+fn trace_hooks_off(pipeline: &Arc<str>, plugin: &Plugin, message: &Message, n: usize) -> f64 {
+    use std::hint::black_box;
+    let tracer = Tracer::off();
+    let t = Instant::now();
+    for _ in 0..n {
+        let trace = tracer.start(black_box(pipeline), plugin, black_box(message));
+        trace.step("handle").end(None::<&String>);
+        trace.verdict(Kind::Ack);
+        black_box(trace.settle_step(Settlement::Ack));
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
 }
