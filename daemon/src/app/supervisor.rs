@@ -48,18 +48,27 @@ struct Running {
 }
 
 impl Running {
-    /// Waits for the pipeline's task to end, for at most `limit`; then aborts it (its
-    /// channels are dropped without a goodbye, which returns their deliveries all the same).
-    async fn ended(mut self, name: &str, limit: Duration) {
-        if tokio::time::timeout(limit, &mut self.done).await.is_err() {
-            tracing::warn!(
-                pipeline = name,
-                limit_ms = limit.as_millis() as u64,
-                "pipeline did not stop in time (a broker call unanswered?); aborting its task"
-            );
-            self.done.abort();
-        }
+    /// Waits for the pipeline's task to end, for at most `limit` (see [`ended_within`]).
+    async fn ended(self, name: &str, limit: Duration) {
+        ended_within(self.done, name, limit).await;
     }
+}
+
+/// Waits for a pipeline's task to end, for at most `limit`; then aborts it (its channels are
+/// dropped without a goodbye, which returns their deliveries all the same) and waits for
+/// that. False if it had to be aborted.
+async fn ended_within(mut done: tokio::task::JoinHandle<()>, name: &str, limit: Duration) -> bool {
+    if tokio::time::timeout(limit, &mut done).await.is_ok() {
+        return true;
+    }
+    tracing::warn!(
+        pipeline = name,
+        limit_ms = limit.as_millis() as u64,
+        "pipeline did not stop in time (a broker call unanswered?); aborting its task"
+    );
+    done.abort();
+    let _ = done.await;
+    false
 }
 
 /// The running pipelines and what they share.
@@ -305,4 +314,35 @@ impl Supervisor {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_pipeline_task_that_never_ends_is_aborted_past_the_limit() {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let on_drop = DropFlag(dropped.clone());
+        let stuck = tokio::spawn(async move {
+            let _held = on_drop;
+            std::future::pending::<()>().await;
+        });
+        let limit = Duration::from_millis(50);
+        assert!(!ended_within(stuck, "stuck", limit).await);
+        assert!(
+            dropped.load(std::sync::atomic::Ordering::SeqCst),
+            "the stuck task still holds what it owned"
+        );
+        let quick = tokio::spawn(async {});
+        assert!(ended_within(quick, "quick", limit).await);
+    }
+
+    struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
