@@ -2,7 +2,6 @@
 //! the last failures (never a body), the reload history; and `secret_config`, which reaches
 //! the plugin but is never shown.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,8 +12,8 @@ use crate::hardening::VERSION_DIGITS;
 use crate::operations::{free_port, http_get};
 use crate::support::{
     Broker, KillOnDrop, PATIENCE, TestConfig, broker_url, eventually, replace_file, shipped_plugin,
-    shown, start, start_at, test_plugin, unique, warren_run, with_id, write_config,
-    write_config_with,
+    shown, start, start_at, stderr_lines, test_plugin, unique, until, warren_run, with_id,
+    write_config, write_config_with,
 };
 
 /// `GET /status`, parsed.
@@ -214,8 +213,9 @@ async fn status_reports_the_reload_history() {
     broker.cleanup().await;
 }
 
-/// A value in `secret_config` reaches the plugin's `init` (the printer prints it), but it is
-/// shown nowhere: not by `warren check`, `/plugins`, `/status`, the page, nor the log.
+/// A value in `secret_config` reaches the plugin's `init` (the printer prints it, and its
+/// stdout is a log line of the plugin's), but warren shows it nowhere: not `warren check`,
+/// `/plugins`, `/status`, the page, nor any log line of warren's own.
 #[tokio::test]
 async fn secret_config_reaches_the_plugin_but_is_never_shown() {
     const SECRET: &str = "hunter2-8c1f5e";
@@ -251,19 +251,11 @@ async fn secret_config_reaches_the_plugin_but_is_never_shown() {
 
     let mut warren = KillOnDrop::spawn(
         warren_run(&path)
-            .stdout(Stdio::piped())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    let printed = lines(warren.stdout.take().expect("stdout"));
-    let logged = std::thread::spawn({
-        let stderr = warren.stderr.take().expect("stderr");
-        move || {
-            BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<_>>()
-        }
-    });
+    let log = stderr_lines(warren.stderr.take().expect("stderr"));
     // Not listening until it has started: a refused connection is "not yet".
     let ready = || async {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -275,10 +267,15 @@ async fn secret_config_reaches_the_plugin_but_is_never_shown() {
     broker
         .publish(&queue, b"hello", BasicProperties::default())
         .await;
-    let line = printed
-        .recv_timeout(PATIENCE)
-        .expect("the printer prints the message");
-    assert_eq!(line, format!("{SECRET} hello"), "init got the secret value");
+    // The printer's stdout is in warren's log, as a line of the plugin's.
+    let (printed, mut seen) = until(&log, r#"stream="stdout""#);
+    let printed_line = format!(
+        r#"warren::plugin: {SECRET} hello plugin="printer" message_id="-" stream="stdout""#
+    );
+    assert!(
+        printed.contains(&printed_line),
+        "init got the secret value: {printed}"
+    );
 
     for path in ["/plugins", "/status", "/"] {
         let (code, body) = http_get(port, path).await;
@@ -290,18 +287,9 @@ async fn secret_config_reaches_the_plugin_but_is_never_shown() {
     assert_eq!(plugins[0]["secret_config"], serde_json::json!(["prefix"]));
     assert_eq!(plugins[0]["config"], serde_json::json!({}));
     assert!(warren.terminate().success());
-    let log = logged.join().expect("stderr").join("\n");
-    assert!(!log.contains(SECRET), "the log shows the secret: {log}");
+    // The plugin printed the value itself; warren's own lines never show it.
+    seen.extend(log.iter());
+    let shown: Vec<&String> = seen.iter().filter(|line| line.contains(SECRET)).collect();
+    assert!(shown.is_empty(), "the log shows the secret: {shown:?}");
     broker.cleanup().await;
-}
-
-/// Lines of `out`, read on a thread of their own.
-fn lines(out: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    rx
 }
