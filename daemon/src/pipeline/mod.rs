@@ -133,11 +133,15 @@ impl Pipeline {
                 Some(Ok((message, acker))) => {
                     let (this, cancel) = (this.clone(), cancel.clone());
                     tasks.spawn(async move {
+                        // Boxed: the message's future is several KiB (the plugin call, the
+                        // publishes, the settlement), and a task's future is moved whole into
+                        // the task and again at each stage change; a box moves as a pointer.
+                        let work = Box::pin(this.process(message, acker));
                         // The message first: a message done in one go never waits on the
                         // token (which takes a lock to wait on, and another to stop waiting).
                         tokio::select! {
                             biased;
-                            () = this.process(message, acker) => {}
+                            () = work => {}
                             () = cancel.cancelled() => {}
                         }
                         drop(permit);
