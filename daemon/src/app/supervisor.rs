@@ -48,9 +48,14 @@ struct Running {
 }
 
 impl Running {
-    /// Waits for the pipeline's task to end, for at most `limit` (see [`ended_within`]).
+    /// Waits for the pipeline's task to end, for at most `limit` (see [`ended_within`]); if it
+    /// had to be aborted, the messages it still had in flight are cancelled too (they are
+    /// tasks of their own): nothing more is published for them, and their deliveries return
+    /// to the queue with the channel.
     async fn ended(self, name: &str, limit: Duration) {
-        ended_within(self.done, name, limit).await;
+        if !ended_within(self.done, name, limit).await {
+            self.stop.abort();
+        }
     }
 }
 
