@@ -107,6 +107,7 @@ impl Pipeline {
         // Waited on once for the whole loop, not once per message.
         let drain = stop.drain.cancelled();
         tokio::pin!(drain);
+        let mut inline = Inline::new();
         let result = loop {
             let permit = tokio::select! {
                 biased;
@@ -131,12 +132,23 @@ impl Pipeline {
             let Some(next) = next else { break Ok(()) };
             match next {
                 Some(Ok((message, acker))) => {
-                    let (this, cancel) = (this.clone(), cancel.clone());
+                    // Boxed: the message's future is several KiB (the plugin call, the
+                    // publishes, the settlement), and a future is moved whole into a task and
+                    // again at each stage change of the task; a box moves as a pointer.
+                    let mut work = Box::pin(this.clone().process_owned(message, acker));
+                    if inline.try_now() {
+                        let started = Instant::now();
+                        let polled = std::future::poll_fn(|cx| {
+                            std::task::Poll::Ready(work.as_mut().poll(cx))
+                        })
+                        .await;
+                        inline.took(started.elapsed());
+                        if polled.is_ready() {
+                            continue;
+                        }
+                    }
+                    let cancel = cancel.clone();
                     tasks.spawn(async move {
-                        // Boxed: the message's future is several KiB (the plugin call, the
-                        // publishes, the settlement), and a task's future is moved whole into
-                        // the task and again at each stage change; a box moves as a pointer.
-                        let work = Box::pin(this.process(message, acker));
                         // The message first: a message done in one go never waits on the
                         // token (which takes a lock to wait on, and another to stop waiting).
                         tokio::select! {
@@ -208,6 +220,85 @@ impl Pipeline {
     }
 }
 
+/// The longest first step of a message that is run in the pipeline's loop rather than in a task
+/// of its own. See [`Inline`].
+const INLINE_MAX: Duration = Duration::from_micros(50);
+
+/// Overrides [`INLINE_MAX`], in microseconds: for `daemon/benches/profile.sh`, whose callgrind
+/// runs every step some 50 times slower than it runs natively.
+pub const INLINE_MAX_ENV: &str = "WARREN_INLINE_MAX_US";
+
+/// How many first steps in the loop are judged together: a pipeline spawns its messages for
+/// [`INLINE_BACKOFF`] once more than half of these took longer than the limit. One slow step
+/// is not enough: the thread may have been preempted (the broker shares the cores).
+const INLINE_SAMPLE: u32 = 32;
+
+/// How long a pipeline whose first steps in the loop were mostly slow gives each message a
+/// task of its own before it tries the loop again.
+const INLINE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Whether a message is run in the pipeline's loop first.
+///
+/// Most messages are finished in one step: the plugin returns without waiting on anything and
+/// a coalesced ack is handed over. Run in the loop, such a message costs no task (spawn,
+/// scheduling, a move of its future, a wake-up on another thread); only a message that waits
+/// (a timer, an HTTP call, a publisher confirm, an ack on its own) becomes a task, from where
+/// it stopped. First steps longer than [`INLINE_MAX`] (a plugin that computes) would hold the
+/// loop and keep messages from running side by side on other cores: when most of a sample of
+/// [`INLINE_SAMPLE`] are, the pipeline spawns every message for [`INLINE_BACKOFF`]. A guest
+/// computing longer than an epoch tick yields anyway, so no first step holds the loop for more
+/// than a tick.
+#[derive(Debug)]
+struct Inline {
+    /// The longest first step that counts as fast.
+    max: Duration,
+    /// First steps in the current sample, and how many of them were slow.
+    steps: u32,
+    slow: u32,
+    /// While set and in the future: spawn every message.
+    spawn_until: Option<Instant>,
+}
+
+impl Inline {
+    fn new() -> Self {
+        let max = std::env::var(INLINE_MAX_ENV)
+            .ok()
+            .and_then(|us| us.parse().ok())
+            .map_or(INLINE_MAX, Duration::from_micros);
+        Self {
+            max,
+            steps: 0,
+            slow: 0,
+            spawn_until: None,
+        }
+    }
+
+    /// Whether the next message is to be run in the loop first.
+    fn try_now(&mut self) -> bool {
+        match self.spawn_until {
+            None => true,
+            Some(until) if Instant::now() >= until => {
+                self.spawn_until = None;
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Records how long a message's first step in the loop took.
+    fn took(&mut self, elapsed: Duration) {
+        self.steps += 1;
+        self.slow += u32::from(elapsed > self.max);
+        if self.steps < INLINE_SAMPLE {
+            return;
+        }
+        if self.slow * 2 > INLINE_SAMPLE {
+            self.spawn_until = Some(Instant::now() + INLINE_BACKOFF);
+        }
+        (self.steps, self.slow) = (0, 0);
+    }
+}
+
 /// How long cancelled messages get to let go (a guest computing stops at its next epoch tick).
 const CANCEL_WAIT: Duration = Duration::from_secs(1);
 
@@ -228,5 +319,62 @@ impl Stop {
     pub fn abort(&self) {
         self.abort.cancel();
         self.drain.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inline() -> Inline {
+        Inline {
+            max: INLINE_MAX,
+            steps: 0,
+            slow: 0,
+            spawn_until: None,
+        }
+    }
+
+    #[test]
+    fn fast_first_steps_keep_messages_in_the_loop() {
+        let mut inline = inline();
+        for _ in 0..10 * INLINE_SAMPLE {
+            assert!(inline.try_now());
+            inline.took(INLINE_MAX / 10);
+        }
+    }
+
+    #[test]
+    fn a_few_slow_steps_do_not_stop_the_loop() {
+        // A preempted thread makes a fast step look slow now and then.
+        let mut inline = inline();
+        for i in 0..4 * INLINE_SAMPLE {
+            assert!(inline.try_now(), "step {i}");
+            let slow = i % INLINE_SAMPLE < INLINE_SAMPLE / 2;
+            inline.took(if slow {
+                INLINE_MAX * 100
+            } else {
+                INLINE_MAX / 10
+            });
+        }
+    }
+
+    #[test]
+    fn mostly_slow_steps_spawn_every_message_for_a_while() {
+        let mut inline = inline();
+        for _ in 0..INLINE_SAMPLE {
+            assert!(inline.try_now());
+            inline.took(INLINE_MAX * 2);
+        }
+        assert!(
+            !inline.try_now(),
+            "a computing plugin's messages run side by side"
+        );
+        inline.spawn_until = Some(Instant::now() - Duration::from_millis(1));
+        assert!(
+            inline.try_now(),
+            "the loop is tried again after the back-off"
+        );
+        assert!(inline.spawn_until.is_none());
     }
 }

@@ -3,6 +3,7 @@
 //! included, and whatever happens on the way, a panic included.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::FutureExt;
@@ -18,10 +19,17 @@ use crate::plugin::Plugin;
 use crate::trace::MessageTrace;
 
 impl Pipeline {
-    /// The path of one message: plugin → decision → publishes (confirmed) → settlement.
+    /// The path of one message: plugin → decision → publishes (confirmed) → settlement; its
+    /// future owns the pipeline, so that it can start in the pipeline's loop and go on as a
+    /// task of its own.
     ///
     /// Whatever happens on the way — a panic included — the delivery is settled exactly once
     /// and its concurrency slot freed.
+    pub(super) async fn process_owned(self: Arc<Self>, message: Message, acker: Acker) {
+        self.process(message, acker).await;
+    }
+
+    /// The path of one message (see [`Pipeline::process_owned`]).
     pub(super) async fn process(&self, message: Message, acker: Acker) {
         let _in_flight = self.metrics.arrived();
         if message.redelivered {

@@ -1,6 +1,7 @@
 //! Calls a plugin's `handle` on one message, inside its limits, on a pooled instance.
 
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
@@ -131,11 +132,23 @@ impl Plugin {
         state.new_call(message.properties.message_id.as_deref(), trace_id);
         instance.store.set_epoch_deadline(1);
 
-        let call = instance
-            .bindings
-            .warren_plugin_handler()
-            .call_handle(&mut instance.store, message);
-        let result = tokio::time::timeout(timeout + ASYNC_DEADLINE_SLACK, call).await;
+        let result = {
+            let call = instance
+                .bindings
+                .warren_plugin_handler()
+                .call_handle(&mut instance.store, message);
+            let mut call = std::pin::pin!(call);
+            // The first step without a timer: most calls end in it (the guest returns without
+            // waiting on the host), and then no timer is set up and torn down. A guest that
+            // computes is stopped by the epoch in either case.
+            match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                Poll::Ready(done) => Ok(done),
+                Poll::Pending => {
+                    let deadline = started + timeout + ASYNC_DEADLINE_SLACK;
+                    tokio::time::timeout_at(deadline.into(), call).await
+                }
+            }
+        };
         match result {
             Ok(Ok(verdict)) => {
                 let state = instance.store.data_mut();
