@@ -121,8 +121,8 @@ impl Consumer {
             }
         };
         let message = Message {
-            exchange: delivery.exchange.as_str().to_owned(),
-            routing_key: delivery.routing_key.as_str().to_owned(),
+            exchange: delivery.exchange.into(),
+            routing_key: delivery.routing_key.into(),
             queue: self.queue.clone(),
             redelivered: delivery.redelivered,
             delivery_count: if self.quorum {
