@@ -188,3 +188,55 @@ async fn max_instances_caps_the_pool_not_the_messages() {
     assert_eq!(broker.ready(&open).await, 0);
     broker.cleanup().await;
 }
+
+/// A plugin that computes for a few milliseconds per message (longer than a message's first
+/// step may take in the pipeline's loop, shorter than an epoch tick, so it never yields) still
+/// has its messages run side by side, up to `concurrency`: the loop spawns them once it sees
+/// that they are slow. (Run in the loop, one at a time, at most one more would be in flight
+/// now and then: a message the epoch tick happened to interrupt.) Every message is handled
+/// once. (The daemon runs in the test's runtime: as many workers as `concurrency`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_of_a_computing_plugin_run_side_by_side() {
+    const MESSAGES: u32 = 600;
+    const CONCURRENCY: u32 = 4;
+    let broker = Broker::connect().await;
+    let queue = unique("computing");
+    broker.forget_later_queue(&queue);
+    let config = TestConfig::new()
+        .plugin("spinner", &test_plugin("scripted"), "mode = \"body\"", "")
+        .queue(&queue, "")
+        .pipeline(
+            "computing",
+            &queue,
+            "spinner",
+            &format!("prefetch = 8\nconcurrency = {CONCURRENCY}"),
+        );
+    let daemon = start(&config.build()).await;
+    // Published faster than they are handled, so the queue keeps a backlog.
+    let bodies = (0..MESSAGES).map(|_| b"spin:2");
+    broker
+        .publish_many(&queue, bodies, BasicProperties::default(), 200)
+        .await;
+    daemon
+        .wait_metric(
+            "warren_messages_in_flight",
+            &[("pipeline", "computing")],
+            f64::from(CONCURRENCY),
+        )
+        .await;
+    daemon
+        .wait_metric(
+            "warren_messages_total",
+            &[("pipeline", "computing"), ("verdict", "ack")],
+            f64::from(MESSAGES),
+        )
+        .await;
+    assert_eq!(
+        daemon.total("warren_messages_total", &[("pipeline", "computing")]),
+        f64::from(MESSAGES),
+        "each message handled once"
+    );
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}

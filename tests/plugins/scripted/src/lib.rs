@@ -34,7 +34,9 @@
 //! `body` commands: `ack`, `reject`, `requeue`, `trap`; `loop` (spin for
 //! ever, for timeouts); `alloc` (allocate and touch 1 MiB blocks for ever,
 //! for the memory limit); `recurse` (recurse for ever, for stack overflow);
-//! `sleep:MS` (sleep MS milliseconds, then Ack); `stdout:TEXT` and
+//! `sleep:MS` (sleep MS milliseconds, then Ack); `spin:MS` (compute for MS
+//! milliseconds, reading the clock but never waiting on the host, then Ack);
+//! `stdout:TEXT` and
 //! `stderr:TEXT` (write TEXT and a newline to that stream, then Ack);
 //! `spam:N` (write N lines to stdout, then Ack). Anything else: Reject.
 //!
@@ -206,6 +208,11 @@ fn obey(command: &[u8]) -> Verdict {
         _ => {
             if let Some(millis) = sleep_millis(command) {
                 std::thread::sleep(Duration::from_millis(millis));
+            } else if let Some(millis) = number_after(command, b"spin:") {
+                let until = std::time::Instant::now() + Duration::from_millis(millis);
+                while std::time::Instant::now() < until {
+                    black_box(millis);
+                }
             } else if let Some(text) = command.strip_prefix(b"stdout:") {
                 write_line(&mut std::io::stdout(), text);
             } else if let Some(text) = command.strip_prefix(b"stderr:") {
