@@ -185,7 +185,7 @@ impl Pipeline {
         // Boxed: the message's future is several KiB (the plugin call, the publishes, the
         // settlement), and a future is moved whole into a task and again at each stage change
         // of the task; a box moves as a pointer.
-        let mut work = Box::pin(self.clone().process_owned(message, acker));
+        let mut work = Box::pin(self.clone().process(message, acker));
         if inline.try_now() {
             let started = Instant::now();
             let polled =

@@ -25,12 +25,11 @@ impl Pipeline {
     ///
     /// Whatever happens on the way — a panic included — the delivery is settled exactly once
     /// and its concurrency slot freed.
-    pub(super) async fn process_owned(self: Arc<Self>, message: Message, acker: Acker) {
-        self.process(message, acker).await;
-    }
-
-    /// The path of one message (see [`Pipeline::process_owned`]).
-    pub(super) async fn process(&self, message: Message, acker: Acker) {
+    ///
+    /// The future is boxed and lives as long as the message: the steps few messages take
+    /// (counting a redelivery, dead-lettering, publishing) are boxed only when taken, so that
+    /// the future every message allocates, builds and moves stays small.
+    pub(super) async fn process(self: Arc<Self>, message: Message, acker: Acker) {
         let _in_flight = self.metrics.arrived();
         if message.redelivered {
             self.metrics.redeliveries.inc();
@@ -60,7 +59,9 @@ impl Pipeline {
         let settlement = match fate {
             Fate::Ack => Settlement::Ack,
             Fate::Requeue => Settlement::Requeue,
-            Fate::DeadLetter(reason) => self.dead_letter(&plugin, &message, reason, &trace).await,
+            Fate::DeadLetter(reason) => {
+                Box::pin(self.dead_letter(&plugin, &message, reason, &trace)).await
+            }
         };
         let step = trace.settle_step(settlement);
         self.settle(acker, settlement, &message).await;
@@ -78,7 +79,7 @@ impl Pipeline {
         let metrics = &self.metrics;
         let on_error = self.settings.on_error;
         if message.redelivered && !self.settings.quorum && self.retry.max_deliveries.is_some() {
-            return self.count_redelivery(message, trace).await;
+            return Box::pin(self.count_redelivery(message, trace)).await;
         }
         if let Some(reason) = self.retry.exceeded(attempt(message)) {
             tracing::warn!(
@@ -126,15 +127,14 @@ impl Pipeline {
         if let Err(fate) = self.check_publishes(plugin, &mut decision, message, trace) {
             return fate;
         }
-        let started = Instant::now();
-        let published = trace
-            .publish_all(&self.publisher, &mut decision.publishes)
-            .await;
-        if !decision.publishes.is_empty() {
-            self.metrics
-                .confirm_seconds
-                .observe(started.elapsed().as_secs_f64());
+        if decision.publishes.is_empty() {
+            return decision.fate;
         }
+        let started = Instant::now();
+        let published = Box::pin(trace.publish_all(&self.publisher, &mut decision.publishes)).await;
+        self.metrics
+            .confirm_seconds
+            .observe(started.elapsed().as_secs_f64());
         match published {
             Ok(()) => decision.fate,
             Err(error) => self.publish_failed(plugin, message, decision.kind, error, trace),

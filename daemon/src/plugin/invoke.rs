@@ -85,7 +85,9 @@ impl Plugin {
                 limit: self.limits.max_body_bytes,
             });
         }
-        let instance = self.pool.lease(|| self.instantiate()).await?;
+        // A new instance is rare (the pool reuses them), and its future is large: boxed, so
+        // that it does not make every call's future as large.
+        let instance = self.pool.lease(|| Box::pin(self.instantiate())).await?;
         self.call(instance, pipeline, message, trace_id).await
     }
 
