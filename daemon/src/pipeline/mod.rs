@@ -182,9 +182,9 @@ impl Pipeline {
         tasks: &TaskTracker,
         cancel: &CancellationToken,
     ) {
-        // Boxed: the message's future is several KiB (the plugin call, the publishes, the
-        // settlement), and a future is moved whole into a task and again at each stage change
-        // of the task; a box moves as a pointer.
+        // Boxed: the message's future is about 2 KiB (the plugin call and the settlement; the
+        // rarer steps are boxed inside it), and a future is moved whole into a task and again
+        // at each stage change of the task; a box moves as a pointer.
         let mut work = Box::pin(self.clone().process(message, acker));
         if inline.try_now() {
             let started = Instant::now();
