@@ -197,7 +197,7 @@ async fn max_instances_caps_the_pool_not_the_messages() {
 /// once. (The daemon runs in the test's runtime: as many workers as `concurrency`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn messages_of_a_computing_plugin_run_side_by_side() {
-    const MESSAGES: u32 = 600;
+    const MESSAGES: u32 = 800;
     const CONCURRENCY: u32 = 4;
     let broker = Broker::connect().await;
     let queue = unique("computing");
@@ -212,18 +212,18 @@ async fn messages_of_a_computing_plugin_run_side_by_side() {
             &format!("prefetch = 8\nconcurrency = {CONCURRENCY}"),
         );
     let daemon = start(&config.build()).await;
-    // Published faster than they are handled, so the queue keeps a backlog.
-    let bodies = (0..MESSAGES).map(|_| b"spin:2");
-    broker
-        .publish_many(&queue, bodies, BasicProperties::default(), 200)
-        .await;
-    daemon
-        .wait_metric(
+    // Published faster than they are handled, so the queue keeps a backlog: 4 s of work one
+    // at a time, 1 s side by side. Watched from the first publish: on a loaded machine the
+    // publishing can take a good part of that second.
+    let bodies = (0..MESSAGES).map(|_| b"spin:5");
+    tokio::join!(
+        broker.publish_many(&queue, bodies, BasicProperties::default(), 200),
+        daemon.wait_metric(
             "warren_messages_in_flight",
             &[("pipeline", "computing")],
             f64::from(CONCURRENCY),
-        )
-        .await;
+        ),
+    );
     daemon
         .wait_metric(
             "warren_messages_total",
