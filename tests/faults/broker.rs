@@ -1,9 +1,10 @@
-//! The broker stopped and started under load, and a memory alarm while the plugin
-//! republishes, each on a node of the test's own.
+//! The broker stopped and started under load, stopped until lapin gives up its recovery,
+//! and a memory alarm while the plugin republishes, each on a node of the test's own.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lapin::BasicProperties;
+use warren::app::RECOVERY_LIMIT;
 
 use super::bounded;
 use crate::support::{
@@ -62,7 +63,7 @@ async fn broker_restart() {
     let broker = Broker::connect_to(&node.url()).await;
     let seen = collect_ids(&broker, &out, N).await;
     // Either way is right: lapin recovers if the broker is back within its retries, else
-    // warren reconnects itself after RECOVERY_LIMIT.
+    // warren reconnects itself once lapin gives up.
     let back = || async {
         let scrape = daemon.scrape();
         let consume = [("connection", "consume")];
@@ -75,6 +76,61 @@ async fn broker_restart() {
     let duplicates: usize = seen.values().map(|n| n - 1).sum();
     eprintln!(
         "broker restart: {N} messages, {} lost, {duplicates} duplicates; lapin recoveries {recovered}, warren reconnects {reconnects}",
+        N - seen.len()
+    );
+    assert_eq!(seen.len(), N, "lost messages");
+    assert_eq!(broker.ready(&queue).await, 0);
+}
+
+/// The broker stays down: lapin's recovery is refused until it gives up (1 +
+/// `RECOVERY_ATTEMPTS` connects, about 2–4 s), which leaves its connection "reconnecting" for
+/// ever. warren sees that and reconnects itself, well before `RECOVERY_LIMIT` (which is there
+/// for recoveries stuck some other way); once the node is back, every message is handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovery_lapin_gave_up_is_taken_over_at_once() {
+    bounded(lapin_gave_up()).await;
+}
+
+async fn lapin_gave_up() {
+    let node = Node::start("gave-up", &NodeSpec::plain()).await;
+    let broker = Broker::connect_to(&node.url()).await;
+    let queue = unique("gave-up");
+    let out = unique("gave-up-out");
+    broker.queue(&out).await;
+    broker.queue(&queue).await;
+    const N: usize = 600;
+    for i in 0..N {
+        let persistent = with_id(format!("g{i}")).with_delivery_mode(2);
+        broker.publish(&queue, b"persistent", persistent).await;
+    }
+    let config = republish_config(&node.url(), &queue, &out, 5000, 2);
+    let daemon = start(&config.build()).await;
+    let under_way = || async { (broker.ready(&queue).await <= (N as u32) * 2 / 3).then_some(()) };
+    eventually("a third handled", PATIENCE, under_way).await;
+    // Timed from before `stop_app`, which closes the connections first: a warren that waited
+    // for RECOVERY_LIMIT would reconnect only after this deadline.
+    let stopping = Instant::now();
+    node.stop_app().await;
+    let reconnected = || async {
+        let reconnects = sample(&daemon.scrape(), "warren_broker_reconnects_total", &[]);
+        (reconnects >= 1.0).then_some(())
+    };
+    let deadline = RECOVERY_LIMIT - Duration::from_secs(2);
+    eventually(
+        "warren reconnecting once lapin gave up (not waiting for RECOVERY_LIMIT)",
+        deadline.saturating_sub(stopping.elapsed()),
+        reconnected,
+    )
+    .await;
+    let took = stopping.elapsed();
+    node.start_app().await;
+    let broker = Broker::connect_to(&node.url()).await;
+    let seen = collect_ids(&broker, &out, N).await;
+    daemon.stop().await.expect("clean stop");
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    eprintln!(
+        "lapin gave up: warren reconnecting {:.1} s after stop_app began; {N} messages, {} lost, {duplicates} duplicates",
+        took.as_secs_f64(),
         N - seen.len()
     );
     assert_eq!(seen.len(), N, "lost messages");

@@ -9,7 +9,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-// The broker stopped and started under load; a memory alarm while the plugin republishes.
+// The broker stopped and started under load; stopped until lapin gives up; a memory alarm
+// while the plugin republishes.
 mod broker;
 // One pipeline's channel closed by the consumer timeout, another's queue deleted; the third
 // goes on undisturbed.

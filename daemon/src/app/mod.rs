@@ -41,9 +41,11 @@ pub const DEAD_LETTER_DEPTH_INTERVAL: Duration = Duration::from_secs(10);
 pub const CONNECTION_CHECK: Duration = Duration::from_millis(250);
 /// How long lapin may take to recover a lost connection before warren reconnects itself.
 /// lapin's recovery either succeeds within a few seconds (its backoff: 0.25 s doubling to
-/// 1 s) or has given up — and a lapin that gave up leaves the connection "reconnecting" for
-/// ever instead of failing it (seen here, and amqp-rs/lapin#450), so this limit is what
-/// moves warren on, to the next of `[broker] urls` if the node stays down.
+/// 1 s) or gives up. A lapin that gave up leaves the connection "reconnecting" for ever
+/// instead of failing it (amqp-rs/lapin#450); warren sees that by counting lapin's failed
+/// connects (`broker::Connects`) and reconnects at once. This limit is for the rest: a
+/// recovery stuck anywhere else (a connect that hangs on a silent network, a channel that
+/// never reopens).
 pub const RECOVERY_LIMIT: Duration = Duration::from_secs(10);
 
 /// What the daemon's loop listens to.

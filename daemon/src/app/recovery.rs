@@ -10,9 +10,16 @@ use crate::broker::links::{LinkError, RECONNECT_MIN, connect_all, jitter};
 use crate::systemd;
 
 impl Daemon {
-    /// Reconnects everything if a connection is lost for good, or lapin has been recovering
-    /// one for longer than [`RECOVERY_LIMIT`].
+    /// Reconnects everything if a connection is lost for good (lapin included, when it gave
+    /// up), or lapin has been recovering one for longer than [`RECOVERY_LIMIT`].
     pub(super) async fn check_links(&mut self) -> anyhow::Result<()> {
+        if self.links.consume.gave_up() || self.links.publish.gave_up() {
+            tracing::error!(
+                connects = 1 + crate::broker::RECOVERY_ATTEMPTS,
+                "lapin gave up recovering a broker connection (the node refused every connect); reconnecting"
+            );
+            return self.reconnect().await;
+        }
         if self.links.consume.is_lost() || self.links.publish.is_lost() {
             tracing::error!("a broker connection was lost and not recovered; reconnecting");
             return self.reconnect().await;

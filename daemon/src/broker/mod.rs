@@ -9,7 +9,8 @@
 //! included) and restarts their consumers. Deliveries of the lost channel cannot be settled
 //! any more (lapin refuses their acks; the broker redelivers them), and the recovered
 //! channel numbers its deliveries from 1 again, which [`Consumer`] notices. When lapin gives
-//! up (the node stays down past [`RECOVERY_ATTEMPTS`] retries) or does not finish in time,
+//! up (the node stays down past [`RECOVERY_ATTEMPTS`] retries: seen through [`Connects`],
+//! since lapin itself leaves such a connection "reconnecting") or does not finish in time,
 //! the daemon rebuilds everything itself, trying every URL of `[broker] urls`.
 
 mod consume;
@@ -25,6 +26,7 @@ mod topology;
 pub const SHORT_STRING_MAX: usize = 255;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -65,6 +67,32 @@ pub const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(1);
 /// itself, to another node if `[broker] urls` has several.
 pub const RECOVERY_ATTEMPTS: usize = 3;
 
+/// The TCP (and TLS) connects lapin makes for one connection, counted as they fail in a row.
+///
+/// lapin's recovery gives up silently when the node refuses every connect of a round (1 +
+/// [`RECOVERY_ATTEMPTS`] of them): its I/O thread ends, but a refused connect counts as a
+/// recoverable error, and recovery starts only from a connected state, so the connection is
+/// left "reconnecting" for ever (lapin 4.12, `internal_rpc`'s `SetConnectionError`). A round
+/// that connects resets the count, so a count past the round's length means exactly that.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Connects(Arc<AtomicUsize>);
+
+impl Connects {
+    /// Notes one connect: a success ends the run of failures.
+    pub(crate) fn note(&self, connected: bool) {
+        if connected {
+            self.0.store(0, Ordering::Relaxed);
+        } else {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// True once a whole round of connects has failed: lapin has stopped trying.
+    fn exhausted(&self) -> bool {
+        self.0.load(Ordering::Relaxed) > RECOVERY_ATTEMPTS
+    }
+}
+
 /// How long a replaced connection that lapin is still recovering is watched (lapin's own
 /// schedule ends well before).
 const RETIRE_WATCH: Duration = Duration::from_secs(120);
@@ -76,6 +104,8 @@ const RETIRE_POLL: Duration = Duration::from_millis(100);
 /// One AMQP connection.
 pub struct Connection {
     inner: Arc<lapin::Connection>,
+    /// lapin's connects for it, to see when its recovery gave up.
+    connects: Connects,
     /// Consumers of channels the broker closed, kept as long as this connection (see
     /// [`consume::Retired`]).
     retired: consume::Retired,
@@ -129,9 +159,11 @@ pub async fn connect(
     let count = settings.urls.len();
     for index in (0..count).map(|i| (first + i) % count) {
         let url = &settings.urls[index];
-        match tls::open(url, settings, properties(&name)).await {
+        let connects = Connects::default();
+        match tls::open(url, settings, properties(&name), &connects).await {
             Ok(inner) => {
-                let mut connection = Connection::watched(inner, url.to_string(), role, recovered);
+                let mut connection =
+                    Connection::watched(inner, connects, url.to_string(), role, recovered);
                 connection.url_index = index;
                 // With EXTERNAL the broker takes the user from the certificate: known here
                 // only if the URL names it too.
@@ -170,6 +202,7 @@ impl Connection {
     /// Wraps `inner`, reporting each recovery lapin completes on it.
     fn watched(
         inner: lapin::Connection,
+        connects: Connects,
         shown_url: String,
         role: Role,
         recovered: impl Fn() + Send + 'static,
@@ -195,6 +228,7 @@ impl Connection {
         });
         Self {
             inner: Arc::new(inner),
+            connects,
             retired: consume::Retired::default(),
             watcher,
             url_index: 0,
@@ -257,16 +291,22 @@ impl Connection {
         self.inner.status().connected()
     }
 
-    /// True once the connection is closed or failed for good: lapin is not recovering it.
+    /// True once the connection is closed or failed for good: lapin is not recovering it
+    /// (see [`Connection::gave_up`]).
     pub fn is_lost(&self) -> bool {
         let status = self.inner.status();
-        status.closed() || status.errored()
+        status.closed() || status.errored() || self.gave_up()
     }
 
     /// True while lapin is reconnecting this connection after losing it.
     pub fn is_recovering(&self) -> bool {
-        let status = self.inner.status();
-        status.reconnecting() || status.connecting()
+        reconnecting(self.inner.status(), &self.connects)
+    }
+
+    /// True when lapin has stopped trying to reconnect, though it still calls the connection
+    /// "reconnecting": every connect of its last round failed (see [`Connects`]).
+    pub fn gave_up(&self) -> bool {
+        gave_up(self.inner.status(), &self.connects)
     }
 
     /// Closes the connection; unacked deliveries go back to their queues. A connection lapin
@@ -327,6 +367,7 @@ fn retryable(error: &lapin::Error) -> bool {
 #[derive(Clone)]
 pub struct ConnectionHealth {
     status: lapin::ConnectionStatus,
+    connects: Connects,
     url_index: usize,
 }
 
@@ -344,7 +385,7 @@ impl ConnectionHealth {
             "standby"
         } else if self.status.connected() {
             "connected"
-        } else if self.status.reconnecting() || self.status.connecting() {
+        } else if reconnecting(&self.status, &self.connects) {
             "recovering"
         } else {
             "lost"
@@ -357,7 +398,53 @@ impl Connection {
     pub fn health(&self) -> ConnectionHealth {
         ConnectionHealth {
             status: self.inner.status().clone(),
+            connects: self.connects.clone(),
             url_index: self.url_index,
         }
+    }
+}
+
+/// True while lapin is (re)connecting and has not given up.
+fn reconnecting(status: &lapin::ConnectionStatus, connects: &Connects) -> bool {
+    (status.reconnecting() || status.connecting()) && !connects.exhausted()
+}
+
+/// True when lapin calls the connection (re)connecting but has stopped trying.
+fn gave_up(status: &lapin::ConnectionStatus, connects: &Connects) -> bool {
+    (status.reconnecting() || status.connecting()) && connects.exhausted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Connects, RECOVERY_ATTEMPTS};
+
+    #[test]
+    fn a_round_of_failed_connects_is_lapin_giving_up() {
+        let connects = Connects::default();
+        for _ in 0..RECOVERY_ATTEMPTS {
+            connects.note(false);
+        }
+        assert!(!connects.exhausted(), "a retry is still to come");
+        connects.note(false);
+        assert!(
+            connects.exhausted(),
+            "1 + RECOVERY_ATTEMPTS connects failed"
+        );
+    }
+
+    #[test]
+    fn a_connect_that_succeeds_starts_the_count_over() {
+        let connects = Connects::default();
+        for _ in 0..RECOVERY_ATTEMPTS {
+            connects.note(false);
+        }
+        connects.note(true);
+        for _ in 0..RECOVERY_ATTEMPTS {
+            connects.note(false);
+        }
+        assert!(
+            !connects.exhausted(),
+            "two rounds' failures are not one round's"
+        );
     }
 }

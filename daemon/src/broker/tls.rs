@@ -8,6 +8,7 @@ use lapin::tcp::{AsyncTcpStream, RustlsConnector};
 use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
 use lapin::{ConnectionProperties, ErrorKind};
 
+use super::Connects;
 use crate::config::{BrokerSettings, BrokerUrl, default_client_config};
 
 /// True when warren logs in on `url` with EXTERNAL (the broker takes the user from the
@@ -28,35 +29,49 @@ pub(super) fn names_user(url: &BrokerUrl) -> bool {
 }
 
 /// Opens a connection to `url`: `amqp://` plainly, `amqps://` through `[broker.tls]` (or the
-/// OS trust store without it).
+/// OS trust store without it). Every TCP (and TLS) connect lapin makes for it, the first and
+/// those of its own recovery, is noted in `connects`.
 pub(super) async fn open(
     url: &BrokerUrl,
     settings: &BrokerSettings,
     properties: ConnectionProperties,
+    connects: &Connects,
 ) -> lapin::Result<lapin::Connection> {
     let mut uri: AMQPUri = url
         .expose()
         .parse()
         .map_err(|e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    if uri.scheme == AMQPScheme::AMQP {
-        return lapin::Connection::connect_uri(uri, properties).await;
-    }
-    if external_login(url, settings) {
-        uri.query.auth_mechanism = Some(SASLMechanism::External);
-    }
-    let tls = settings.tls.as_ref();
-    let config = tls.map_or_else(default_client_config, |t| t.client_config());
-    let connector = RustlsConnector::from(config);
-    let server_name = tls
-        .and_then(|t| t.server_name.clone())
-        .unwrap_or_else(|| uri.authority.host.clone());
+    let tls = if uri.scheme == AMQPScheme::AMQPS {
+        if external_login(url, settings) {
+            uri.query.auth_mechanism = Some(SASLMechanism::External);
+        }
+        let tls = settings.tls.as_ref();
+        let config = tls.map_or_else(default_client_config, |t| t.client_config());
+        let server_name = tls
+            .and_then(|t| t.server_name.clone())
+            .unwrap_or_else(|| uri.authority.host.clone());
+        Some((RustlsConnector::from(config), server_name))
+    } else {
+        None
+    };
     let runtime = lapin::runtime::default_runtime()?;
+    let connects = connects.clone();
     // lapin calls this again for each reconnection of its own.
     let connect = async move |uri: AMQPUri, runtime| {
-        let host = (uri.authority.host.as_str(), uri.authority.port);
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host(host).await?.collect();
-        let stream = AsyncTcpStream::connect(&runtime, addresses).await?;
-        Ok(stream.into_rustls(&connector, &server_name).await?)
+        let attempt = async {
+            let host = (uri.authority.host.as_str(), uri.authority.port);
+            let addresses: Vec<SocketAddr> = tokio::net::lookup_host(host).await?.collect();
+            let stream = AsyncTcpStream::connect(&runtime, addresses).await?;
+            match &tls {
+                Some((connector, server_name)) => {
+                    Ok(stream.into_rustls(connector, server_name).await?)
+                }
+                None => Ok(stream),
+            }
+        };
+        let stream: lapin::Result<_> = attempt.await;
+        connects.note(stream.is_ok());
+        stream
     };
     lapin::Connection::connector(uri, runtime, connect, properties).await
 }
