@@ -1,6 +1,7 @@
 //! Resilience without disturbing other tests: lost connections (closed by the broker, only
-//! ours; a silent network; a node gone for good), `kill -9` under load, several broker URLs,
-//! graceful stop within and beyond the grace period, and poison messages.
+//! ours; a silent network; a node gone for good), `kill -9` under load, several broker URLs
+//! (one refusing, one never answering), graceful stop within and beyond the grace period, and
+//! poison messages.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
@@ -305,6 +306,76 @@ async fn several_urls_are_tried_in_turn() {
     broker.cleanup().await;
 }
 
+/// A node whose host drops connection attempts without an answer (a machine powered off, a
+/// firewall) is passed over after the URL's `connection_timeout`: lapin sets no limit of its
+/// own, and each of its attempts would wait out the kernel's SYN retries (2 minutes).
+#[tokio::test]
+async fn a_url_that_never_answers_is_passed_over() {
+    let broker = Broker::connect().await;
+    let queue = unique("silent");
+    broker.forget_later_queue(&queue);
+    let silent = Silent::start();
+    let silent_url = format!(
+        "amqp://guest:guest@127.0.0.1:{}/%2f?connection_timeout=300",
+        silent.port
+    );
+    let config = TestConfig::with_urls(&[&silent_url, &broker_url()])
+        .default_grace()
+        .plugin("p", &test_plugin("scripted"), "mode = \"ack\"", "")
+        .queue(&queue, "")
+        .pipeline("silent", &queue, "p", "");
+    let daemon = tokio::time::timeout(PATIENCE, start(&config.build()))
+        .await
+        .expect("started on the second URL (the first never answers)");
+    broker
+        .publish(&queue, b"m", BasicProperties::default())
+        .await;
+    daemon
+        .wait_metric(
+            "warren_messages_total",
+            &[("pipeline", "silent"), ("verdict", "ack")],
+            1.0,
+        )
+        .await;
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0);
+    broker.cleanup().await;
+}
+
+/// A port on loopback whose connection attempts get no answer: its listener's accept queue
+/// (backlog 0) is filled and never drained, so the kernel drops every further SYN.
+struct Silent {
+    port: u16,
+    _listener: std::net::TcpListener,
+    _queued: Vec<std::net::TcpStream>,
+}
+
+impl Silent {
+    fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        socket.bind(loopback).expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let address = listener.local_addr().expect("address");
+        let listener = listener.into_std().expect("std listener");
+        // Connect until one attempt gets no answer: the queue is full from then on.
+        let mut queued = Vec::new();
+        loop {
+            match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+                Ok(stream) => queued.push(stream),
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => break,
+                Err(e) => panic!("filling the accept queue: {e}"),
+            }
+            assert!(queued.len() < 64, "the accept queue never filled");
+        }
+        Self {
+            port: address.port(),
+            _listener: listener,
+            _queued: queued,
+        }
+    }
+}
+
 /// A TCP proxy on loopback in front of the broker, standing for a cluster node or a network
 /// path that can fail.
 struct Proxy {
@@ -444,12 +515,12 @@ async fn a_silent_network_is_noticed_by_heartbeats_and_recovered() {
 }
 
 /// How long warren may take to give up on a dead node and reconnect to the next URL: lapin's
-/// recovery attempts first, then warren's `RECOVERY_LIMIT`.
+/// recovery attempts first (warren takes over when lapin gives up, or at `RECOVERY_LIMIT`).
 const FAILOVER: Duration = Duration::from_secs(40);
 
 /// lapin only ever reconnects to the URL it was connected to. When that node is gone for good
 /// (a proxy in front of the broker that dies: connections cut, port refused), lapin's
-/// recovery gets nowhere; warren notices within `RECOVERY_LIMIT`, reconnects itself to the
+/// recovery gets nowhere; warren notices once lapin gives up, reconnects itself to the
 /// next URL of `[broker] urls`, and finishes the work: nothing lost.
 #[tokio::test]
 async fn a_node_gone_for_good_moves_warren_to_the_next_url() {

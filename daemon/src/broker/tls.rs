@@ -3,6 +3,7 @@
 //! when a client certificate stands in for a password; and what a failed TLS connect means.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use lapin::tcp::{AsyncTcpStream, RustlsConnector};
 use lapin::uri::{AMQPScheme, AMQPUri, SASLMechanism};
@@ -27,6 +28,10 @@ pub(super) fn external_login(url: &BrokerUrl, settings: &BrokerSettings) -> bool
 pub(super) fn names_user(url: &BrokerUrl) -> bool {
     url::Url::parse(url.expose()).is_ok_and(|u| !u.username().is_empty())
 }
+
+/// How long one TCP (and TLS) connect may take, unless the URL says otherwise with
+/// `?connection_timeout=MS`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a connection to `url`: `amqp://` plainly, `amqps://` through `[broker.tls]` (or the
 /// OS trust store without it). Every TCP (and TLS) connect lapin makes for it, the first and
@@ -56,6 +61,10 @@ pub(super) async fn open(
     };
     let runtime = lapin::runtime::default_runtime()?;
     let connects = connects.clone();
+    let limit = uri
+        .query
+        .connection_timeout
+        .map_or(CONNECT_TIMEOUT, Duration::from_millis);
     // lapin calls this again for each reconnection of its own.
     let connect = async move |uri: AMQPUri, runtime| {
         let attempt = async {
@@ -69,7 +78,19 @@ pub(super) async fn open(
                 None => Ok(stream),
             }
         };
-        let stream: lapin::Result<_> = attempt.await;
+        // lapin sets no limit of its own: a host that drops the packets (a machine powered
+        // off, a firewall) would hold each attempt for the kernel's SYN retries (2 minutes).
+        let stream: lapin::Result<_> = match tokio::time::timeout(limit, attempt).await {
+            Ok(stream) => stream,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no connection within {} ms (the URL's connection_timeout)",
+                    limit.as_millis()
+                ),
+            )
+            .into()),
+        };
         connects.note(stream.is_ok());
         stream
     };

@@ -12,17 +12,76 @@ impl BrokerUrl {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let parsed = url::Url::parse(raw).map_err(|e| format!("not a valid URL ({e})"))?;
         match parsed.scheme() {
-            "amqp" | "amqps" => Ok(Self(raw.to_owned())),
-            other => Err(format!(
-                "scheme must be amqp:// or amqps://, not {other}://"
-            )),
+            "amqp" | "amqps" => {}
+            other => {
+                return Err(format!(
+                    "scheme must be amqp:// or amqps://, not {other}://"
+                ));
+            }
         }
+        // The AMQP client reads the host as a name: an IPv6 address would silently become
+        // `localhost`.
+        if let Some(url::Host::Ipv6(_)) = parsed.host() {
+            return Err(
+                "an IPv6 address as the host is not supported (the AMQP client would connect to \
+                 localhost instead): use a host name that resolves to it"
+                    .to_owned(),
+            );
+        }
+        for (key, value) in parsed.query_pairs() {
+            check_parameter(&key, &value)?;
+        }
+        Ok(Self(raw.to_owned()))
     }
 
     /// The full URL, for the client library only.
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
+
+/// Checks one `?key=value` of a broker URL against what the AMQP client reads (anything else
+/// would be ignored, or fail every connect as if the broker were down). The value of an
+/// unknown key is not quoted: it may be a secret.
+fn check_parameter(key: &str, value: &str) -> Result<(), String> {
+    let fits = match key {
+        "heartbeat" | "channel_max" => value.parse::<u16>().is_ok(),
+        "frame_max" => value.parse::<u32>().is_ok(),
+        "connection_timeout" => value.parse::<u64>().is_ok_and(|ms| ms > 0),
+        "auth_mechanism" => [
+            "plain",
+            "amqplain",
+            "external",
+            "anonymous",
+            "rabbit-cr-demo",
+        ]
+        .contains(&value.to_ascii_lowercase().as_str()),
+        "cacertfile" | "certfile" | "keyfile" | "verify" | "server_name_indication" => {
+            return Err(format!(
+                "URL parameter `{key}` is not read here: TLS files and names go in [broker.tls] \
+                 (ca_file, cert_file, key_file, server_name)"
+            ));
+        }
+        _ => {
+            return Err(format!(
+                "unknown URL parameter `{key}` (known: heartbeat, connection_timeout, frame_max, \
+                 channel_max, auth_mechanism)"
+            ));
+        }
+    };
+    if fits {
+        return Ok(());
+    }
+    let expected = match key {
+        "heartbeat" => "seconds, 0 to 65535 (0: no heartbeats)",
+        "channel_max" => "a number, 0 to 65535",
+        "frame_max" => "bytes, 0 to 4294967295",
+        "connection_timeout" => "milliseconds, more than 0",
+        _ => "PLAIN, AMQPLAIN, EXTERNAL, ANONYMOUS or RABBIT-CR-DEMO",
+    };
+    Err(format!(
+        "URL parameter {key}={value:?}: expected {expected}"
+    ))
 }
 
 impl fmt::Display for BrokerUrl {

@@ -355,3 +355,27 @@ mod fuzz {
         }
     }
 }
+
+#[test]
+fn broker_url_parameters_are_checked_naming_the_url() {
+    for (parameter, needle) in [
+        ("heartbeat=abc", "heartbeat=\"abc\""),
+        ("connection_timeout=0", "connection_timeout"),
+        ("frame_max=-1", "frame_max"),
+        ("auth_mechanism=kerberos", "auth_mechanism"),
+        ("hearbeat=10", "unknown URL parameter `hearbeat`"),
+        ("cacertfile=/etc/ca.pem", "[broker.tls]"),
+    ] {
+        let text = format!(
+            "[broker]\nurls = [\"amqp://localhost/%2f\", \"amqp://u:s3cret@h/%2f?{parameter}\"]\n"
+        );
+        let err = error_of(&text);
+        assert!(err.contains("broker.urls[1]"), "{parameter}: {err}");
+        assert!(err.contains(needle), "{parameter}: {err}");
+        assert!(!err.contains("s3cret"), "{parameter}: {err}");
+    }
+    let err = error_of("[broker]\nurl = \"amqp://[fd00::5]:5672/%2f\"\n");
+    assert!(err.contains("broker.url") && err.contains("IPv6"), "{err}");
+    let fine = "amqps://h/%2f?heartbeat=10&connection_timeout=2000&frame_max=131072&channel_max=64&auth_mechanism=EXTERNAL";
+    BrokerUrl::parse(fine).expect("every parameter the client reads");
+}
