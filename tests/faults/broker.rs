@@ -8,7 +8,7 @@ use warren::app::RECOVERY_LIMIT;
 
 use super::bounded;
 use crate::support::{
-    Broker, Node, NodeSpec, PATIENCE, TestConfig, collect_ids, eventually, sample, start,
+    Broker, Node, NodeSpec, PATIENCE, Running, TestConfig, collect_ids, eventually, sample, start,
     test_plugin, unique, with_id,
 };
 
@@ -30,6 +30,28 @@ fn republish_config(
         .tagged("faults", queue, out, &window)
 }
 
+/// A node of the test's own named `name`, with `n` persistent messages (ids `<name>-<i>`) in
+/// a durable queue, and warren republishing them to another, two at a time (each republish
+/// waits for its persistent confirm, so that most of the work is still to do when the test
+/// disturbs the broker); returns once a third is handled, with the queue and the output queue.
+async fn under_load(name: &str, n: usize) -> (Node, Running, String, String) {
+    let node = Node::start(name, &NodeSpec::plain()).await;
+    let broker = Broker::connect_to(&node.url()).await;
+    let queue = unique(name);
+    let out = unique(&format!("{name}-out"));
+    broker.queue(&out).await;
+    broker.queue(&queue).await;
+    for i in 0..n {
+        let persistent = with_id(format!("{name}-{i}")).with_delivery_mode(2);
+        broker.publish(&queue, b"persistent", persistent).await;
+    }
+    let config = republish_config(&node.url(), &queue, &out, 5000, 2);
+    let daemon = start(&config.build()).await;
+    let under_way = || async { (broker.ready(&queue).await <= (n as u32) * 2 / 3).then_some(()) };
+    eventually("a third handled", PATIENCE, under_way).await;
+    (node, daemon, queue, out)
+}
+
 /// `stop_app` / `start_app` under load, with a durable queue and persistent messages: warren
 /// reconnects and finishes; no message is lost, duplicates only from redelivery (reported).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,25 +60,8 @@ async fn broker_restart_under_load_loses_nothing() {
 }
 
 async fn broker_restart() {
-    let node = Node::start("restart", &NodeSpec::plain()).await;
-    let broker = Broker::connect_to(&node.url()).await;
-    let queue = unique("restart");
-    let out = unique("restart-out");
-    broker.queue(&out).await;
-    broker.queue(&queue).await;
     const N: usize = 3000;
-    let ids = (0..N).map(|i| format!("p{i}"));
-    for id in ids {
-        let persistent = with_id(id).with_delivery_mode(2);
-        broker.publish(&queue, b"persistent", persistent).await;
-    }
-    // Two at a time (each republish waits for its persistent confirm), so that most of the
-    // work is still to do when the broker stops.
-    let config = republish_config(&node.url(), &queue, &out, 5000, 2);
-    let daemon = start(&config.build()).await;
-    // Let a third through, then restart the broker under load.
-    let under_way = || async { (broker.ready(&queue).await <= (N as u32) * 2 / 3).then_some(()) };
-    eventually("a third handled", PATIENCE, under_way).await;
+    let (node, daemon, queue, out) = under_load("restart", N).await;
     node.stop_app().await;
     tokio::time::sleep(BROKER_DOWN).await;
     node.start_app().await;
@@ -92,21 +97,8 @@ async fn a_recovery_lapin_gave_up_is_taken_over_at_once() {
 }
 
 async fn lapin_gave_up() {
-    let node = Node::start("gave-up", &NodeSpec::plain()).await;
-    let broker = Broker::connect_to(&node.url()).await;
-    let queue = unique("gave-up");
-    let out = unique("gave-up-out");
-    broker.queue(&out).await;
-    broker.queue(&queue).await;
     const N: usize = 600;
-    for i in 0..N {
-        let persistent = with_id(format!("g{i}")).with_delivery_mode(2);
-        broker.publish(&queue, b"persistent", persistent).await;
-    }
-    let config = republish_config(&node.url(), &queue, &out, 5000, 2);
-    let daemon = start(&config.build()).await;
-    let under_way = || async { (broker.ready(&queue).await <= (N as u32) * 2 / 3).then_some(()) };
-    eventually("a third handled", PATIENCE, under_way).await;
+    let (node, daemon, queue, out) = under_load("gave-up", N).await;
     // Timed from before `stop_app`, which closes the connections first: a warren that waited
     // for RECOVERY_LIMIT would reconnect only after this deadline.
     let stopping = Instant::now();
