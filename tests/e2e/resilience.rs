@@ -1,7 +1,7 @@
 //! Resilience without disturbing other tests: lost connections (closed by the broker, only
 //! ours; a silent network; a node gone for good), `kill -9` under load, several broker URLs
-//! (one refusing, one never answering), graceful stop within and beyond the grace period, and
-//! poison messages.
+//! (one refusing, one never answering, one silent after the connect), graceful stop within
+//! and beyond the grace period, and poison messages.
 
 use std::cell::Cell;
 use std::sync::{Arc, Mutex};
@@ -298,6 +298,19 @@ async fn a_url_that_never_answers_is_passed_over() {
     starts_on_the_second_url("silent", &silent_url).await;
 }
 
+/// A node that takes the connection but never answers the AMQP handshake (a hung node, a
+/// proxy with nothing behind it) is passed over after the URL's `connection_timeout`: lapin
+/// waits for `connection.start` with no limit of its own.
+#[tokio::test]
+async fn a_url_that_takes_the_connection_and_never_answers_is_passed_over() {
+    let mute = Mute::start().await;
+    let mute_url = format!(
+        "amqp://guest:guest@127.0.0.1:{}/%2f?connection_timeout=300",
+        mute.port
+    );
+    starts_on_the_second_url("mute", &mute_url).await;
+}
+
 /// With `[broker] urls = [first, the broker]`, warren starts (within [`PATIENCE`]) and acks a
 /// message in the pipeline `name`.
 async fn starts_on_the_second_url(name: &str, first: &str) {
@@ -325,6 +338,34 @@ async fn starts_on_the_second_url(name: &str, first: &str) {
     daemon.stop().await.expect("clean stop");
     assert_eq!(broker.ready(&queue).await, 0);
     broker.cleanup().await;
+}
+
+/// A port on loopback that takes connections and never sends a byte.
+struct Mute {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Mute {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        Self { port, task }
+    }
+}
+
+impl Drop for Mute {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// A port on loopback whose connection attempts get no answer: its listener's accept queue

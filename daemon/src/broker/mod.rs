@@ -13,6 +13,7 @@
 //! since lapin itself leaves such a connection "reconnecting") or does not finish in time,
 //! the daemon rebuilds everything itself, trying every URL of `[broker] urls`.
 
+mod connects;
 mod consume;
 mod convert;
 mod dead_letters;
@@ -26,12 +27,12 @@ mod topology;
 pub const SHORT_STRING_MAX: usize = 255;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::{ConnectionProperties, types::ShortString};
 
+use connects::Connects;
 pub use consume::Consumer;
 pub use dead_letters::DeadMessage;
 pub use publish::{CONFIRM_TIMEOUT, PublishError, Publisher};
@@ -66,32 +67,6 @@ pub const RECOVERY_MAX_DELAY: Duration = Duration::from_secs(1);
 /// up: a few seconds, enough for a dropped connection; past that the daemon reconnects
 /// itself, to another node if `[broker] urls` has several.
 pub const RECOVERY_ATTEMPTS: usize = 3;
-
-/// The TCP (and TLS) connects lapin makes for one connection, counted as they fail in a row.
-///
-/// lapin's recovery gives up silently when the node refuses every connect of a round (1 +
-/// [`RECOVERY_ATTEMPTS`] of them): its I/O thread ends, but a refused connect counts as a
-/// recoverable error, and recovery starts only from a connected state, so the connection is
-/// left "reconnecting" for ever (lapin 4.12, `internal_rpc`'s `SetConnectionError`). A round
-/// that connects resets the count, so a count past the round's length means exactly that.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Connects(Arc<AtomicUsize>);
-
-impl Connects {
-    /// Notes one connect: a success ends the run of failures.
-    pub(crate) fn note(&self, connected: bool) {
-        if connected {
-            self.0.store(0, Ordering::Relaxed);
-        } else {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// True once a whole round of connects has failed: lapin has stopped trying.
-    fn exhausted(&self) -> bool {
-        self.0.load(Ordering::Relaxed) > RECOVERY_ATTEMPTS
-    }
-}
 
 /// How long a replaced connection that lapin is still recovering is watched (lapin's own
 /// schedule ends well before).
@@ -412,39 +387,4 @@ fn reconnecting(status: &lapin::ConnectionStatus, connects: &Connects) -> bool {
 /// True when lapin calls the connection (re)connecting but has stopped trying.
 fn gave_up(status: &lapin::ConnectionStatus, connects: &Connects) -> bool {
     (status.reconnecting() || status.connecting()) && connects.exhausted()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{Connects, RECOVERY_ATTEMPTS};
-
-    #[test]
-    fn a_round_of_failed_connects_is_lapin_giving_up() {
-        let connects = Connects::default();
-        for _ in 0..RECOVERY_ATTEMPTS {
-            connects.note(false);
-        }
-        assert!(!connects.exhausted(), "a retry is still to come");
-        connects.note(false);
-        assert!(
-            connects.exhausted(),
-            "1 + RECOVERY_ATTEMPTS connects failed"
-        );
-    }
-
-    #[test]
-    fn a_connect_that_succeeds_starts_the_count_over() {
-        let connects = Connects::default();
-        for _ in 0..RECOVERY_ATTEMPTS {
-            connects.note(false);
-        }
-        connects.note(true);
-        for _ in 0..RECOVERY_ATTEMPTS {
-            connects.note(false);
-        }
-        assert!(
-            !connects.exhausted(),
-            "two rounds' failures are not one round's"
-        );
-    }
 }

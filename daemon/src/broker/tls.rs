@@ -3,6 +3,7 @@
 //! when a client certificate stands in for a password; and what a failed TLS connect means.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use lapin::tcp::{AsyncTcpStream, RustlsConnector};
@@ -29,13 +30,14 @@ pub(super) fn names_user(url: &BrokerUrl) -> bool {
     url::Url::parse(url.expose()).is_ok_and(|u| !u.username().is_empty())
 }
 
-/// How long one TCP (and TLS) connect may take, unless the URL says otherwise with
-/// `?connection_timeout=MS`.
+/// How long one TCP (and TLS) connect may take, and the AMQP handshake after it, unless the
+/// URL says otherwise with `?connection_timeout=MS`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens a connection to `url`: `amqp://` plainly, `amqps://` through `[broker.tls]` (or the
 /// OS trust store without it). Every TCP (and TLS) connect lapin makes for it, the first and
-/// those of its own recovery, is noted in `connects`.
+/// those of its own recovery, is noted in `connects`, which also gives up on a handshake that
+/// does not come (see [`Connects`]).
 pub(super) async fn open(
     url: &BrokerUrl,
     settings: &BrokerSettings,
@@ -65,36 +67,51 @@ pub(super) async fn open(
         .query
         .connection_timeout
         .map_or(CONNECT_TIMEOUT, Duration::from_millis);
-    // lapin calls this again for each reconnection of its own.
-    let connect = async move |uri: AMQPUri, runtime| {
-        let attempt = async {
-            let host = (uri.authority.host.as_str(), uri.authority.port);
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host(host).await?.collect();
-            let stream = AsyncTcpStream::connect(&runtime, addresses).await?;
-            match &tls {
-                Some((connector, server_name)) => {
-                    Ok(stream.into_rustls(connector, server_name).await?)
-                }
-                None => Ok(stream),
+    let watch = connects.clone();
+    // lapin calls the closure again for each reconnection of its own. (Written in the call,
+    // so that the runtime's type is known inside it.)
+    let open = lapin::Connection::connector(
+        uri,
+        runtime,
+        async move |uri: AMQPUri, runtime| {
+            if connects.abandoned() {
+                return Err(
+                    std::io::Error::other("warren stopped waiting for this connection").into(),
+                );
             }
-        };
-        // lapin sets no limit of its own: a host that drops the packets (a machine powered
-        // off, a firewall) would hold each attempt for the kernel's SYN retries (2 minutes).
-        let stream: lapin::Result<_> = match tokio::time::timeout(limit, attempt).await {
-            Ok(stream) => stream,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "no connection within {} ms (the URL's connection_timeout)",
-                    limit.as_millis()
-                ),
-            )
-            .into()),
-        };
-        connects.note(stream.is_ok());
-        stream
-    };
-    lapin::Connection::connector(uri, runtime, connect, properties).await
+            let attempt = async {
+                let host = (uri.authority.host.as_str(), uri.authority.port);
+                let addresses: Vec<SocketAddr> = tokio::net::lookup_host(host).await?.collect();
+                let stream = AsyncTcpStream::connect(&runtime, addresses).await?;
+                if let AsyncTcpStream::Plain(plain) = &stream {
+                    connects.connected(plain.get_ref().as_fd().try_clone_to_owned().ok());
+                }
+                match &tls {
+                    Some((connector, server_name)) => {
+                        Ok(stream.into_rustls(connector, server_name).await?)
+                    }
+                    None => Ok(stream),
+                }
+            };
+            // lapin sets no limit of its own: a host that drops the packets (a machine powered
+            // off, a firewall) would hold each attempt for the kernel's SYN retries (2 minutes).
+            let stream: lapin::Result<_> = match tokio::time::timeout(limit, attempt).await {
+                Ok(stream) => stream,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no connection within {} ms (the URL's connection_timeout)",
+                        limit.as_millis()
+                    ),
+                )
+                .into()),
+            };
+            connects.note(stream.is_ok());
+            stream
+        },
+        properties,
+    );
+    watch.open(open, limit).await
 }
 
 /// What a failed connect to `url` means when TLS is the cause (or should have been used), as
