@@ -16,7 +16,7 @@ impl Daemon {
         if self.links.consume.gave_up() || self.links.publish.gave_up() {
             tracing::error!(
                 connects = 1 + crate::broker::RECOVERY_ATTEMPTS,
-                "lapin gave up recovering a broker connection (the node refused every connect); reconnecting"
+                "lapin gave up recovering a broker connection (every connect of its last round failed); reconnecting"
             );
             return self.reconnect().await;
         }
