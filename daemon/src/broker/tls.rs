@@ -62,12 +62,12 @@ pub(super) async fn open(
         None
     };
     let runtime = lapin::runtime::default_runtime()?;
+    let watch = connects;
     let connects = connects.clone();
     let limit = uri
         .query
         .connection_timeout
         .map_or(CONNECT_TIMEOUT, Duration::from_millis);
-    let watch = connects.clone();
     // lapin calls the closure again for each reconnection of its own. (Written in the call,
     // so that the runtime's type is known inside it.)
     let open = lapin::Connection::connector(
