@@ -1,7 +1,7 @@
 // Helpers for warren plugins in JavaScript (componentize-js): what the Rust SDK
 // gives, over the plain objects componentize-js maps warren's WIT to.
 //
-//   import { log } from "warren:plugin/host@0.2.0";
+//   import { log } from "warren:plugin/host@0.3.0";
 //   import { plugin, republish, reject } from "./warren_plugin.js";
 //
 //   export const handler = plugin({
@@ -24,6 +24,10 @@
 //   `handle` gets the message with text(), json() and header(key) added, and
 //   may return a verdict or its name ("ack", ...); an `async handle` may
 //   `await fetch(...)` (warren allows only the plugin's allowed_hosts).
+//   (Since contract warren:plugin@0.3.0 warren lends the message as a
+//   `delivery` resource; the wrapper reads it whole, once, with its
+//   message() method before `handle` runs, so the message stays valid after
+//   an `await` and after `handle` returns, as before.)
 //
 // It imports nothing from warren, so it runs under `node --test` too. It lives
 // in warren's repo (plugin-sdk/js/); `warren plugin new NAME --lang js` copies
@@ -257,8 +261,11 @@ export function plugin({ init, handle }) {
         throw e instanceof Error ? e.message : String(e);
       }
     },
-    handle(message) {
-      const verdict = handle(enrich(message));
+    // `delivery` is the resource warren lends for this call (contract 0.3.0):
+    // read the whole record from it now, once, before any `await`, so that
+    // the message does not depend on the borrow.
+    handle(delivery) {
+      const verdict = handle(enrich(delivery.message()));
       return verdict instanceof Promise ? verdict.then(verdictOf) : verdictOf(verdict);
     },
   };

@@ -12,6 +12,45 @@ const message = (body = "", h = {}, props = {}) => ({
   redelivered: false, deliveryCount: undefined, properties: properties({ headers: h, ...props }),
 });
 
+// A fake of the `delivery` resource warren lends to `handle` (contract 0.3.0),
+// with componentize-js's camelCase method names: it serves the parts of
+// `record`, counts the calls, and, like a borrow, refuses any once `end()` has
+// been called (when the export returned).
+class Delivery {
+  #record;
+  #lent = true;
+  calls = [];
+
+  constructor(record) {
+    this.#record = record;
+  }
+
+  end() {
+    this.#lent = false;
+  }
+
+  #read(part) {
+    if (!this.#lent) throw new Error(`delivery.${part}() after handle returned`);
+    this.calls.push(part);
+  }
+
+  body() { this.#read("body"); return this.#record.body; }
+  exchange() { this.#read("exchange"); return this.#record.exchange; }
+  routingKey() { this.#read("routingKey"); return this.#record.routingKey; }
+  queue() { this.#read("queue"); return this.#record.queue; }
+  redelivered() { this.#read("redelivered"); return this.#record.redelivered; }
+  deliveryCount() { this.#read("deliveryCount"); return this.#record.deliveryCount; }
+  properties() { this.#read("properties"); return this.#record.properties; }
+  header(key) {
+    this.#read("header");
+    return this.#record.properties.headers.find((h) => h.key === key);
+  }
+  message() { this.#read("message"); return this.#record; }
+}
+
+/** What warren passes to `handle`: the message lent as a delivery. */
+const lend = (...args) => new Delivery(message(...args));
+
 test("verdicts", () => {
   assert.deepEqual([ack(), reject(), requeue()], [{ tag: "ack" }, { tag: "reject" }, { tag: "requeue" }]);
   assert.deepEqual(republish("out", { priority: 7 }), {
@@ -81,18 +120,59 @@ test("plugin wraps init and handle", () => {
     },
   });
   handler.init([["to", "out"]]);
-  const m = message('{"p": 2}', { n: int16(4), cc: ["a", "b"] });
-  assert.equal(handler.handle(m).val.routingKey, "out");
-  assert.equal(handler.handle(m).val.priority, 2);
-  assert.deepEqual(handler.handle(message("again", { n: int16(4), cc: ["a", "b"] })), requeue());
-  assert.equal(headerValue(m, "n"), 4);
+  const lent = lend('{"p": 2}', { n: int16(4), cc: ["a", "b"] });
+  assert.equal(handler.handle(lent).val.routingKey, "out");
+  assert.deepEqual(lent.calls, ["message"], "the delivery is read whole, once");
+  assert.equal(handler.handle(lend('{"p": 2}', { n: int16(4), cc: ["a", "b"] })).val.priority, 2);
+  assert.deepEqual(handler.handle(lend("again", { n: int16(4), cc: ["a", "b"] })), requeue());
+  assert.equal(headerValue(message("", { n: int16(4) }), "n"), 4);
   assert.throws(() => handler.init([["colour", "blue"]]), (e) => e === "unknown config key 'colour' (known: to)");
-  assert.throws(() => plugin({ handle: () => undefined }).handle(message()), /returned nothing/);
-  assert.throws(() => plugin({ handle: () => "maybe" }).handle(message()), /unknown verdict/);
+  assert.throws(() => plugin({ handle: () => undefined }).handle(lend()), /returned nothing/);
+  assert.throws(() => plugin({ handle: () => "maybe" }).handle(lend()), /unknown verdict/);
+});
+
+test("handle gets the same message as before, valid after handle returns", () => {
+  let kept;
+  const handler = plugin({
+    handle(m) {
+      kept = m;
+      return ack();
+    },
+  });
+  const record = {
+    body: new TextEncoder().encode('{"route":"a"}'), exchange: "ex", routingKey: "rk", queue: "q",
+    redelivered: true, deliveryCount: 2,
+    properties: properties({ headers: { n: int16(4), cc: ["a", "b"] }, replyTo: "replies", correlationId: "7" }),
+  };
+  const lent = new Delivery(record);
+  assert.deepEqual(handler.handle(lent), ack());
+  lent.end();
+  assert.deepEqual(
+    [kept.body, kept.exchange, kept.routingKey, kept.queue, kept.redelivered, kept.deliveryCount],
+    [record.body, "ex", "rk", "q", true, 2],
+  );
+  assert.equal(kept.properties, record.properties);
+  assert.equal(kept.text(), '{"route":"a"}');
+  assert.deepEqual(kept.json(), { route: "a" });
+  assert.equal(kept.header("n"), 4);
+  assert.deepEqual(kept.header("cc"), ["a", "b"]);
+  assert.equal(kept.header("x", "d"), "d");
+  assert.equal(headerValue(kept, "n"), 4);
+  assert.equal(reply(kept, "ok").routingKey, "replies");
+  assert.deepEqual(lent.calls, ["message"]);
 });
 
 test("an async handle is awaited, its verdict checked", async () => {
-  const handler = plugin({ handle: async (m) => (m.text() === "x" ? "reject" : undefined) });
-  assert.deepEqual(await handler.handle(message("x")), reject());
-  await assert.rejects(handler.handle(message("y")), /returned nothing/);
+  const handler = plugin({
+    async handle(m) {
+      await null;
+      return m.text() === "x" && m.header("n") === 4 ? "reject" : undefined;
+    },
+  });
+  // The message is read before the first `await`: it outlives the borrow.
+  const lent = lend("x", { n: int16(4) });
+  const verdict = handler.handle(lent);
+  lent.end();
+  assert.deepEqual(await verdict, reject());
+  await assert.rejects(handler.handle(lend("y")), /returned nothing/);
 });

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from componentize_py_types import Err
-from wit_world.imports import host, types
+from wit_world.imports import delivery, host, types
 
 import conftest
 import warren_plugin as warren
@@ -16,6 +16,64 @@ def message(body=b"", headers=None, **props):
     return types.Message(
         body=body, exchange="", routing_key="q", queue="q", redelivered=False,
         delivery_count=None, properties=warren.properties(headers, **props))
+
+
+class Delivery(delivery.Delivery):
+    """A fake of the `delivery` resource warren lends to `handle` (contract
+    0.3.0): it serves the parts of `record`, counts the calls, and, like a
+    borrow, refuses any once `end()` has been called (when `handle` returned)."""
+
+    def __init__(self, record):
+        self.record, self.calls, self.lent = record, [], True
+
+    def end(self):
+        self.lent = False
+
+    def _read(self, part):
+        if not self.lent:
+            raise RuntimeError(f"delivery.{part}() after handle returned")
+        self.calls.append(part)
+
+    def body(self):
+        self._read("body")
+        return self.record.body
+
+    def exchange(self):
+        self._read("exchange")
+        return self.record.exchange
+
+    def routing_key(self):
+        self._read("routing_key")
+        return self.record.routing_key
+
+    def queue(self):
+        self._read("queue")
+        return self.record.queue
+
+    def redelivered(self):
+        self._read("redelivered")
+        return self.record.redelivered
+
+    def delivery_count(self):
+        self._read("delivery_count")
+        return self.record.delivery_count
+
+    def properties(self):
+        self._read("properties")
+        return self.record.properties
+
+    def header(self, key):
+        self._read("header")
+        return next((h for h in self.record.properties.headers if h.key == key), None)
+
+    def message(self):
+        self._read("message")
+        return self.record
+
+
+def lend(record):
+    """What warren passes to `handle`: `record` lent as a delivery."""
+    return Delivery(record)
 
 
 def test_verdicts():
@@ -114,15 +172,46 @@ def test_handler_wraps_init_and_handle(monkeypatch):
     monkeypatch.setattr(host, "publish", published.append)
     Handler = warren.handler(handle, init=init)
     Handler().init([("to", "out")])
-    assert Handler().handle(message(b"x")) == warren.ACK
-    assert Handler().handle(message(b"again")) == warren.REQUEUE
+    lent = lend(message(b"x"))
+    assert Handler().handle(lent) == warren.ACK
+    assert lent.calls == ["message"], "the delivery is read whole, once"
+    assert Handler().handle(lend(message(b"again"))) == warren.REQUEUE
     assert logged == [(types.Level.INFO, "got x"), (types.Level.INFO, "got again")]
     assert [p.routing_key for p in published] == ["out", "out"]
     with pytest.raises(Err) as refused:
         Handler().init([("colour", "blue")])
     assert refused.value.value == "unknown config key 'colour' (known: to)"
     with pytest.raises(ValueError, match="returned None"):
-        warren.handler(lambda m: None)().handle(message())
+        warren.handler(lambda m: None)().handle(lend(message()))
+    with pytest.raises(ValueError, match="unknown verdict 'maybe'"):
+        warren.handler(lambda m: "maybe")().handle(lend(message()))
+
+
+def test_handle_gets_the_same_message_as_before():
+    """`handle` gets a Message over the record the delivery lends, with every
+    field and helper, and valid after `handle` returns (the borrow is not)."""
+    kept = []
+
+    def handle(m):
+        kept.append(m)
+        return warren.ACK
+
+    record = types.Message(
+        body=b'{"route": "a"}', exchange="ex", routing_key="rk", queue="q", redelivered=True,
+        delivery_count=2, properties=warren.properties(
+            {"n": warren.int16(4), "cc": ["a", "b"]}, reply_to="replies", correlation_id="7"))
+    lent = lend(record)
+    assert warren.handler(handle)().handle(lent) == warren.ACK
+    lent.end()
+    [m] = kept
+    assert isinstance(m, warren.Message) and m.raw is record
+    assert (m.body, m.exchange, m.routing_key, m.queue, m.redelivered, m.delivery_count) == (
+        b'{"route": "a"}', "ex", "rk", "q", True, 2)
+    assert m.properties.reply_to == "replies"
+    assert m.text == '{"route": "a"}' and m.json() == {"route": "a"}
+    assert m.header("n") == 4 and m.header("cc") == ["a", "b"] and m.header("x") is None
+    assert warren.reply(m, "ok").routing_key == "replies"
+    assert lent.calls == ["message"]
 
 
 def test_the_plugin_http_world_is_supported_too():

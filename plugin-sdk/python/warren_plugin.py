@@ -23,7 +23,10 @@ or `plugin-http` for a plugin that sends HTTP requests).
 - handler(handle, init=None): the `Handler` class componentize-py exports.
   `init` gets the config as a Config (a dict with require() and parse()); an
   exception from it refuses the config. `handle` gets a Message: the WIT's
-  record plus .text, .json() and .header(key).
+  `message` record plus .text, .json() and .header(key). (Since contract
+  warren:plugin@0.3.0 warren lends the message as a `delivery` resource; the
+  wrapper reads it whole, once, with its message() method, so the Message
+  stays valid after `handle` returns, as before.)
 
 This file lives in warren's repo (plugin-sdk/python/); `warren plugin new
 NAME --lang python` copies it into a new project.
@@ -218,8 +221,9 @@ def republish(routing_key: str, exchange: str = "", priority: Optional[int] = No
 
 
 class Message:
-    """The message being handled: every field of the WIT's record (body, queue,
-    properties, redelivered, delivery_count, ...), plus helpers."""
+    """The message being handled: every field of the WIT's `message` record
+    (body, queue, properties, redelivered, delivery_count, ...), plus helpers.
+    `raw` is the record, as the delivery's message() returned it."""
 
     def __init__(self, raw: Any):
         self.raw = raw
@@ -314,7 +318,11 @@ def handler(handle: Callable[[Message], Any],
                 raise Err(str(e)) from e
 
         def handle(self, message: Any) -> Any:
-            verdict = handle(Message(message))
+            # `message` is the `delivery` resource warren lends for this call
+            # (contract 0.3.0): read the whole record from it now, once, so
+            # that the Message does not depend on the borrow, which ends when
+            # this method returns.
+            verdict = handle(Message(message.message()))
             if isinstance(verdict, str):
                 if verdict not in _NAMED:
                     raise ValueError(f"unknown verdict {verdict!r}")

@@ -2,11 +2,15 @@
 //!
 //! warren consumes RabbitMQ queues and hands every message to a plugin, a
 //! WebAssembly component that decides what becomes of it: a [`Verdict`].
-//! This crate owns the contract (the WIT package `warren:plugin@0.2.0` in
+//! This crate owns the contract (the WIT package `warren:plugin@0.3.0` in
 //! `plugin-sdk/wit/`) and hides the generated bindings behind plain Rust types.
-//! warren refuses a plugin built against another contract version (0.1.0
-//! plugins included) with an error naming both versions: rebuild it with the
-//! SDK of the warren you run.
+//! warren still runs plugins built against 0.2.0, and refuses one built against
+//! another contract version (0.1.0 plugins included) with an error naming the
+//! versions: rebuild it with the SDK of the warren you run.
+//!
+//! The [`Message`] is lent by warren for the call: each part (`body()`,
+//! `properties()`, ...) is copied into the plugin when first read, so a plugin
+//! pays only for what it reads.
 //!
 //! # A complete plugin
 //!
@@ -23,7 +27,7 @@
 //!     }
 //!
 //!     fn handle(&mut self, message: Message) -> Verdict {
-//!         println!("{} {}", self.prefix, String::from_utf8_lossy(&message.body));
+//!         println!("{} {}", self.prefix, String::from_utf8_lossy(message.body()));
 //!         Verdict::Ack
 //!     }
 //! }
@@ -94,12 +98,14 @@
 
 mod config;
 pub mod log;
+mod message;
 mod types;
 mod value;
 
 pub use config::Config;
+pub use message::Message;
 pub use types::{
-    Container, Decimal, Header, HeaderValue, Level, Message, Outgoing, Properties, Republish,
+    Container, Decimal, Header, HeaderValue, Level, MessageRecord, Outgoing, Properties, Republish,
     Verdict,
 };
 pub use value::{MAX_DEPTH, Value};
@@ -114,8 +120,8 @@ pub trait Plugin: Sized + 'static {
     /// old version stays in service.
     fn init(config: Config) -> Result<Self, String>;
 
-    /// Decides what becomes of one message.
-    fn handle(&mut self, message: Message) -> Verdict;
+    /// Decides what becomes of one message, reading from it what it needs.
+    fn handle(&mut self, message: Message<'_>) -> Verdict;
 }
 
 /// Asks warren to publish an extra message, for example a reply.
@@ -168,7 +174,7 @@ macro_rules! export {
                     $crate::__private::init(&__WARREN_PLUGIN_INSTANCE, config)
                 }
 
-                fn handle(message: $crate::Message) -> $crate::Verdict {
+                fn handle(message: &$crate::__private::Delivery) -> $crate::Verdict {
                     $crate::__private::handle(&__WARREN_PLUGIN_INSTANCE, message)
                 }
             }
@@ -196,7 +202,7 @@ pub mod __bindings {
         export_macro_name: "__export_plugin",
         additional_derives: [PartialEq],
         additional_type_attributes: {
-            "warren:plugin/types@0.2.0/properties": [#[derive(Default)]],
+            "warren:plugin/types@0.3.0/properties": [#[derive(Default)]],
         },
     });
 }
@@ -210,6 +216,7 @@ pub mod __private {
     use crate::{Config, Message, Plugin, Verdict};
 
     pub use crate::__bindings::exports::warren::plugin::handler::Guest;
+    pub use crate::__bindings::warren::plugin::delivery::Delivery;
 
     /// The one instance of a component's plugin.
     pub type Slot<P> = LocalKey<RefCell<Option<P>>>;
@@ -225,10 +232,10 @@ pub mod __private {
         Ok(())
     }
 
-    /// Hands a message to the instance made by [`init`].
-    pub fn handle<P: Plugin>(slot: &'static Slot<P>, message: Message) -> Verdict {
+    /// Hands the message lent by warren to the instance made by [`init`].
+    pub fn handle<P: Plugin>(slot: &'static Slot<P>, delivery: &Delivery) -> Verdict {
         slot.with_borrow_mut(|instance| match instance {
-            Some(instance) => instance.handle(message),
+            Some(instance) => instance.handle(Message::lent(delivery)),
             None => panic!("warren_plugin: handle called before a successful init"),
         })
     }

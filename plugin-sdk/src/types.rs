@@ -1,46 +1,9 @@
 //! The types that cross the plugin boundary, and small helpers on them.
 
 pub use crate::__bindings::warren::plugin::types::{
-    Container, Decimal, Header, HeaderValue, Level, Message, Outgoing, Properties, Republish,
-    Verdict,
+    Container, Decimal, Header, HeaderValue, Level, Message as MessageRecord, Outgoing, Properties,
+    Republish, Verdict,
 };
-
-use crate::Value;
-
-impl Message {
-    /// The body as text, if it is valid UTF-8.
-    pub fn body_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.body).ok()
-    }
-
-    /// The value of the first header named `key`, arrays and tables included. (Headers
-    /// warren gives are always well formed, so this is `None` only when there is no such
-    /// header.)
-    pub fn header(&self, key: &str) -> Option<Value> {
-        self.raw_header(key)?.value().ok()
-    }
-
-    /// The value of the first header named `key`, if it is an integer of any width.
-    pub fn header_int(&self, key: &str) -> Option<i64> {
-        self.raw_header(key)?.value.as_int()
-    }
-
-    /// The value of the first header named `key`, if it is UTF-8 text.
-    pub fn header_str(&self, key: &str) -> Option<&str> {
-        match &self.raw_header(key)?.value {
-            HeaderValue::Text(text) => Some(text),
-            _ => None,
-        }
-    }
-
-    /// The first header named `key`, in the contract's flat form.
-    pub fn raw_header(&self, key: &str) -> Option<&Header> {
-        self.properties
-            .headers
-            .iter()
-            .find(|header| header.key == key)
-    }
-}
 
 impl HeaderValue {
     /// The value as an `i64`, if it is an integer of any width (a timestamp is not).
@@ -132,51 +95,6 @@ impl Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn message(headers: Vec<Header>, body: &[u8]) -> Message {
-        Message {
-            body: body.to_vec(),
-            exchange: String::new(),
-            routing_key: "q".into(),
-            queue: "q".into(),
-            redelivered: false,
-            delivery_count: None,
-            properties: Properties {
-                headers,
-                ..Properties::default()
-            },
-        }
-    }
-
-    #[test]
-    fn header_finds_the_first_with_that_key() {
-        let message = message(
-            vec![
-                Header::new("a", 1i32),
-                Header::new("b", true),
-                Header::new("a", 2i64),
-                Header::text("t", "x"),
-                Header::new("cc", vec![Value::from("q1"), Value::from("q2")]),
-            ],
-            b"",
-        );
-        assert_eq!(message.header("a"), Some(Value::Int32(1)));
-        assert_eq!(message.header_int("a"), Some(1));
-        assert_eq!(message.header("b"), Some(Value::Boolean(true)));
-        assert_eq!(message.header_int("b"), None);
-        assert_eq!(message.header_str("t"), Some("x"));
-        assert_eq!(
-            message.header("cc"),
-            Some(Value::Array(vec!["q1".into(), "q2".into()]))
-        );
-        assert_eq!(message.header("c"), None);
-    }
-
-    #[test]
-    fn body_str_is_none_for_invalid_utf8() {
-        assert_eq!(message(vec![], b"hi").body_str(), Some("hi"));
-        assert_eq!(message(vec![], &[0xff, 0xfe]).body_str(), None);
-    }
 
     #[test]
     fn republish_builder_sets_only_what_is_asked() {

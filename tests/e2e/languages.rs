@@ -1,6 +1,7 @@
 //! Plugins in other languages, through the daemon on the real broker: the Python and
 //! JavaScript example routers (`plugins/examples/`), the same router in Rust as the baseline,
-//! and a plugin built against another contract version, which warren refuses.
+//! a plugin built against contract 0.2.0, which warren still runs, and plugins built
+//! against contract versions it does not speak, which it refuses.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -197,7 +198,7 @@ fn check_refuses_a_plugin_of_another_contract_version() {
     let stderr = check_refuses("contract_v2");
     assert!(
         stderr.contains("built against contract warren:plugin@0.9.0")
-            && stderr.contains("speaks warren:plugin@0.2.0"),
+            && stderr.contains("speaks warren:plugin@0.3.0 (and runs plugins built for 0.2.0)"),
         "the error names both versions: {stderr}"
     );
 }
@@ -209,7 +210,91 @@ fn check_refuses_a_plugin_built_for_contract_0_1_0() {
     let stderr = check_refuses("contract_v1");
     assert!(
         stderr.contains("built against contract warren:plugin@0.1.0")
-            && stderr.contains("speaks warren:plugin@0.2.0"),
+            && stderr.contains("speaks warren:plugin@0.3.0"),
         "the error names both versions: {stderr}"
     );
+}
+
+/// Messages through the plugin built for contract 0.2.0.
+const V0_2_MESSAGES: usize = 200;
+
+/// A plugin built against contract 0.2.0 (`tests/plugins/contract-0-2`, where `handle` takes
+/// the message as a record), never rebuilt, still runs: each of [`V0_2_MESSAGES`] messages,
+/// counted by id, is republished with its body and headers and the fields the plugin read
+/// (queue, routing key, redelivered), and the extra message it published arrives too.
+#[tokio::test]
+async fn a_plugin_built_for_contract_0_2_0_still_runs() {
+    let broker = Broker::connect().await;
+    let queue = unique("v0-2");
+    let out = unique("v0-2-out");
+    let extra = format!("{out}.extra");
+    broker.queue(&out).await;
+    broker.queue(&extra).await;
+    broker.forget_later_queue(&queue);
+    let config = TestConfig::new()
+        .plugin(
+            "old",
+            &test_plugin("contract_0_2"),
+            &format!(r#"to = "{out}""#),
+            "",
+        )
+        .queue(&queue, "")
+        .pipeline(&queue, &queue, "old", "");
+    let daemon = start(&config.build()).await;
+
+    let mut headers = FieldTable::default();
+    headers.insert("tenant".into(), AMQPValue::LongString("acme".into()));
+    let messages: Vec<(Vec<u8>, BasicProperties)> = (0..V0_2_MESSAGES)
+        .map(|i| {
+            let properties = BasicProperties::default()
+                .with_message_id(format!("m{i}").into())
+                .with_headers(headers.clone());
+            (format!("body {i}").into_bytes(), properties)
+        })
+        .collect();
+    broker.publish_each(&queue, messages, 100).await;
+
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..V0_2_MESSAGES {
+        let routed = broker.next(&out).await;
+        let id = routed
+            .delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .expect("the message id is kept")
+            .to_string();
+        let i = id.trim_start_matches('m');
+        assert_eq!(routed.delivery.data, format!("body {i}").into_bytes());
+        let got = routed
+            .delivery
+            .properties
+            .headers()
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            got.inner().get("tenant"),
+            Some(&AMQPValue::LongString("acme".into()))
+        );
+        assert_eq!(
+            got.inner().get("seen"),
+            Some(&AMQPValue::LongString(
+                format!("{queue}/{queue}/false").into()
+            )),
+            "the plugin read the queue, routing key and redelivered flag"
+        );
+        assert!(seen.insert(id.clone()), "{id} came twice");
+        let extra_message = broker.next(&extra).await;
+        assert!(extra_message.delivery.data.starts_with(b"extra:body "));
+    }
+    assert_eq!(seen.len(), V0_2_MESSAGES, "every message came, once");
+
+    daemon.stop().await.expect("clean stop");
+    assert_eq!(broker.ready(&queue).await, 0, "every message was settled");
+    assert_eq!(
+        broker.ready(&out).await,
+        0,
+        "nothing more than one per message"
+    );
+    broker.cleanup().await;
 }

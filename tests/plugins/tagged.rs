@@ -17,9 +17,9 @@ impl Plugin for Tagged {
     /// Republishes the message to `to` with headers `tag` (this build's tag) and
     /// `was-redelivered` (the message's redelivered flag).
     fn handle(&mut self, message: Message) -> Verdict {
-        let mut headers = message.properties.headers;
+        let mut headers = message.headers().to_vec();
         headers.push(Header::text("tag", TAG));
-        headers.push(Header::new("was-redelivered", message.redelivered));
+        headers.push(Header::new("was-redelivered", message.redelivered()));
         Republish::to("", self.to.as_str()).headers(headers).into()
     }
 }

@@ -56,17 +56,17 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     let ack = runtime.load(&config.plugins["ack"]).await?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let pipeline: Arc<str> = Arc::from("bench");
-    let kib = message(vec![b'x'; args.size]);
+    let mut kib = message(vec![b'x'; args.size]);
 
     eprintln!("call: {WARM_UP_CALLS} warm-up + {} timed calls", args.calls);
     for _ in 0..WARM_UP_CALLS {
-        ack.handle(&pipeline, &kib).await?;
+        ack.handle(&pipeline, &mut kib).await?;
     }
     let mut samples = Vec::with_capacity(args.calls);
     let all = Instant::now();
     for _ in 0..args.calls {
         let t = Instant::now();
-        let outcome = ack.handle(&pipeline, &kib).await?;
+        let outcome = ack.handle(&pipeline, &mut kib).await?;
         samples.push(t.elapsed().as_secs_f64() * 1e6);
         ensure!(
             matches!(outcome.verdict, Verdict::Ack),
@@ -80,23 +80,23 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     // First call on a fresh instance: a trap (stack overflow, which prints nothing) throws the
     // pooled instance away, so the next `handle` instantiates and `init`s a new one first.
     let body = runtime.load(&config.plugins["body"]).await?;
-    let recurse = message(b"recurse".to_vec());
-    let ack_body = message(b"ack".to_vec());
+    let mut recurse = message(b"recurse".to_vec());
+    let mut ack_body = message(b"ack".to_vec());
     for _ in 0..POOL_WARM_UP_CALLS {
-        body.handle(&pipeline, &ack_body).await?;
+        body.handle(&pipeline, &mut ack_body).await?;
     }
     let mut warm = Vec::with_capacity(FIRST_CALL_SAMPLES);
     let mut first = Vec::with_capacity(FIRST_CALL_SAMPLES);
     for _ in 0..FIRST_CALL_SAMPLES {
         let t = Instant::now();
-        body.handle(&pipeline, &ack_body).await?;
+        body.handle(&pipeline, &mut ack_body).await?;
         warm.push(t.elapsed().as_secs_f64() * 1e6);
-        match body.handle(&pipeline, &recurse).await {
+        match body.handle(&pipeline, &mut recurse).await {
             Err(PluginError::Trap(_)) => {}
             other => bail!("expected a trap from body 'recurse', got {other:?}"),
         }
         let t = Instant::now();
-        body.handle(&pipeline, &ack_body).await?;
+        body.handle(&pipeline, &mut ack_body).await?;
         first.push(t.elapsed().as_secs_f64() * 1e6);
     }
     let warm = Percentiles::of(&mut warm);

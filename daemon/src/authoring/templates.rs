@@ -68,7 +68,7 @@ const WIT: [(&str, &str); 8] = [
 ];
 
 /// The Rust SDK crate, as it is in `plugin-sdk/` (its `wit/` is [`WIT`]).
-const SDK: [File; 7] = [
+const SDK: [File; 8] = [
     copy(
         "warren-plugin-sdk/Cargo.toml",
         include_str!("../../../plugin-sdk/Cargo.toml"),
@@ -88,6 +88,10 @@ const SDK: [File; 7] = [
     copy(
         "warren-plugin-sdk/src/log.rs",
         include_str!("../../../plugin-sdk/src/log.rs"),
+    ),
+    copy(
+        "warren-plugin-sdk/src/message.rs",
+        include_str!("../../../plugin-sdk/src/message.rs"),
     ),
     copy(
         "warren-plugin-sdk/src/types.rs",

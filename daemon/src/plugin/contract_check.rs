@@ -1,60 +1,84 @@
-//! The contract check: a component built against another version of warren's contract is
-//! refused before it is linked, with both versions named and the fix.
+//! The contract check: a component built against a version of warren's contract this warren
+//! does not speak is refused before it is linked, with the versions named and the fix.
 
 use anyhow::anyhow;
 use wasmtime::component::Component;
 
 use crate::contract as bindings;
 
-/// Refuses a component built against another version of the contract, naming both versions
-/// and saying to rebuild it against this warren's SDK.
-pub(super) fn check_contract(component: &Component) -> anyhow::Result<()> {
+/// The contract versions warren runs plugins of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Contract {
+    /// The current one, [`bindings::CONTRACT_VERSION`]: `handle` is lent a `delivery`.
+    Current,
+    /// 0.2.0: `handle` takes the whole message as a record.
+    V0_2,
+}
+
+impl Contract {
+    fn version(self) -> &'static str {
+        match self {
+            Contract::Current => bindings::CONTRACT_VERSION,
+            Contract::V0_2 => bindings::v0_2::VERSION,
+        }
+    }
+}
+
+/// The contract `component` was built against; refuses one built against a version warren
+/// does not speak (or mixing versions), naming them and saying to rebuild it against this
+/// warren's SDK.
+pub(super) fn check_contract(component: &Component) -> anyhow::Result<Contract> {
     let engine = component.engine();
     let ty = component.component_type();
-    let wanted = format!(
-        "{}/handler@{}",
-        bindings::CONTRACT_PACKAGE,
-        bindings::CONTRACT_VERSION
-    );
     let prefix = format!("{}/", bindings::CONTRACT_PACKAGE);
-    let version = format!("@{}", bindings::CONTRACT_VERSION);
-    let mut exports_handler = false;
+    let handler = |contract: Contract| format!("{prefix}handler@{}", contract.version());
+    let mut exported = None;
     let mut other = None;
     for (name, _) in ty.exports(engine) {
-        if name == wanted {
-            exports_handler = true;
+        if let Some(contract) = [Contract::Current, Contract::V0_2]
+            .into_iter()
+            .find(|&c| name == handler(c))
+        {
+            exported.get_or_insert(contract);
         } else if name.starts_with(&prefix) {
             other.get_or_insert_with(|| name.to_owned());
         }
     }
-    // The host interface it imports must be of the same version too (a plugin may export
-    // this version's handler yet import another version's host).
+    // The interfaces it imports must be of the same version (a plugin may export one
+    // version's handler yet import another version's host).
+    let version = format!(
+        "@{}",
+        exported.map_or(bindings::CONTRACT_VERSION, Contract::version)
+    );
     for (name, _) in ty.imports(engine) {
         if name.starts_with(&prefix) && !name.ends_with(&version) {
             other.get_or_insert_with(|| name.to_owned());
         }
     }
-    match (other, exports_handler) {
+    match (other, exported) {
         (Some(other), _) => Err(anyhow!("{}", contract_mismatch(&other))),
-        (None, true) => Ok(()),
-        (None, false) => Err(anyhow!(
-            "is not a warren plugin: it does not export {wanted}"
+        (None, Some(contract)) => Ok(contract),
+        (None, None) => Err(anyhow!(
+            "is not a warren plugin: it does not export {}",
+            handler(Contract::Current)
         )),
     }
 }
 
-/// The error for a plugin that uses `interface` (`warren:plugin/NAME@VERSION`) of another
-/// contract version.
+/// The error for a plugin that uses `interface` (`warren:plugin/NAME@VERSION`) of a contract
+/// version this warren does not speak.
 fn contract_mismatch(interface: &str) -> String {
     let theirs = interface
         .rsplit_once('@')
         .map_or("an unknown version", |(_, v)| v);
     format!(
         "built against contract {package}@{theirs} (it uses {interface}), but this warren \
-         speaks {package}@{ours}; rebuild the plugin against the SDK of this warren \
-         (plugin-sdk/, or the WIT in plugin-sdk/wit/ for other languages)",
+         speaks {package}@{ours} (and runs plugins built for {older}); rebuild the plugin \
+         against the SDK of this warren (plugin-sdk/, or the WIT in plugin-sdk/wit/ for other \
+         languages)",
         package = bindings::CONTRACT_PACKAGE,
         ours = bindings::CONTRACT_VERSION,
+        older = bindings::OLDER_VERSIONS.join(", "),
     )
 }
 
@@ -63,13 +87,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_contract_mismatch_names_both_versions_and_the_fix() {
+    fn a_contract_mismatch_names_the_versions_and_the_fix() {
         let error = contract_mismatch("warren:plugin/handler@0.1.0");
         assert!(
             error.starts_with("built against contract warren:plugin@0.1.0 "),
             "{error}"
         );
-        let ours = format!("speaks warren:plugin@{}", bindings::CONTRACT_VERSION);
+        let ours = format!(
+            "speaks warren:plugin@{} (and runs plugins built for 0.2.0)",
+            bindings::CONTRACT_VERSION
+        );
         assert!(error.contains(&ours), "{error}");
         assert!(
             error.contains("rebuild the plugin against the SDK"),

@@ -12,8 +12,11 @@ use super::log::{
     LogLimiter, MAX_LOG_BYTES_PER_MESSAGE, PluginOutput, SharedTag, Stream, lock, one_log_line,
 };
 
-use crate::contract::warren::plugin::{host, types};
-use crate::contract::{Level, Outgoing};
+use wasmtime::component::Resource;
+
+use crate::contract::v0_2::warren::plugin::host as host_v0_2;
+use crate::contract::warren::plugin::{delivery, host, types};
+use crate::contract::{Delivery, Header, Level, Message, Outgoing, Properties};
 use crate::trace::TraceId;
 
 /// Most extra messages one `handle` may publish; past it the call traps.
@@ -41,6 +44,9 @@ pub struct HostState {
     pub(super) limits: StoreLimits,
     /// Messages published during the current `handle`, held until it returns.
     pub(super) pending: Vec<Outgoing>,
+    /// The message lent to the current `handle` (through the `delivery` the guest is given),
+    /// moved here for the call and back out after it; an empty message between calls.
+    pub(super) lent: Message,
     /// When the current call must end; checked at every epoch tick.
     pub(super) deadline: Instant,
     /// The plugin's name, for logs.
@@ -85,6 +91,7 @@ impl HostState {
             },
             limits,
             pending: Vec::new(),
+            lent: empty_message(),
             deadline: Instant::now(),
             pipeline: plugin.clone(),
             plugin,
@@ -149,6 +156,79 @@ impl WasiHttpView for HostState {
 }
 
 impl types::Host for HostState {}
+
+impl delivery::Host for HostState {}
+
+/// The `delivery` a guest is lent is always the message of the current call, [`HostState::lent`]:
+/// a borrow cannot outlive the call, and the contract has no way to make a `delivery`, so
+/// the handle itself is never looked at.
+impl delivery::HostDelivery for HostState {
+    fn body(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.lent.body.clone())
+    }
+
+    fn exchange(&mut self, _: Resource<Delivery>) -> wasmtime::Result<String> {
+        Ok(self.lent.exchange.clone())
+    }
+
+    fn routing_key(&mut self, _: Resource<Delivery>) -> wasmtime::Result<String> {
+        Ok(self.lent.routing_key.clone())
+    }
+
+    fn queue(&mut self, _: Resource<Delivery>) -> wasmtime::Result<String> {
+        Ok(self.lent.queue.clone())
+    }
+
+    fn redelivered(&mut self, _: Resource<Delivery>) -> wasmtime::Result<bool> {
+        Ok(self.lent.redelivered)
+    }
+
+    fn delivery_count(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Option<u32>> {
+        Ok(self.lent.delivery_count)
+    }
+
+    fn properties(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Properties> {
+        Ok(self.lent.properties.clone())
+    }
+
+    fn header(&mut self, _: Resource<Delivery>, key: String) -> wasmtime::Result<Option<Header>> {
+        let headers = &self.lent.properties.headers;
+        Ok(headers.iter().find(|header| header.key == key).cloned())
+    }
+
+    fn message(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Message> {
+        Ok(self.lent.clone())
+    }
+
+    fn drop(&mut self, _: Resource<Delivery>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+/// A message with nothing in it (and nothing allocated): what [`HostState::lent`] holds
+/// between calls.
+pub(super) fn empty_message() -> Message {
+    Message {
+        body: Vec::new(),
+        exchange: String::new(),
+        routing_key: String::new(),
+        queue: String::new(),
+        redelivered: false,
+        delivery_count: None,
+        properties: crate::message::empty_properties(),
+    }
+}
+
+/// Contract 0.2.0's `host` is the current one under another version.
+impl host_v0_2::Host for HostState {
+    fn log(&mut self, level: Level, text: String) -> wasmtime::Result<()> {
+        host::Host::log(self, level, text)
+    }
+
+    fn publish(&mut self, message: Outgoing) -> wasmtime::Result<()> {
+        host::Host::publish(self, message)
+    }
+}
 
 impl host::Host for HostState {
     fn log(&mut self, level: Level, text: String) -> wasmtime::Result<()> {

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+use tokio::time::error::Elapsed;
+use wasmtime::component::Resource;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 use super::pool::Lease;
-use super::{HostState, Plugin};
+use super::{HostState, Plugin, Pre};
 use crate::contract::{self, Message, Outgoing, Verdict};
 use crate::trace::TraceId;
 
@@ -50,10 +52,16 @@ pub enum PluginError {
 /// runtime opens on first use and keeps) before it is replaced.
 const LEAKED_HANDLES_MAX: usize = 16;
 
+/// The exports of an instance, by the contract version it was built for.
+enum Bindings {
+    Current(contract::Plugin),
+    V0_2(contract::v0_2::Plugin),
+}
+
 /// One instance of a plugin: its store and its exports.
 pub(super) struct Instance {
     store: Store<HostState>,
-    bindings: contract::Plugin,
+    bindings: Bindings,
     /// Resource handles open once `init` returned.
     handles_after_init: usize,
 }
@@ -62,11 +70,12 @@ impl Plugin {
     /// Runs `handle` on `message` and returns its verdict and publishes.
     ///
     /// `pipeline` tags the plugin's log lines. The message is lent, not copied by the host:
-    /// the caller keeps it to settle or republish.
+    /// it is moved into the instance for the call (where the plugin reads what it needs of
+    /// it) and back, and the caller keeps it to settle or republish.
     pub async fn handle(
         &self,
         pipeline: &Arc<str>,
-        message: &Message,
+        message: &mut Message,
     ) -> Result<Outcome, PluginError> {
         self.handle_traced(pipeline, message, None).await
     }
@@ -76,7 +85,7 @@ impl Plugin {
     pub async fn handle_traced(
         &self,
         pipeline: &Arc<str>,
-        message: &Message,
+        message: &mut Message,
         trace_id: Option<TraceId>,
     ) -> Result<Outcome, PluginError> {
         if message.body.len() > self.limits.max_body_bytes {
@@ -106,8 +115,9 @@ impl Plugin {
         for _ in 0..n {
             leases.push(self.pool.lease(|| self.instantiate()).await?);
         }
+        let mut message = message.clone();
         for lease in leases {
-            self.call(lease, pipeline, message, None).await?;
+            self.call(lease, pipeline, &mut message, None).await?;
         }
         Ok(())
     }
@@ -122,7 +132,7 @@ impl Plugin {
         &self,
         mut lease: Lease<'_, Instance>,
         pipeline: &Arc<str>,
-        message: &Message,
+        message: &mut Message,
         trace_id: Option<TraceId>,
     ) -> Result<Outcome, PluginError> {
         let instance = lease.get();
@@ -134,21 +144,23 @@ impl Plugin {
         state.new_call(message.properties.message_id.as_deref(), trace_id);
         instance.store.set_epoch_deadline(1);
 
-        let result = {
-            let call = instance
-                .bindings
-                .warren_plugin_handler()
-                .call_handle(&mut instance.store, message);
-            let mut call = std::pin::pin!(call);
-            // The first step without a timer: most calls end in it (the guest returns without
-            // waiting on the host), and then no timer is set up and torn down. A guest that
-            // computes is stopped by the epoch in either case.
-            match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
-                Poll::Ready(done) => Ok(done),
-                Poll::Pending => {
-                    let deadline = started + timeout + ASYNC_DEADLINE_SLACK;
-                    tokio::time::timeout_at(deadline.into(), call).await
-                }
+        let deadline = started + timeout + ASYNC_DEADLINE_SLACK;
+        let result = match &instance.bindings {
+            Bindings::Current(bindings) => {
+                let lent = Lent::new(&mut instance.store, message);
+                // The guest is lent the message of the call, `HostState::lent`; the handle's
+                // number is not looked at.
+                let delivery = Resource::new_borrow(0);
+                let call = bindings
+                    .warren_plugin_handler()
+                    .call_handle(&mut *lent.store, delivery);
+                bounded(call, deadline).await
+            }
+            Bindings::V0_2(bindings) => {
+                let call = bindings
+                    .warren_plugin_handler()
+                    .call_handle(&mut instance.store, message);
+                bounded(call, deadline).await
             }
         };
         match result {
@@ -211,12 +223,20 @@ impl Plugin {
         store.set_epoch_deadline(1);
 
         let start = async {
-            let bindings = self.pre.instantiate_async(&mut store).await?;
-            let init = bindings
-                .warren_plugin_handler()
-                .call_init(&mut store, &self.config)
-                .await?;
-            Ok::<_, wasmtime::Error>((bindings, init))
+            Ok::<_, wasmtime::Error>(match &self.pre {
+                Pre::Current(pre) => {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let handler = bindings.warren_plugin_handler();
+                    let init = handler.call_init(&mut store, &self.config).await?;
+                    (Bindings::Current(bindings), init)
+                }
+                Pre::V0_2(pre) => {
+                    let bindings = pre.instantiate_async(&mut store).await?;
+                    let handler = bindings.warren_plugin_handler();
+                    let init = handler.call_init(&mut store, &self.config).await?;
+                    (Bindings::V0_2(bindings), init)
+                }
+            })
         };
         match tokio::time::timeout(self.limits.timeout + ASYNC_DEADLINE_SLACK, start).await {
             Ok(Ok((bindings, Ok(())))) => {
@@ -236,6 +256,39 @@ impl Plugin {
                 self.limits.timeout.as_millis()
             ))),
         }
+    }
+}
+
+/// Runs a call of `handle` until `deadline`.
+///
+/// The first step is taken without a timer: most calls end in it (the guest returns without
+/// waiting on the host), and then no timer is set up and torn down. A guest that computes is
+/// stopped by the epoch in either case.
+async fn bounded<F: Future>(call: F, deadline: Instant) -> Result<F::Output, Elapsed> {
+    let mut call = std::pin::pin!(call);
+    match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+        Poll::Ready(done) => Ok(done),
+        Poll::Pending => tokio::time::timeout_at(deadline.into(), call).await,
+    }
+}
+
+/// A message moved into a store for a call, as `HostState::lent`, and moved back when the
+/// call ends, whichever way it ends: a trap, a timeout, a panic or the call dropped.
+struct Lent<'a> {
+    store: &'a mut Store<HostState>,
+    message: &'a mut Message,
+}
+
+impl<'a> Lent<'a> {
+    fn new(store: &'a mut Store<HostState>, message: &'a mut Message) -> Self {
+        std::mem::swap(&mut store.data_mut().lent, message);
+        Lent { store, message }
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        std::mem::swap(&mut self.store.data_mut().lent, self.message);
     }
 }
 

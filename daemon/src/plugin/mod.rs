@@ -31,7 +31,7 @@ use crate::contract as bindings;
 use wasmtime::{Config as EngineConfig, Engine};
 
 use cache::{CacheSetting, Compilation, CompileCache, Source};
-use contract_check::check_contract;
+use contract_check::{Contract, check_contract};
 pub use host::{HostState, MAX_PUBLISHES_PER_MESSAGE};
 pub use invoke::{Outcome, PluginError};
 pub use log::{LOG_LINES_PER_SECOND, LogCounter};
@@ -77,6 +77,8 @@ impl Runtime {
             .map_err(|e| anyhow!("cannot link wasi:http: {e:#}"))?;
         bindings::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("cannot link the warren host interface: {e:#}"))?;
+        bindings::v0_2::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| anyhow!("cannot link the warren host interface 0.2.0: {e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -216,14 +218,17 @@ impl Runtime {
     ) -> anyhow::Result<Arc<Plugin>> {
         let path = settings.path.display();
         let name = &settings.name;
-        check_contract(&component).with_context(|| format!("plugin {name}: {path}"))?;
+        let contract =
+            check_contract(&component).with_context(|| format!("plugin {name}: {path}"))?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("plugin {name}: {path} cannot be linked: {e:#}"))?;
-        let pre = bindings::PluginPre::new(pre).map_err(|e| {
-            anyhow!("plugin {name}: {path} does not export the warren handler: {e:#}")
-        })?;
+        let pre = match contract {
+            Contract::Current => bindings::PluginPre::new(pre).map(Pre::Current),
+            Contract::V0_2 => bindings::v0_2::PluginPre::new(pre).map(Pre::V0_2),
+        }
+        .map_err(|e| anyhow!("plugin {name}: {path} does not export the warren handler: {e:#}"))?;
         Ok(Arc::new(Plugin::new(
             settings,
             version,
@@ -238,6 +243,15 @@ impl Runtime {
     }
 }
 
+/// A component linked and ready to instantiate, by the contract version it was built for.
+#[derive(Clone)]
+enum Pre {
+    /// The current contract.
+    Current(bindings::PluginPre<HostState>),
+    /// Contract 0.2.0.
+    V0_2(bindings::v0_2::PluginPre<HostState>),
+}
+
 /// One loaded version of a plugin, with its pool of ready instances.
 pub struct Plugin {
     name: Arc<str>,
@@ -246,7 +260,7 @@ pub struct Plugin {
     loaded_at: SystemTime,
     compilation: Compilation,
     engine: Engine,
-    pre: bindings::PluginPre<HostState>,
+    pre: Pre,
     config: spec::PluginConfig,
     limits: Limits,
     /// The `wasi:http` hooks each instance gets a copy of.
@@ -262,7 +276,7 @@ impl Plugin {
         version: String,
         compilation: Compilation,
         engine: Engine,
-        pre: bindings::PluginPre<HostState>,
+        pre: Pre,
         egress_counter: Option<Arc<dyn egress::EgressCounter>>,
         dropped_lines: Counter,
     ) -> Self {

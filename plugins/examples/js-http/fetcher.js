@@ -8,7 +8,7 @@
 // what `fetch` rejected with; a host outside the plugin's allowed_hosts is
 // refused by warren before any connection is made.
 
-import { log } from "warren:plugin/host@0.2.0";
+import { log } from "warren:plugin/host@0.3.0";
 import { plugin, republish } from "../../../plugin-sdk/js/warren_plugin.js";
 
 let to;

@@ -16,7 +16,7 @@
 // Config: `audit` (optional): the queue that gets one audit message per
 // routed message. Any other key refuses the config.
 
-import { log, publish } from "warren:plugin/host@0.2.0";
+import { log, publish } from "warren:plugin/host@0.3.0";
 import { header, outgoing, plugin, reject, republish } from "../../../plugin-sdk/js/warren_plugin.js";
 
 let audit;

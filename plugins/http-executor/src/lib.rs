@@ -43,7 +43,7 @@
 //! |---|---|---|
 //! | any HTTP response | `ack` | the response |
 //! | transport failure (connect, DNS, timeout, reading the body, …), attempts left, quorum queue | `requeue` | none |
-//! | transport failure, attempts left, other queues | `republish` to `""` / `message.queue` with `x-warren-attempt` + 1 | none |
+//! | transport failure, attempts left, other queues | `republish` to `""` / `message.queue()` with `x-warren-attempt` + 1 | none |
 //! | transport failure, attempts used up | `reject` (dead-letter) | error |
 //! | denied by the host's egress policy, or invalid in the host's eyes | `reject` at once | error |
 //! | response whose `Content-Length` is over the host's `max_response_bytes` | `reject` at once | error |
@@ -101,7 +101,7 @@ impl Plugin for HttpExecutor {
 
     fn handle(&mut self, message: Message) -> Verdict {
         let attempt = Attempt::of(&message);
-        let request = match request::parse(&message.body) {
+        let request = match request::parse(message.body()) {
             Ok(request) => request,
             Err(reason) => return give_up(&message, attempt, &reason),
         };
@@ -151,7 +151,7 @@ struct Attempt {
 impl Attempt {
     /// The attempt `message` stands for.
     fn of(message: &Message) -> Attempt {
-        match message.delivery_count {
+        match message.delivery_count() {
             Some(count) => Attempt {
                 number: count.saturating_add(1),
                 counted_by_broker: true,
@@ -173,17 +173,14 @@ impl Attempt {
             return Verdict::Requeue;
         }
         let mut headers: Vec<Header> = message
-            .properties
-            .headers
+            .headers()
             .iter()
             .filter(|header| header.key != ATTEMPT_HEADER)
             .cloned()
             .collect();
         let next = i64::from(self.number.saturating_add(1));
         headers.push(Header::int(ATTEMPT_HEADER, next));
-        Republish::to("", message.queue.clone())
-            .headers(headers)
-            .into()
+        Republish::to("", message.queue()).headers(headers).into()
     }
 }
 
@@ -217,12 +214,12 @@ warren_plugin::export!(HttpExecutor);
 
 #[cfg(test)]
 mod tests {
-    use warren_plugin::Properties;
+    use warren_plugin::{MessageRecord, Properties};
 
     use super::*;
 
-    fn message(delivery_count: Option<u32>, headers: Vec<Header>) -> Message {
-        Message {
+    fn message(delivery_count: Option<u32>, headers: Vec<Header>) -> Message<'static> {
+        Message::new(MessageRecord {
             body: b"{}".to_vec(),
             exchange: String::new(),
             routing_key: "jobs".into(),
@@ -233,7 +230,7 @@ mod tests {
                 headers,
                 ..Properties::default()
             },
-        }
+        })
     }
 
     fn executor(pairs: &[(&str, &str)]) -> Result<HttpExecutor, String> {

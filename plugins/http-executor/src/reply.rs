@@ -62,14 +62,14 @@ pub fn error(reason: &str, attempts: u32) -> Vec<u8> {
 /// `body` as a reply to `message`: to the default exchange with routing key
 /// `reply_to` and the message's correlation id; `None` if it has no `reply_to`.
 pub fn to(message: &Message, body: Vec<u8>) -> Option<Outgoing> {
-    let reply_to = message.properties.reply_to.as_deref()?;
+    let reply_to = message.properties().reply_to.as_deref()?;
     if reply_to.is_empty() {
         return None;
     }
     let mut outgoing = Outgoing::new("", reply_to, body);
     outgoing.properties = Properties {
         content_type: Some("application/json".into()),
-        correlation_id: message.properties.correlation_id.clone(),
+        correlation_id: message.properties().correlation_id.clone(),
         ..Properties::default()
     };
     Some(outgoing)

@@ -21,7 +21,11 @@ impl Plugin for Printer {
     }
 
     fn handle(&mut self, message: Message) -> Verdict {
-        println!("{} {}", self.prefix, String::from_utf8_lossy(&message.body));
+        println!(
+            "{} {}",
+            self.prefix,
+            String::from_utf8_lossy(message.body())
+        );
         Verdict::Ack
     }
 }

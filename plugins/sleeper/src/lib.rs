@@ -47,8 +47,8 @@ impl Plugin for Sleeper {
     }
 
     fn handle(&mut self, message: Message) -> Verdict {
-        println!(" [x] Received {}", String::from_utf8_lossy(&message.body));
-        std::thread::sleep(self.work(&message.body));
+        println!(" [x] Received {}", String::from_utf8_lossy(message.body()));
+        std::thread::sleep(self.work(message.body()));
         println!(" [x] Done");
         Verdict::Ack
     }

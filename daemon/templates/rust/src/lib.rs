@@ -30,12 +30,12 @@ impl Plugin for Forwarder {
     }
 
     fn handle(&mut self, message: Message) -> Verdict {
-        if message.body.is_empty() {
+        if message.body().is_empty() {
             log::warn("empty body: rejected");
             return Verdict::Reject;
         }
-        log::info(format!("forwarding {} bytes to {}", message.body.len(), self.to));
-        let mut headers = message.properties.headers;
+        log::info(format!("forwarding {} bytes to {}", message.body().len(), self.to));
+        let mut headers = message.headers().to_vec();
         headers.push(Header::text("x-handled-by", "{{name}}"));
         Republish::to("", self.to.as_str()).headers(headers).into()
     }

@@ -39,7 +39,7 @@ impl Plugin for Router {
     }
 
     fn handle(&mut self, message: Message) -> Verdict {
-        let (route, priority) = match parse(&message.body) {
+        let (route, priority) = match parse(message.body()) {
             Ok(parsed) => parsed,
             Err(reason) => {
                 log::warn(format!("rejected: {reason}"));
@@ -48,7 +48,7 @@ impl Plugin for Router {
         };
         if let Some(audit) = &self.audit {
             let mut extra = Outgoing::new("", audit.as_str(), format!("routed:{route}"));
-            extra.properties.headers = message.properties.headers.clone();
+            extra.properties.headers = message.headers().to_vec().clone();
             extra
                 .properties
                 .headers

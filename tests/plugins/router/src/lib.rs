@@ -34,7 +34,7 @@ impl Plugin for Router {
     }
 
     fn handle(&mut self, message: Message) -> Verdict {
-        let Ok(Value::Object(asked)) = serde_json::from_slice::<Value>(&message.body) else {
+        let Ok(Value::Object(asked)) = serde_json::from_slice::<Value>(message.body()) else {
             return Verdict::republish(self.exchange.clone(), self.to.clone());
         };
         let text = |key: &str| asked.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -49,7 +49,7 @@ impl Plugin for Router {
         }
         let exchange = text("exchange").unwrap_or_else(|| self.exchange.clone());
         let routing_key = text("routing_key").unwrap_or_else(|| self.to.clone());
-        let mut properties = message.properties;
+        let mut properties = message.properties().clone();
         if let Some(id) = text("message_id") {
             properties.message_id = Some(id);
         }
@@ -67,7 +67,7 @@ impl Plugin for Router {
         publish(Outgoing {
             exchange,
             routing_key,
-            body: message.body,
+            body: message.body().to_vec(),
             properties,
         });
         Verdict::Ack

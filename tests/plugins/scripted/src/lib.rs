@@ -132,10 +132,10 @@ impl Plugin for Scripted {
             Mode::Reject => Verdict::Reject,
             Mode::Requeue => Verdict::Requeue,
             Mode::RequeueOnce { to } => {
-                if !message.redelivered {
+                if !message.redelivered() {
                     return Verdict::Requeue;
                 }
-                let mut headers = message.properties.headers;
+                let mut headers = message.headers().to_vec();
                 headers.push(Header::new("seen-redelivered", true));
                 Republish::to("", to).headers(headers).into()
             }
@@ -147,7 +147,7 @@ impl Plugin for Scripted {
             } => {
                 let mut republish = Republish::to(exchange, to);
                 if *headers {
-                    republish = republish.headers(rebuild(&message.properties.headers));
+                    republish = republish.headers(rebuild(message.headers()));
                 }
                 match priority {
                     Some(priority) => republish.priority(*priority).into(),
@@ -166,7 +166,7 @@ impl Plugin for Scripted {
             Mode::Echo { to } => Republish::to("", to)
                 .body(describe(&message).to_string())
                 .into(),
-            Mode::Body => obey(&message.body),
+            Mode::Body => obey(message.body()),
         }
     }
 }
@@ -176,8 +176,8 @@ warren_plugin::export!(Scripted);
 /// Publishes `extra:<body>` to `to` on the default exchange, keeping the
 /// message's correlation id.
 fn publish_extra(to: &str, message: &Message) {
-    let mut extra = Outgoing::new("", to, [b"extra:".as_slice(), &message.body].concat());
-    extra.properties.correlation_id = message.properties.correlation_id.clone();
+    let mut extra = Outgoing::new("", to, [b"extra:".as_slice(), message.body()].concat());
+    extra.properties.correlation_id = message.properties().correlation_id.clone();
     publish(extra);
 }
 
@@ -279,13 +279,13 @@ fn recurse(depth: u64) -> u64 {
 /// The JSON object of the `echo` mode.
 fn describe(message: &Message) -> Json {
     json!({
-        "body": String::from_utf8_lossy(&message.body),
-        "exchange": message.exchange,
-        "routing_key": message.routing_key,
-        "queue": message.queue,
-        "redelivered": message.redelivered,
-        "delivery_count": message.delivery_count,
-        "properties": describe_properties(&message.properties),
+        "body": String::from_utf8_lossy(message.body()),
+        "exchange": message.exchange(),
+        "routing_key": message.routing_key(),
+        "queue": message.queue(),
+        "redelivered": message.redelivered(),
+        "delivery_count": message.delivery_count(),
+        "properties": describe_properties(message.properties()),
     })
 }
 
