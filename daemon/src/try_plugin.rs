@@ -30,7 +30,7 @@ pub struct Trial {
 
 /// Loads the plugin, hands it `message`, and describes the verdict and publishes as JSON.
 /// A plugin failure (trap, timeout) is an error.
-pub async fn run(trial: Trial, mut message: Message) -> anyhow::Result<Value> {
+pub async fn run(trial: Trial, message: Message) -> anyhow::Result<Value> {
     let name = trial
         .path
         .file_stem()
@@ -50,7 +50,7 @@ pub async fn run(trial: Trial, mut message: Message) -> anyhow::Result<Value> {
     let runtime = Runtime::new(&CacheSetting::Default)?;
     let plugin = runtime.load(&settings).await?;
     let outcome = plugin
-        .handle(&Arc::from(name.as_str()), &mut message)
+        .handle(&Arc::from(name.as_str()), &mut Box::new(message))
         .await?;
     let mut report = outcome_json(&outcome);
     report["plugin"] = json!({ "name": name, "version": plugin.version() });

@@ -56,7 +56,7 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     let ack = runtime.load(&config.plugins["ack"]).await?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
     let pipeline: Arc<str> = Arc::from("bench");
-    let mut kib = message(vec![b'x'; args.size]);
+    let mut kib = Box::new(message(vec![b'x'; args.size]));
 
     eprintln!("call: {WARM_UP_CALLS} warm-up + {} timed calls", args.calls);
     for _ in 0..WARM_UP_CALLS {
@@ -80,8 +80,8 @@ pub async fn phase(args: &Args) -> anyhow::Result<String> {
     // First call on a fresh instance: a trap (stack overflow, which prints nothing) throws the
     // pooled instance away, so the next `handle` instantiates and `init`s a new one first.
     let body = runtime.load(&config.plugins["body"]).await?;
-    let mut recurse = message(b"recurse".to_vec());
-    let mut ack_body = message(b"ack".to_vec());
+    let mut recurse = Box::new(message(b"recurse".to_vec()));
+    let mut ack_body = Box::new(message(b"ack".to_vec()));
     for _ in 0..POOL_WARM_UP_CALLS {
         body.handle(&pipeline, &mut ack_body).await?;
     }

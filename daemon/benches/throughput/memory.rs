@@ -191,7 +191,7 @@ async fn instances(args: &Args, name: &str) -> anyhow::Result<serde_json::Value>
     let before = proc_status_kib("VmRSS")?;
     let runtime = Runtime::new(&CacheSetting::Dir(cache_dir()))?;
     let plugin = runtime.load(&config.plugins[name]).await?;
-    let mut message = message(example.body.as_bytes().to_vec());
+    let mut message = Box::new(message(example.body.as_bytes().to_vec()));
     let pipeline: Arc<str> = Arc::from("bench");
     // The first instance handles a message too before the "loaded" figure.
     plugin.handle(&pipeline, &mut message).await?;

@@ -99,7 +99,7 @@ async fn observe(
         .await
         .map_err(|e| format!("{e:#}"))?;
     let outcome = instance
-        .handle(pipeline, &mut case.message())
+        .handle(pipeline, &mut Box::new(case.message()))
         .await
         .map_err(|e| e.to_string())?;
     Ok(crate::try_plugin::outcome_json(&outcome))

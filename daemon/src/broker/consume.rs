@@ -111,7 +111,10 @@ impl Consumer {
     }
 
     /// The next delivery; `None` once the consumer is cancelled (by us or the broker).
-    pub async fn next(&mut self) -> Option<anyhow::Result<(Message, Acker)>> {
+    ///
+    /// The message is boxed: it is moved from here to the pipeline, into the message's future,
+    /// and lent to the plugin's instance for the call, each time as a pointer.
+    pub async fn next(&mut self) -> Option<anyhow::Result<(Box<Message>, Acker)>> {
         let delivery = match self.inner.as_mut()?.next().await? {
             Ok(delivery) => delivery,
             Err(e) => {
@@ -120,7 +123,7 @@ impl Consumer {
                 ));
             }
         };
-        let message = Message {
+        let message = Box::new(Message {
             exchange: delivery.exchange.into(),
             routing_key: delivery.routing_key.into(),
             queue: self.queue.clone(),
@@ -132,7 +135,7 @@ impl Consumer {
             },
             properties: properties_from_amqp(&delivery.properties),
             body: delivery.data,
-        };
+        });
         if delivery.delivery_tag <= self.last_tag {
             // Tags only grow on a channel: this is a new channel, recovered by lapin after the
             // connection was lost. Acks of the old one are refused by lapin (the broker

@@ -175,7 +175,7 @@ impl Pipeline {
     /// it, if anything, as a task of its own that holds one of `permits`.
     async fn start(
         self: &Arc<Self>,
-        message: Message,
+        message: Box<Message>,
         acker: Acker,
         inline: &mut Inline,
         permits: &Arc<Semaphore>,

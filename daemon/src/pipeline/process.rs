@@ -29,7 +29,7 @@ impl Pipeline {
     /// The future is boxed and lives as long as the message: the steps few messages take
     /// (counting a redelivery, dead-lettering, publishing) are boxed only when taken, so that
     /// the future every message allocates, builds and moves stays small.
-    pub(super) async fn process(self: Arc<Self>, mut message: Message, acker: Acker) {
+    pub(super) async fn process(self: Arc<Self>, mut message: Box<Message>, acker: Acker) {
         let _in_flight = self.metrics.arrived();
         if message.redelivered {
             self.metrics.redeliveries.inc();
@@ -73,7 +73,7 @@ impl Pipeline {
     async fn decide_and_publish(
         &self,
         plugin: &Plugin,
-        message: &mut Message,
+        message: &mut Box<Message>,
         trace: &MessageTrace<'_>,
     ) -> Fate {
         let metrics = &self.metrics;

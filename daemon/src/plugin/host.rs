@@ -46,7 +46,7 @@ pub struct HostState {
     pub(super) pending: Vec<Outgoing>,
     /// The message lent to the current `handle` (through the `delivery` the guest is given),
     /// moved here for the call and back out after it; an empty message between calls.
-    pub(super) lent: Message,
+    pub(super) lent: Box<Message>,
     /// When the current call must end; checked at every epoch tick.
     pub(super) deadline: Instant,
     /// The plugin's name, for logs.
@@ -91,7 +91,7 @@ impl HostState {
             },
             limits,
             pending: Vec::new(),
-            lent: empty_message(),
+            lent: Box::new(empty_message()),
             deadline: Instant::now(),
             pipeline: plugin.clone(),
             plugin,
@@ -197,7 +197,7 @@ impl delivery::HostDelivery for HostState {
     }
 
     fn message(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Message> {
-        Ok(self.lent.clone())
+        Ok(Message::clone(&self.lent))
     }
 
     fn drop(&mut self, _: Resource<Delivery>) -> wasmtime::Result<()> {

@@ -75,7 +75,7 @@ impl Plugin {
     pub async fn handle(
         &self,
         pipeline: &Arc<str>,
-        message: &mut Message,
+        message: &mut Box<Message>,
     ) -> Result<Outcome, PluginError> {
         self.handle_traced(pipeline, message, None).await
     }
@@ -85,7 +85,7 @@ impl Plugin {
     pub async fn handle_traced(
         &self,
         pipeline: &Arc<str>,
-        message: &mut Message,
+        message: &mut Box<Message>,
         trace_id: Option<TraceId>,
     ) -> Result<Outcome, PluginError> {
         if message.body.len() > self.limits.max_body_bytes {
@@ -115,7 +115,7 @@ impl Plugin {
         for _ in 0..n {
             leases.push(self.pool.lease(|| self.instantiate()).await?);
         }
-        let mut message = message.clone();
+        let mut message = Box::new(message.clone());
         for lease in leases {
             self.call(lease, pipeline, &mut message, None).await?;
         }
@@ -132,7 +132,7 @@ impl Plugin {
         &self,
         mut lease: Lease<'_, Instance>,
         pipeline: &Arc<str>,
-        message: &mut Message,
+        message: &mut Box<Message>,
         trace_id: Option<TraceId>,
     ) -> Result<Outcome, PluginError> {
         let instance = lease.get();
@@ -273,14 +273,15 @@ async fn bounded<F: Future>(call: F, deadline: Instant) -> Result<F::Output, Ela
 }
 
 /// A message moved into a store for a call, as `HostState::lent`, and moved back when the
-/// call ends, whichever way it ends: a trap, a timeout, a panic or the call dropped.
+/// call ends, whichever way it ends: a trap, a timeout, a panic or the call dropped. (Boxes
+/// are swapped: the message itself does not move.)
 struct Lent<'a> {
     store: &'a mut Store<HostState>,
-    message: &'a mut Message,
+    message: &'a mut Box<Message>,
 }
 
 impl<'a> Lent<'a> {
-    fn new(store: &'a mut Store<HostState>, message: &'a mut Message) -> Self {
+    fn new(store: &'a mut Store<HostState>, message: &'a mut Box<Message>) -> Self {
         std::mem::swap(&mut store.data_mut().lent, message);
         Lent { store, message }
     }
