@@ -27,6 +27,9 @@ bench="$(find "$target/release/deps" -maxdepth 1 -type f -executable -name 'thro
 [[ -f "$repo/tests/plugins/dist/scripted.wasm" ]] || { echo "run plugins/build first" >&2; exit 1; }
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
 
+# shellcheck source=noop-config.sh
+source "$repo/daemon/benches/noop-config.sh"
+
 out="$(mktemp -d /tmp/warren-cpu.XXXXXX)"
 warren_pid=""
 trap '[[ -n "$warren_pid" ]] && kill -TERM "$warren_pid" 2>/dev/null || true' EXIT
@@ -53,30 +56,11 @@ report() {
             ($1 - $4) * 1000 / n, ($2 - $5) * 1e6 / n, ($3 - $6) * 1e6 / n }'
 }
 
-# start_warren DIR QUEUE: warren.toml in DIR (the no-op plugin on QUEUE, as the throughput
-# phase runs it: concurrency = prefetch, defaults otherwise), the cache warmed, then
-# `warren run` under perf stat, writing DIR/perf.
+# start_warren DIR QUEUE: warren.toml in DIR (the no-op plugin on QUEUE), the cache warmed,
+# then `warren run` under perf stat, writing DIR/perf.
 start_warren() {
     mkdir -p "$1"
-    cat >"$1/warren.toml" <<EOF
-cache_dir = "$out/cache"
-shutdown_grace_ms = 5000
-[broker]
-url = "$url"
-connection_name = "warren-bench.cpu"
-[plugins.noop]
-path = "$repo/tests/plugins/dist/scripted.wasm"
-config = { mode = "ack" }
-[[queues]]
-name = "$2"
-arguments = { "x-expires" = 120000 }
-[[pipelines]]
-name = "bench"
-queue = "$2"
-plugin = "noop"
-prefetch = $prefetch
-concurrency = $prefetch
-EOF
+    noop_config "$1/warren.toml" "$out/cache" "$url" "$2" "$prefetch" warren-bench.cpu
     "$warren" check --config "$1/warren.toml" >/dev/null 2>>"$out/log"
     perf stat -o "$1/perf" "$warren" run --config "$1/warren.toml" >/dev/null 2>>"$1/warren.log" &
     warren_pid=$!

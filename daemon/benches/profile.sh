@@ -44,6 +44,9 @@ fi
 [[ -f "$repo/tests/plugins/dist/scripted.wasm" ]] || { echo "run plugins/build first" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 
+# shellcheck source=noop-config.sh
+source "$repo/daemon/benches/noop-config.sh"
+
 out="$(mktemp -d /tmp/warren-profile.XXXXXX)"
 warren_pid=""
 cleanup() {
@@ -76,9 +79,7 @@ run() {
     warren)
         local dir="$out/warren.$n"
         mkdir -p "$dir"
-        # As the throughput phase runs warren: the no-op plugin, concurrency = prefetch,
-        # defaults otherwise; the queue as `--fill` declared it (x-expires: the test kit's).
-        cat >"$dir/warren.toml" <<EOF
+        noop_config "$dir/warren.toml" cache "$url" "$queue" "$prefetch" warren-bench.profile
 cache_dir = "cache"
 shutdown_grace_ms = 5000
 [broker]
