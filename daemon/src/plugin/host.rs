@@ -12,6 +12,7 @@ use super::log::{
     LogLimiter, MAX_LOG_BYTES_PER_MESSAGE, PluginOutput, SharedTag, Stream, lock, one_log_line,
 };
 
+use bytes::Bytes;
 use wasmtime::component::Resource;
 
 use crate::contract::v0_2::warren::plugin::host as host_v0_2;
@@ -47,6 +48,10 @@ pub struct HostState {
     /// The message lent to the current `handle` (through the `delivery` the guest is given),
     /// moved here for the call and back out after it; an empty message between calls.
     pub(super) lent: Box<Message>,
+    /// The body of [`HostState::lent`] once the plugin has read it: taken out of the message
+    /// and shared with what is copied into the guest, so that the host never copies it; put
+    /// back by [`HostState::give_back_body`] when the call ends.
+    lent_body: Option<Bytes>,
     /// When the current call must end; checked at every epoch tick.
     pub(super) deadline: Instant,
     /// The plugin's name, for logs.
@@ -92,6 +97,7 @@ impl HostState {
             limits,
             pending: Vec::new(),
             lent: Box::new(empty_message()),
+            lent_body: None,
             deadline: Instant::now(),
             pipeline: plugin.clone(),
             plugin,
@@ -110,6 +116,22 @@ impl HostState {
         self.log.bytes = 0;
         self.log.cut = false;
         lock(&self.tag).begin(message_id, trace_id);
+    }
+
+    /// The body of the lent message, shared, not copied (see [`HostState::lent_body`]).
+    pub(super) fn lent_body(&mut self) -> Bytes {
+        let lent = &mut self.lent;
+        self.lent_body
+            .get_or_insert_with(|| Bytes::from(std::mem::take(&mut lent.body)))
+            .clone()
+    }
+
+    /// Puts the body the plugin read back into the lent message. Once the call is over the
+    /// copies into the guest are gone, so the body's buffer is the message's again, as it was.
+    pub(super) fn give_back_body(&mut self) {
+        if let Some(body) = self.lent_body.take() {
+            self.lent.body = Vec::from(body);
+        }
     }
 
     /// Resource handles (WASI streams, HTTP requests and responses, ...) the guest holds.
@@ -163,8 +185,10 @@ impl delivery::Host for HostState {}
 /// a borrow cannot outlive the call, and the contract has no way to make a `delivery`, so
 /// the handle itself is never looked at.
 impl delivery::HostDelivery for HostState {
+    // Not called: the linker has `body` return the shared body instead (see
+    // `plugin::link_delivery_body`); the same result.
     fn body(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.lent.body.clone())
+        Ok(self.lent_body().to_vec())
     }
 
     fn exchange(&mut self, _: Resource<Delivery>) -> wasmtime::Result<String> {
@@ -197,7 +221,11 @@ impl delivery::HostDelivery for HostState {
     }
 
     fn message(&mut self, _: Resource<Delivery>) -> wasmtime::Result<Message> {
-        Ok(Message::clone(&self.lent))
+        let mut message = Message::clone(&self.lent);
+        if let Some(body) = &self.lent_body {
+            message.body = body.to_vec();
+        }
+        Ok(message)
     }
 
     fn drop(&mut self, _: Resource<Delivery>) -> wasmtime::Result<()> {
@@ -262,5 +290,61 @@ impl host::Host for HostState {
         }
         self.pending.push(message);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use prometheus_client::metrics::counter::Counter;
+    use wasmtime::StoreLimitsBuilder;
+    use wasmtime::component::Resource;
+
+    use super::*;
+    use crate::contract::warren::plugin::delivery::HostDelivery;
+    use crate::plugin::egress::{EgressHooks, EgressPolicy};
+
+    fn state() -> HostState {
+        let plugin: Arc<str> = Arc::from("p");
+        HostState::new(
+            plugin.clone(),
+            StoreLimitsBuilder::new().build(),
+            EgressHooks::new(Arc::new(EgressPolicy::deny_all()), plugin.clone()),
+            Arc::new(LogLimiter::new(plugin, Counter::default())),
+        )
+    }
+
+    /// The body read by the plugin is shared, not copied, and is the message's again after
+    /// the call, in the same buffer; `message()` after `body()` still has it.
+    #[test]
+    fn a_lent_body_is_shared_and_given_back_whole() {
+        let mut state = state();
+        state.lent.body = b"payload".to_vec();
+        state.lent.routing_key = "rk".into();
+        let buffer = state.lent.body.as_ptr();
+        let read = state.lent_body();
+        assert_eq!(&read[..], b"payload");
+        assert_eq!(read.as_ptr(), buffer, "shared, not copied");
+        assert_eq!(&state.lent_body()[..], b"payload", "read twice");
+        let whole = state.message(Resource::new_borrow(0)).expect("message");
+        assert_eq!(
+            whole.body, b"payload",
+            "message() after body() has the body"
+        );
+        assert_eq!(whole.routing_key, "rk");
+        drop(read);
+        state.give_back_body();
+        assert_eq!(state.lent.body, b"payload");
+        assert_eq!(
+            state.lent.body.as_ptr(),
+            buffer,
+            "the same buffer, given back"
+        );
+        state.give_back_body();
+        assert_eq!(
+            state.lent.body, b"payload",
+            "giving back twice changes nothing"
+        );
     }
 }

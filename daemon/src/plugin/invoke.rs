@@ -289,7 +289,9 @@ impl<'a> Lent<'a> {
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        std::mem::swap(&mut self.store.data_mut().lent, self.message);
+        let state = self.store.data_mut();
+        state.give_back_body();
+        std::mem::swap(&mut state.lent, self.message);
     }
 }
 

@@ -79,6 +79,8 @@ impl Runtime {
             .map_err(|e| anyhow!("cannot link the warren host interface: {e:#}"))?;
         bindings::v0_2::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("cannot link the warren host interface 0.2.0: {e:#}"))?;
+        link_delivery_body(&mut linker)
+            .map_err(|e| anyhow!("cannot link the warren delivery interface: {e:#}"))?;
 
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -241,6 +243,27 @@ impl Runtime {
                 .map_or_else(Counter::default, |counter| counter.dropped_lines(name)),
         )))
     }
+}
+
+/// Links `delivery.body` in place of the one `bindgen!` links: the same function, returning the
+/// body as [`bytes::Bytes`] shared with the lent message, so that the host does not copy it
+/// before it is copied into the guest (`bindgen!` imports return owned `Vec`s).
+fn link_delivery_body(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let interface = format!(
+        "{}/delivery@{}",
+        bindings::CONTRACT_PACKAGE,
+        bindings::CONTRACT_VERSION
+    );
+    linker.allow_shadowing(true);
+    let linked = linker.instance(&interface)?.func_wrap(
+        "[method]delivery.body",
+        |mut store: wasmtime::StoreContextMut<'_, HostState>,
+         (_,): (wasmtime::component::Resource<bindings::Delivery>,)| {
+            Ok((store.data_mut().lent_body(),))
+        },
+    );
+    linker.allow_shadowing(false);
+    linked
 }
 
 /// A component linked and ready to instantiate, by the contract version it was built for.
