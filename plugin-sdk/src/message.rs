@@ -111,7 +111,8 @@ impl Message<'_> {
         self.properties.get_or_init(|| self.delivery().properties())
     }
 
-    /// The headers, in the contract's flat form (see [`Header`]).
+    /// The headers, in the contract's flat form (see [`Header`]). Reading a header (this and
+    /// the `header*` methods) reads all the properties once.
     pub fn headers(&self) -> &[Header] {
         &self.properties().headers
     }

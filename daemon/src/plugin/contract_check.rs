@@ -32,18 +32,20 @@ pub(super) fn check_contract(component: &Component) -> anyhow::Result<Contract> 
     let ty = component.component_type();
     let prefix = format!("{}/", bindings::CONTRACT_PACKAGE);
     let handler = |contract: Contract| format!("{prefix}handler@{}", contract.version());
-    let mut exported = None;
-    let mut other = None;
-    for (name, _) in ty.exports(engine) {
-        if let Some(contract) = [Contract::Current, Contract::V0_2]
-            .into_iter()
-            .find(|&c| name == handler(c))
-        {
-            exported.get_or_insert(contract);
-        } else if name.starts_with(&prefix) {
-            other.get_or_insert_with(|| name.to_owned());
-        }
-    }
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    // The current version's handler first: a component exporting both is run as the current
+    // version (and refused below if it also imports the other version's interfaces).
+    let exported = [Contract::Current, Contract::V0_2]
+        .into_iter()
+        .find(|&c| exports.contains(&handler(c)));
+    let ours = exported.map(handler);
+    let mut other = exports
+        .iter()
+        .find(|name| name.starts_with(&prefix) && Some(*name) != ours.as_ref())
+        .cloned();
     // The interfaces it imports must be of the same version (a plugin may export one
     // version's handler yet import another version's host).
     let version = format!(
@@ -55,14 +57,25 @@ pub(super) fn check_contract(component: &Component) -> anyhow::Result<Contract> 
             other.get_or_insert_with(|| name.to_owned());
         }
     }
-    match (other, exported) {
-        (Some(other), _) => Err(anyhow!("{}", contract_mismatch(&other))),
-        (None, Some(contract)) => Ok(contract),
-        (None, None) => Err(anyhow!(
+    match (other, ours, exported) {
+        (Some(other), Some(ours), _) => Err(anyhow!("{}", mixed_versions(&ours, &other))),
+        (Some(other), None, _) => Err(anyhow!("{}", contract_mismatch(&other))),
+        (None, _, Some(contract)) => Ok(contract),
+        (None, _, None) => Err(anyhow!(
             "is not a warren plugin: it does not export {}",
             handler(Contract::Current)
         )),
     }
+}
+
+/// The error for a plugin that exports `handler` of a version warren speaks but also uses
+/// `interface` of another version.
+fn mixed_versions(handler: &str, interface: &str) -> String {
+    format!(
+        "mixes contract versions: it exports {handler} but uses {interface}; rebuild the \
+         plugin against one contract, the SDK of this warren (plugin-sdk/, or the WIT in \
+         plugin-sdk/wit/ for other languages)"
+    )
 }
 
 /// The error for a plugin that uses `interface` (`warren:plugin/NAME@VERSION`) of a contract
@@ -102,5 +115,18 @@ mod tests {
             error.contains("rebuild the plugin against the SDK"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_plugin_mixing_versions_is_told_so() {
+        let error = mixed_versions("warren:plugin/handler@0.3.0", "warren:plugin/host@0.2.0");
+        assert!(
+            error.starts_with(
+                "mixes contract versions: it exports warren:plugin/handler@0.3.0 but uses \
+                 warren:plugin/host@0.2.0"
+            ),
+            "{error}"
+        );
+        assert!(error.contains("rebuild the plugin"), "{error}");
     }
 }

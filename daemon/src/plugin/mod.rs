@@ -255,13 +255,15 @@ fn link_delivery_body(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         bindings::CONTRACT_VERSION
     );
     linker.allow_shadowing(true);
-    let linked = linker.instance(&interface)?.func_wrap(
-        "[method]delivery.body",
-        |mut store: wasmtime::StoreContextMut<'_, HostState>,
-         (_,): (wasmtime::component::Resource<bindings::Delivery>,)| {
-            Ok((store.data_mut().lent_body(),))
-        },
-    );
+    let linked = linker.instance(&interface).and_then(|mut instance| {
+        instance.func_wrap(
+            "[method]delivery.body",
+            |mut store: wasmtime::StoreContextMut<'_, HostState>,
+             (_,): (wasmtime::component::Resource<bindings::Delivery>,)| {
+                Ok((store.data_mut().lent_body(),))
+            },
+        )
+    });
     linker.allow_shadowing(false);
     linked
 }
