@@ -17,18 +17,10 @@ prefetch="${1:-100}"
 n="${2:-100000}"
 rounds="${3:-3}"
 url="${WARREN_BENCH_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
-warren="$target/release/warren"
-bench="$(find "$target/release/deps" -maxdepth 1 -type f -executable -name 'throughput-*' \
-    -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)"
-[[ -x "$warren" && -n "$bench" ]] || {
-    echo "build first: cargo bench -p warren --bench throughput --no-run" >&2
-    exit 1
-}
-[[ -f "$repo/tests/plugins/dist/scripted.wasm" ]] || { echo "run plugins/build first" >&2; exit 1; }
+# shellcheck source=common.sh
+source "$repo/daemon/benches/common.sh"
+find_binaries
 command -v perf >/dev/null || { echo "perf is needed (apt-get install linux-perf)" >&2; exit 1; }
-
-# shellcheck source=noop-config.sh
-source "$repo/daemon/benches/noop-config.sh"
 
 out="$(mktemp -d /tmp/warren-cpu.XXXXXX)"
 warren_pid=""

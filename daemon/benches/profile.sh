@@ -29,23 +29,10 @@ large="${3:-20000}"
 url="${WARREN_BENCH_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 # WARREN_PROFILE_BIN=DIR: take `warren` and `throughput` from DIR instead (binaries kept aside,
 # say those of the code before a change).
-if [[ -n "${WARREN_PROFILE_BIN:-}" ]]; then
-    warren="$WARREN_PROFILE_BIN/warren"
-    bench="$WARREN_PROFILE_BIN/throughput"
-else
-    warren="$target/release/warren"
-    bench="$(find "$target/release/deps" -maxdepth 1 -type f -executable -name 'throughput-*' \
-        -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)"
-fi
-[[ -x "$warren" && -n "$bench" ]] || {
-    echo "build first: cargo bench -p warren --bench throughput --no-run" >&2
-    exit 1
-}
-[[ -f "$repo/tests/plugins/dist/scripted.wasm" ]] || { echo "run plugins/build first" >&2; exit 1; }
+# shellcheck source=common.sh
+source "$repo/daemon/benches/common.sh"
+find_binaries
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
-
-# shellcheck source=noop-config.sh
-source "$repo/daemon/benches/noop-config.sh"
 
 out="$(mktemp -d /tmp/warren-profile.XXXXXX)"
 warren_pid=""
@@ -80,24 +67,6 @@ run() {
         local dir="$out/warren.$n"
         mkdir -p "$dir"
         noop_config "$dir/warren.toml" cache "$url" "$queue" "$prefetch" warren-bench.profile
-cache_dir = "cache"
-shutdown_grace_ms = 5000
-[broker]
-url = "$url"
-connection_name = "warren-bench.profile"
-[plugins.noop]
-path = "$repo/tests/plugins/dist/scripted.wasm"
-config = { mode = "ack" }
-[[queues]]
-name = "$queue"
-arguments = { "x-expires" = 120000 }
-[[pipelines]]
-name = "bench"
-queue = "$queue"
-plugin = "noop"
-prefetch = $prefetch
-concurrency = $prefetch
-EOF
         # The cache is warmed under valgrind too: valgrind's CPU reports other features than
         # the host's, so a cache warmed natively would not match and `run` would compile the
         # plugin under callgrind, its compile threads adding noise to the per-message count.
