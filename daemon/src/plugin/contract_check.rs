@@ -30,36 +30,45 @@ impl Contract {
 pub(super) fn check_contract(component: &Component) -> anyhow::Result<Contract> {
     let engine = component.engine();
     let ty = component.component_type();
-    let prefix = format!("{}/", bindings::CONTRACT_PACKAGE);
-    let handler = |contract: Contract| format!("{prefix}handler@{}", contract.version());
     let exports: Vec<String> = ty
         .exports(engine)
         .map(|(name, _)| name.to_owned())
         .collect();
-    // The current version's handler first: a component exporting both is run as the current
-    // version (and refused below if it also imports the other version's interfaces).
+    let imports: Vec<String> = ty
+        .imports(engine)
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    classify(&exports, &imports)
+}
+
+/// The contract a component with these exports and imports (full names, such as
+/// `warren:plugin/handler@0.3.0`) was built against.
+///
+/// Every `warren:plugin` interface it exports or imports must be of one version: a component
+/// exporting both versions' handlers, or one version's handler and another version's host, is
+/// refused as mixing versions.
+fn classify(exports: &[String], imports: &[String]) -> anyhow::Result<Contract> {
+    let prefix = format!("{}/", bindings::CONTRACT_PACKAGE);
+    let handler = |contract: Contract| format!("{prefix}handler@{}", contract.version());
     let exported = [Contract::Current, Contract::V0_2]
         .into_iter()
         .find(|&c| exports.contains(&handler(c)));
     let ours = exported.map(handler);
-    let mut other = exports
-        .iter()
-        .find(|name| name.starts_with(&prefix) && Some(*name) != ours.as_ref())
-        .cloned();
-    // The interfaces it imports must be of the same version (a plugin may export one
-    // version's handler yet import another version's host).
     let version = format!(
         "@{}",
         exported.map_or(bindings::CONTRACT_VERSION, Contract::version)
     );
-    for (name, _) in ty.imports(engine) {
-        if name.starts_with(&prefix) && !name.ends_with(&version) {
-            other.get_or_insert_with(|| name.to_owned());
-        }
-    }
+    let other = exports
+        .iter()
+        .find(|name| name.starts_with(&prefix) && Some(*name) != ours.as_ref())
+        .or_else(|| {
+            imports
+                .iter()
+                .find(|name| name.starts_with(&prefix) && !name.ends_with(&version))
+        });
     match (other, ours, exported) {
-        (Some(other), Some(ours), _) => Err(anyhow!("{}", mixed_versions(&ours, &other))),
-        (Some(other), None, _) => Err(anyhow!("{}", contract_mismatch(&other))),
+        (Some(other), Some(ours), _) => Err(anyhow!("{}", mixed_versions(&ours, other))),
+        (Some(other), None, _) => Err(anyhow!("{}", contract_mismatch(other))),
         (None, _, Some(contract)) => Ok(contract),
         (None, _, None) => Err(anyhow!(
             "is not a warren plugin: it does not export {}",
@@ -113,6 +122,83 @@ mod tests {
         assert!(error.contains(&ours), "{error}");
         assert!(
             error.contains("rebuild the plugin against the SDK"),
+            "{error}"
+        );
+    }
+
+    fn names(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    fn current(interface: &str) -> String {
+        format!("warren:plugin/{interface}@{}", bindings::CONTRACT_VERSION)
+    }
+
+    #[test]
+    fn each_contract_version_is_recognised_by_its_handler() {
+        let wasi = "wasi:cli/environment@0.2.0";
+        let exports = names(&[&current("handler")]);
+        let imports = names(&[
+            wasi,
+            &current("types"),
+            &current("delivery"),
+            &current("host"),
+        ]);
+        assert_eq!(
+            classify(&exports, &imports).expect("0.3.0"),
+            Contract::Current
+        );
+
+        let exports = names(&["warren:plugin/handler@0.2.0"]);
+        let imports = names(&[
+            wasi,
+            "warren:plugin/types@0.2.0",
+            "warren:plugin/host@0.2.0",
+        ]);
+        assert_eq!(classify(&exports, &imports).expect("0.2.0"), Contract::V0_2);
+    }
+
+    #[test]
+    fn a_component_mixing_versions_is_refused() {
+        let both = names(&[&current("handler"), "warren:plugin/handler@0.2.0"]);
+        let error = classify(&both, &names(&[&current("types")])).expect_err("refused");
+        assert!(
+            error.to_string().starts_with(&format!(
+                "mixes contract versions: it exports {} but uses warren:plugin/handler@0.2.0",
+                current("handler")
+            )),
+            "{error}"
+        );
+
+        let exports = names(&[&current("handler")]);
+        let imports = names(&[&current("types"), "warren:plugin/host@0.2.0"]);
+        let error = classify(&exports, &imports).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .contains("but uses warren:plugin/host@0.2.0"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_version_or_no_handler_is_refused() {
+        let exports = names(&["warren:plugin/handler@0.1.0"]);
+        let imports = names(&["warren:plugin/types@0.1.0"]);
+        let error = classify(&exports, &imports).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("built against contract warren:plugin@0.1.0 "),
+            "{error}"
+        );
+
+        let error =
+            classify(&names(&["run"]), &names(&["wasi:cli/stdout@0.2.0"])).expect_err("refused");
+        assert!(
+            error
+                .to_string()
+                .starts_with("is not a warren plugin: it does not export warren:plugin/handler@"),
             "{error}"
         );
     }

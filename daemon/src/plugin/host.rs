@@ -48,9 +48,10 @@ pub struct HostState {
     /// The message lent to the current `handle` (through the `delivery` the guest is given),
     /// moved here for the call and back out after it; an empty message between calls.
     pub(super) lent: Box<Message>,
-    /// The body of [`HostState::lent`] once the plugin has read it: taken out of the message
-    /// and shared with what is copied into the guest, so that the host never copies it; put
-    /// back by [`HostState::give_back_body`] when the call ends.
+    /// The body of [`HostState::lent`] once the plugin has read it with `body()`: taken out of
+    /// the message and shared with what is copied into the guest, so that `body()` costs the
+    /// host no copy (`message()` does copy it); put back by [`HostState::give_back_body`] when
+    /// the call ends.
     lent_body: Option<Bytes>,
     /// When the current call must end; checked at every epoch tick.
     pub(super) deadline: Instant,
@@ -118,6 +119,22 @@ impl HostState {
         lock(&self.tag).begin(message_id, trace_id);
     }
 
+    /// Lends `message` for a call: swaps it with the empty message the state holds between
+    /// calls. A body left from an earlier lend (none is: it is given back when a call ends)
+    /// is dropped, so that it can never be given to this message in place of its own.
+    pub(super) fn lend(&mut self, message: &mut Box<Message>) {
+        debug_assert!(self.lent_body.is_none(), "a body left from an earlier call");
+        self.lent_body = None;
+        std::mem::swap(&mut self.lent, message);
+    }
+
+    /// Takes the lent message back once the call is over (its body given back first): the
+    /// reverse of [`HostState::lend`].
+    pub(super) fn take_back(&mut self, message: &mut Box<Message>) {
+        self.give_back_body();
+        std::mem::swap(&mut self.lent, message);
+    }
+
     /// The body of the lent message, shared, not copied (see [`HostState::lent_body`]).
     pub(super) fn lent_body(&mut self) -> Bytes {
         let lent = &mut self.lent;
@@ -128,7 +145,7 @@ impl HostState {
 
     /// Puts the body the plugin read back into the lent message. Once the call is over the
     /// copies into the guest are gone, so the body's buffer is the message's again, as it was.
-    pub(super) fn give_back_body(&mut self) {
+    fn give_back_body(&mut self) {
         if let Some(body) = self.lent_body.take() {
             self.lent.body = Vec::from(body);
         }
@@ -316,13 +333,20 @@ mod tests {
     }
 
     /// The body read by the plugin is shared, not copied, and is the message's again after
-    /// the call, in the same buffer; `message()` after `body()` still has it.
+    /// the call, in the same buffer; `message()` after `body()` still has it; the state holds
+    /// an empty message again between calls.
     #[test]
     fn a_lent_body_is_shared_and_given_back_whole() {
         let mut state = state();
-        state.lent.body = b"payload".to_vec();
-        state.lent.routing_key = "rk".into();
-        let buffer = state.lent.body.as_ptr();
+        let mut message = Box::new(empty_message());
+        message.body = b"payload".to_vec();
+        message.routing_key = "rk".into();
+        let buffer = message.body.as_ptr();
+        state.lend(&mut message);
+        assert!(
+            message.body.is_empty(),
+            "the caller holds the empty message"
+        );
         let read = state.lent_body();
         assert_eq!(&read[..], b"payload");
         assert_eq!(read.as_ptr(), buffer, "shared, not copied");
@@ -334,17 +358,19 @@ mod tests {
         );
         assert_eq!(whole.routing_key, "rk");
         drop(read);
-        state.give_back_body();
-        assert_eq!(state.lent.body, b"payload");
-        assert_eq!(
-            state.lent.body.as_ptr(),
-            buffer,
-            "the same buffer, given back"
-        );
-        state.give_back_body();
-        assert_eq!(
-            state.lent.body, b"payload",
-            "giving back twice changes nothing"
-        );
+        state.take_back(&mut message);
+        assert_eq!(message.body, b"payload");
+        assert_eq!(message.routing_key, "rk");
+        assert_eq!(message.body.as_ptr(), buffer, "the same buffer, given back");
+        assert!(state.lent.body.is_empty() && state.lent.routing_key.is_empty());
+
+        // The next call is lent its own body, not the last one's.
+        let mut next = Box::new(empty_message());
+        next.body = b"second".to_vec();
+        state.lend(&mut next);
+        assert_eq!(&state.lent_body()[..], b"second");
+        state.take_back(&mut next);
+        assert_eq!(next.body, b"second");
+        assert_eq!(message.body, b"payload");
     }
 }

@@ -282,16 +282,14 @@ struct Lent<'a> {
 
 impl<'a> Lent<'a> {
     fn new(store: &'a mut Store<HostState>, message: &'a mut Box<Message>) -> Self {
-        std::mem::swap(&mut store.data_mut().lent, message);
+        store.data_mut().lend(message);
         Lent { store, message }
     }
 }
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        let state = self.store.data_mut();
-        state.give_back_body();
-        std::mem::swap(&mut state.lent, self.message);
+        self.store.data_mut().take_back(self.message);
     }
 }
 
